@@ -1,0 +1,6 @@
+"""MSA backbones shipped with promptkit; each module registers itself on import."""
+
+from ._registry import create_backbone, is_backbone, list_backbones, register_backbone
+from .base import MSABackbone
+
+__all__ = ["MSABackbone", "create_backbone", "is_backbone", "list_backbones", "register_backbone"]

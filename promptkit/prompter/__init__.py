@@ -1,0 +1,20 @@
+"""MPLMM prompts as a plug-in: config, the three prompt modules and the wrapper that owns the hooks."""
+
+from .config import PrompterConfig
+from .io import AdapterLoadError
+from .mmgm import MissingModalityGenerator
+from .model import MissingModalityPrompter, backbone_fingerprint, wrap
+from .signal import MissingSignalPrompts
+from .type_prompt import MissingTypePrompts, per_case_prompt_parameters
+
+__all__ = [
+    "AdapterLoadError",
+    "MissingModalityGenerator",
+    "MissingModalityPrompter",
+    "MissingSignalPrompts",
+    "MissingTypePrompts",
+    "PrompterConfig",
+    "backbone_fingerprint",
+    "per_case_prompt_parameters",
+    "wrap",
+]

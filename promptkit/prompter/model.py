@@ -1,0 +1,359 @@
+"""MissingModalityPrompter: MPLMM's three prompt types on a frozen backbone, through hooks.
+
+The forward pass, in the order data moves::
+
+    features ─► zero-fill missing ─► MMGM generates them ─► backbone(**features)
+                                         signal hooks: + P_NMS / P_MS on each projected sequence
+                                         type hooks:   [P'_MT ; sequence] into encoders, trimmed after
+                                         trainable:    the head trains with the prompts
+
+The per-batch mask reaches the hooks through this prompter instance (set for the duration of one
+forward), never through global state, so two prompters can live in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..hookspec import HookSpec, SignalTarget, TypeTarget, hook_spec_for, resolve_module
+from ..modalities import ModalitySet, check_mask
+from .config import PrompterConfig
+from .mmgm import MissingModalityGenerator
+from .signal import MissingSignalPrompts
+from .type_prompt import MissingTypePrompts
+
+_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "hidden_size", "out_channels", "out_features", "out_dim")
+
+
+class MissingModalityPrompter(nn.Module):
+    """A frozen backbone with MPLMM prompts attached at the spec's hook points.
+
+    Args:
+        backbone: any ``nn.Module`` taking one keyword tensor ``(B, T_m, D_m)`` per modality.
+        hooks: where to attach; None uses the spec registered for the backbone's class.
+        config: the prompts to build.
+        feature_dims: raw feature size per modality; read from ``backbone.feature_dims`` when None.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hooks: HookSpec | dict | None = None,
+        config: PrompterConfig | None = None,
+        feature_dims: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        spec = hook_spec_for(backbone) if hooks is None else hooks
+        self.spec = spec if isinstance(spec, HookSpec) else HookSpec.from_dict(spec)
+        self.config = config or PrompterConfig()
+        self.backbone = backbone
+        self.spec.validate(backbone)
+        self.modality_set = ModalitySet(self.spec.modalities)
+        self.feature_dims = self._feature_dims(feature_dims)
+
+        cfg = self.config
+        self.mmgm = (
+            MissingModalityGenerator(
+                self.feature_dims, cfg.mmgm_dim, cfg.prompt_length, cfg.mmgm_heads, cfg.dropout, cfg.init_std
+            )
+            if cfg.generative
+            else None
+        )
+        needs_signal = cfg.signal or cfg.type
+        if needs_signal and set(self.spec.signal) != set(self.modality_set.names):
+            lacking = sorted(set(self.modality_set.names) - set(self.spec.signal))
+            raise KeyError(f"signal/type prompts need a signal hook for every modality; the spec lacks {lacking}")
+        self.signal_widths = {m: self._width(t.path, t.width, "signal") for m, t in self.spec.signal.items()}
+        self.signal_prompts = (
+            MissingSignalPrompts(self.signal_widths, cfg.prompt_length, cfg.init_std) if needs_signal else None
+        )
+        self.type_widths = [self._width(t.path, t.width, "type") for t in self.spec.type]
+        if cfg.type and not self.spec.type:
+            raise ValueError("config.type is on but the hook spec names no type targets")
+        self.type_prompts = (
+            MissingTypePrompts(self.signal_widths, self.type_widths, cfg.prompt_length, cfg.prompt_length)
+            if cfg.type
+            else None
+        )
+
+        self._original_requires_grad = {n: p.requires_grad for n, p in backbone.named_parameters()}
+        self._freeze_backbone()
+        self._mask: torch.Tensor | None = None
+        self._type_tokens: list[torch.Tensor] | None = None
+        self._enabled = True
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._attach_hooks()
+
+    # --- construction ------------------------------------------------------------------
+    def _feature_dims(self, given: dict[str, int] | None) -> dict[str, int]:
+        dims = given or getattr(self.backbone, "feature_dims", None)
+        if not dims:
+            raise ValueError("pass feature_dims={modality: D} - the backbone has no 'feature_dims' attribute")
+        unknown = set(self.modality_set.names) - set(dims)
+        if unknown:
+            raise KeyError(f"feature_dims lacks modality {sorted(unknown)}; it has {sorted(dims)}")
+        return {m: int(dims[m]) for m in self.modality_set.names}
+
+    def _width(self, path: str, width: int | None, kind: str) -> int:
+        if width is not None:
+            return int(width)
+        module = resolve_module(self.backbone, path)
+        for attr in _WIDTH_ATTRS:
+            value = getattr(module, attr, None)
+            if isinstance(value, int):
+                return value * (2 if attr == "hidden_size" and getattr(module, "bidirectional", False) else 1)
+        raise ValueError(
+            f"cannot infer the width of {kind} target {path!r} ({type(module).__name__}); "
+            f"give width= in its {'SignalTarget' if kind == 'signal' else 'TypeTarget'}"
+        )
+
+    def _freeze_backbone(self) -> None:
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        for path in self.spec.trainable:
+            for p in resolve_module(self.backbone, path).parameters():
+                p.requires_grad_(True)
+
+    def _attach_hooks(self) -> None:
+        if self.config.signal:
+            for name, target in self.spec.signal.items():
+                module = resolve_module(self.backbone, target.path)
+                self._handles.append(module.register_forward_hook(self._signal_hook(name, target)))
+        if self.config.type:
+            for j, target in enumerate(self.spec.type):
+                module = resolve_module(self.backbone, target.path)
+                self._handles.append(
+                    module.register_forward_pre_hook(self._type_pre_hook(j, target), with_kwargs=True)
+                )
+                if not target.keep:
+                    self._handles.append(module.register_forward_hook(self._type_post_hook(target)))
+
+    # --- hooks -------------------------------------------------------------------------
+    def _active(self) -> bool:
+        return self._enabled and self._mask is not None
+
+    def _signal_hook(self, modality: str, target: SignalTarget):
+        col = self.modality_set.index(modality)
+        width = self.signal_widths[modality]
+
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            if not self._active():
+                return None
+            feat_axis = 1 if target.layout == "BDT" else -1
+            if output.shape[feat_axis] != width:
+                raise ValueError(
+                    f"signal target {target.path!r} gives width {output.shape[feat_axis]}, prompts were built "
+                    f"for {width} (layout {target.layout})"
+                )
+            return self.signal_prompts.add_to(modality, output, ~self._mask[:, col], target.layout)
+
+        return hook
+
+    def _type_pre_hook(self, j: int, target: TypeTarget):
+        width = self.type_widths[j]
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if not self._active():
+                return None
+            args, kwargs = list(args), dict(kwargs)
+            in_kwargs = isinstance(target.arg, str)
+            seq = kwargs[target.arg] if in_kwargs else args[target.arg]
+            if seq.shape[-1] != width:
+                raise ValueError(
+                    f"type target {target.path!r} takes tokens of width {seq.shape[-1]}, prompts are {width} wide"
+                )
+            tokens = self._type_tokens[j].to(seq.dtype)  # (B, l_p, d)
+            if target.layout == "TBD":
+                seq = torch.cat([tokens.transpose(0, 1), seq], dim=0)
+            else:
+                seq = torch.cat([tokens, seq], dim=1)
+            if in_kwargs:
+                kwargs[target.arg] = seq
+            else:
+                args[target.arg] = seq
+            pad = target.padding_mask_arg
+            if pad is not None and kwargs.get(pad) is not None:
+                keep = torch.zeros(tokens.shape[0], tokens.shape[1], dtype=kwargs[pad].dtype, device=seq.device)
+                kwargs[pad] = torch.cat([keep, kwargs[pad]], dim=1)
+            return tuple(args), kwargs
+
+        return hook
+
+    def _type_post_hook(self, target: TypeTarget):
+        length = self.config.prompt_length
+
+        def trim(x: torch.Tensor) -> torch.Tensor:
+            return x[length:] if target.layout == "TBD" else x[:, length:]
+
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            if not self._active():
+                return None
+            if isinstance(output, tuple):
+                return (trim(output[0]), *output[1:])
+            return trim(output)
+
+        return hook
+
+    # --- forward -----------------------------------------------------------------------
+    def forward(self, mask: torch.Tensor | None = None, **features: torch.Tensor) -> torch.Tensor:
+        """Run the prompted backbone.
+
+        Args:
+            mask: availability ``(B, M)`` bool, columns in spec order; None means complete.
+            **features: one ``(B, T_m, D_m)`` tensor per modality. The content of a missing
+                modality's tensor is never read; only its shape is.
+
+        Returns:
+            the backbone's output, ``(B, out_dim)``.
+        """
+        features = self._check_features(features)
+        batch = next(iter(features.values())).shape[0]
+        if mask is None:
+            mask = self.modality_set.complete_mask(batch).to(next(iter(features.values())).device)
+        check_mask(mask, len(self.modality_set), batch)
+        features = {
+            m: torch.where(mask[:, i, None, None], features[m], torch.zeros((), dtype=features[m].dtype, device=features[m].device))
+            for i, m in enumerate(self.modality_set.names)
+        }
+        if self.config.check_inputs:
+            self._check_finite(features)
+        if not self._enabled:
+            return self.backbone(**self._as_kwargs(features))
+        if self.mmgm is not None:
+            features = self.mmgm(features, mask)
+        missing = ~mask
+        if self.type_prompts is not None:
+            pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
+            self._type_tokens = self.type_prompts(pairs, missing)
+        self._mask = mask
+        try:
+            return self.backbone(**self._as_kwargs(features))
+        finally:
+            self._mask, self._type_tokens = None, None
+
+    def _check_features(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        names = self.modality_set.names
+        unknown = set(features) - set(names)
+        if unknown:
+            raise KeyError(f"unknown modality {sorted(unknown)}; this prompter knows {list(names)}")
+        lacking = [m for m in names if m not in features]
+        if lacking:
+            raise KeyError(f"missing input tensor(s) for {lacking}: pass every modality (content of missing ones is ignored)")
+        batch = {features[m].shape[0] for m in names}
+        for m in names:
+            x = features[m]
+            if x.dim() != 3 or x.shape[-1] != self.feature_dims[m]:
+                raise ValueError(f"{m} features must have shape (B, T, {self.feature_dims[m]}), got {tuple(x.shape)}")
+        if len(batch) > 1:
+            raise ValueError(f"modalities disagree on batch size: { {m: features[m].shape[0] for m in names} }")
+        return features
+
+    def _check_finite(self, features: dict[str, torch.Tensor]) -> None:
+        for m, x in features.items():
+            if not torch.isfinite(x).all():
+                bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten()[:10].tolist()
+                raise ValueError(f"{m} features hold NaN/inf in available sample(s) {bad}")
+
+    def _as_kwargs(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {self.spec.features[m]: x for m, x in features.items()}
+
+    # --- peft-like API -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def prompts_disabled(self) -> Iterator[None]:
+        """The bare backbone on zero-filled inputs: the baseline without prompts or MMGM."""
+        previous, self._enabled = self._enabled, False
+        try:
+            yield
+        finally:
+            self._enabled = previous
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Prompts, MMGM and the spec's trainable backbone modules - nothing else."""
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        for path in self.spec.trainable:
+            module = resolve_module(self.backbone, path)
+            prefix = f"backbone.{path}." if path else "backbone."
+            state.update({prefix + k: v for k, v in module.state_dict().items()})
+        return state
+
+    def prompt_parameters(self) -> dict[str, int]:
+        """Parameter count per prompt part (generative = MMGM incl. P_G)."""
+        parts = {"generative": self.mmgm, "signal": self.signal_prompts, "type": self.type_prompts}
+        return {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
+
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable prompt/MMGM parameters that belong to one modality (for CGGM)."""
+        out: dict[str, list[nn.Parameter]] = {m: [] for m in self.modality_set.names}
+        if self.mmgm is not None:
+            for m, ps in self.mmgm.modality_parameters().items():
+                out[m] += ps
+        if self.signal_prompts is not None:
+            for m in out:
+                out[m] += [self.signal_prompts.real[m], self.signal_prompts.generated[m]]
+        if self.type_prompts is not None:
+            for m, ps in self.type_prompts.modality_parameters().items():
+                out[m] += ps
+        return out
+
+    def trainable_summary(self) -> dict[str, float]:
+        backbone = sum(p.numel() for p in self.backbone.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        prompts = sum(self.prompt_parameters().values())
+        return {
+            "backbone_params": backbone,
+            "prompt_params": prompts,
+            "trainable_params": trainable,
+            "prompt_share": prompts / backbone,
+            "trainable_share": trainable / backbone,
+        }
+
+    def print_trainable_parameters(self) -> None:
+        s = self.trainable_summary()
+        print(
+            f"trainable params: {s['trainable_params']:,} || backbone params: {s['backbone_params']:,} || "
+            f"trainable%: {100 * s['trainable_share']:.2f} || prompts%: {100 * s['prompt_share']:.2f}"
+        )
+
+    def unwrap(self) -> nn.Module:
+        """Remove every hook, restore the backbone's requires_grad flags, return the backbone."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for n, p in self.backbone.named_parameters():
+            p.requires_grad_(self._original_requires_grad.get(n, True))
+        return self.backbone
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from .io import save_adapter
+
+        save_adapter(self, Path(directory))
+
+    @classmethod
+    def from_pretrained(cls, backbone: nn.Module, directory: str | Path) -> "MissingModalityPrompter":
+        from .io import load_adapter
+
+        return load_adapter(cls, backbone, Path(directory))
+
+
+def backbone_fingerprint(backbone: nn.Module) -> str:
+    """sha256 over the backbone's parameter names and shapes: which architecture, not which weights."""
+    h = hashlib.sha256()
+    for name, p in backbone.state_dict().items():
+        h.update(f"{name}:{tuple(p.shape)};".encode())
+    return h.hexdigest()
+
+
+def wrap(
+    backbone: nn.Module,
+    hooks: HookSpec | dict | None = None,
+    config: PrompterConfig | None = None,
+    **kwargs: Any,
+) -> MissingModalityPrompter:
+    """Attach MPLMM prompts to ``backbone`` and freeze it: see :class:`MissingModalityPrompter`."""
+    return MissingModalityPrompter(backbone, hooks=hooks, config=config, **kwargs)

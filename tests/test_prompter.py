@@ -1,0 +1,290 @@
+"""MissingModalityPrompter: freezing, gradients, masking semantics, linear growth, save/load, unwrap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _toy import ToyMSA, toy_inputs, toy_spec
+
+import promptkit
+from promptkit import HookSpec, PrompterConfig
+from promptkit.modalities import ModalitySet
+from promptkit.prompter import AdapterLoadError, MissingModalityPrompter, per_case_prompt_parameters
+
+DIMS = {"text": 12, "audio": 5, "vision": 7}
+
+
+def make(seed: int = 0, config: PrompterConfig | None = None, dims=DIMS):
+    torch.manual_seed(seed)
+    backbone = ToyMSA(dims)
+    return backbone, promptkit.wrap(backbone, hooks=toy_spec(list(dims)), config=config)
+
+
+def mixed_mask(batch: int = 6) -> torch.Tensor:
+    ms = ModalitySet(list(DIMS))
+    ids = torch.arange(batch) % len(ms.cases)
+    return ms.masks_from_case_ids(ids)
+
+
+def test_frozen_weights_bit_identical_and_optimizer_holds_only_trainable():
+    backbone, prompter = make()
+    frozen = {n: p.clone() for n, p in backbone.named_parameters() if not n.startswith("head.")}
+    head = {n: p.clone() for n, p in backbone.named_parameters() if n.startswith("head.")}
+    params = [p for p in prompter.parameters() if p.requires_grad]
+    assert all(not p.requires_grad for n, p in backbone.named_parameters() if not n.startswith("head."))
+    opt = torch.optim.Adam(params, lr=1e-2)
+    x = toy_inputs(DIMS)
+    for _ in range(3):
+        loss = prompter(**x, mask=mixed_mask()).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for n, p in backbone.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+            assert p.grad is None, n
+        else:
+            assert not torch.equal(p, head[n]), n
+
+
+def test_every_prompt_tensor_gets_nonzero_gradient_at_init():
+    _, prompter = make()
+    out = prompter(**toy_inputs(DIMS), mask=mixed_mask())
+    out.sum().backward()
+    for name, p in prompter.named_parameters():
+        if p.requires_grad and not name.startswith("backbone."):
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} gets no gradient"
+
+
+def test_permuting_the_batch_permutes_the_outputs():
+    _, prompter = make()
+    prompter.eval()
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    out = prompter(**x, mask=mask)
+    out_perm = prompter(**{m: v[perm] for m, v in x.items()}, mask=mask[perm])
+    torch.testing.assert_close(out_perm, out[perm])
+
+
+def test_missing_input_content_has_no_effect():
+    _, prompter = make()
+    prompter.eval()
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    noisy = {m: torch.where(mask[:, i, None, None], v, torch.full_like(v, float("nan"))) for i, (m, v) in enumerate(x.items())}
+    torch.testing.assert_close(prompter(**noisy, mask=mask), prompter(**x, mask=mask), rtol=0, atol=0)
+
+
+def test_available_modalities_reach_the_backbone_unchanged():
+    backbone, prompter = make()
+    seen = {}
+    backbone.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    prompter(**x, mask=mask)
+    for i, m in enumerate(DIMS):
+        rows = mask[:, i]
+        assert torch.equal(seen[m][rows], x[m][rows])
+        assert not torch.equal(seen[m][~rows], torch.zeros_like(seen[m][~rows])), "MMGM should fill missing rows"
+
+
+def test_prompts_disabled_is_the_bare_backbone_on_zero_filled_inputs():
+    backbone, prompter = make()
+    prompter.eval()
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    zero_filled = {m: v * mask[:, i, None, None] for i, (m, v) in enumerate(x.items())}
+    with prompter.prompts_disabled():
+        wrapped = prompter(**x, mask=mask)
+    torch.testing.assert_close(wrapped, backbone(**zero_filled), rtol=0, atol=0)
+
+
+def test_unwrap_restores_outputs_and_flags_exactly():
+    torch.manual_seed(0)
+    backbone = ToyMSA(DIMS).eval()
+    x = toy_inputs(DIMS)
+    before = backbone(**x)
+    flags = {n: p.requires_grad for n, p in backbone.named_parameters()}
+    prompter = promptkit.wrap(backbone, hooks=toy_spec(list(DIMS)))
+    assert not torch.equal(prompter(**x), before)  # prompts change the output
+    restored = prompter.unwrap()
+    assert restored is backbone
+    assert torch.equal(backbone(**x), before)
+    assert {n: p.requires_grad for n, p in backbone.named_parameters()} == flags
+
+
+def test_prompt_parameters_grow_linearly_in_modalities():
+    counts, per_case = [], []
+    for m in range(2, 7):
+        dims = {f"m{i}": 4 for i in range(m)}
+        _, prompter = make(config=PrompterConfig(generative=False), dims=dims)
+        counts.append(sum(prompter.prompt_parameters().values()))
+        per_case.append(per_case_prompt_parameters(m, 16, [8] * m))  # MPMM: one set per case and target
+    steps = [b - a for a, b in zip(counts, counts[1:])]
+    assert len(set(steps)) == 1 and steps[0] > 0, counts  # constant cost per added modality
+    case_steps = [b - a for a, b in zip(per_case, per_case[1:])]
+    assert all(b > 1.5 * a for a, b in zip(case_steps, case_steps[1:])), per_case
+    assert counts[-1] < per_case[-1]
+
+
+def test_save_load_round_trip_into_a_fresh_backbone(tmp_path):
+    backbone, prompter = make(seed=1)
+    opt = torch.optim.Adam([p for p in prompter.parameters() if p.requires_grad], lr=1e-2)
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    prompter(**x, mask=mask).pow(2).mean().backward()
+    opt.step()
+    prompter.eval()
+    expected = prompter(**x, mask=mask)
+    prompter.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_model.safetensors").is_file() and (tmp_path / "promptkit_config.json").is_file()
+
+    fresh = ToyMSA(DIMS)
+    frozen_state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("head.")}
+    fresh.load_state_dict(frozen_state, strict=False)  # the pre-trained frozen part comes from the user
+    loaded = MissingModalityPrompter.from_pretrained(fresh, tmp_path).eval()
+    torch.testing.assert_close(loaded(**x, mask=mask), expected, rtol=0, atol=0)
+
+
+def test_loading_onto_another_backbone_or_tampered_files_is_refused(tmp_path):
+    _, prompter = make()
+    prompter.save_pretrained(tmp_path)
+    with pytest.raises(AdapterLoadError, match="other parameter names/shapes"):
+        MissingModalityPrompter.from_pretrained(ToyMSA(DIMS, dim=16), tmp_path)
+    weights = tmp_path / "adapter_model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-3] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(AdapterLoadError, match="altered"):
+        MissingModalityPrompter.from_pretrained(ToyMSA(DIMS), tmp_path)
+    cfg = json.loads((tmp_path / "promptkit_config.json").read_text())
+    cfg["backbone_class"] = "MulT"
+    (tmp_path / "promptkit_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(AdapterLoadError, match="saved for a MulT"):
+        MissingModalityPrompter.from_pretrained(ToyMSA(DIMS), tmp_path)
+
+
+def test_missing_tensor_in_adapter_is_refused(tmp_path):
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    _, prompter = make()
+    prompter.save_pretrained(tmp_path)
+    weights = tmp_path / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    tensors.pop(next(iter(tensors)))
+    save_file(tensors, weights)
+    cfg = json.loads((tmp_path / "promptkit_config.json").read_text())
+    cfg["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (tmp_path / "promptkit_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(AdapterLoadError, match="missing tensors"):
+        MissingModalityPrompter.from_pretrained(ToyMSA(DIMS), tmp_path)
+
+
+def test_custom_backbone_through_hooks_trains_end_to_end():
+    torch.manual_seed(0)
+    backbone = ToyMSA(DIMS)
+    prompter = promptkit.wrap(backbone, hooks=HookSpec.from_dict(toy_spec(list(DIMS))))
+    x = toy_inputs(DIMS, batch=32)
+    y = x["text"].mean(dim=(1, 2), keepdim=False)[:, None] * 3
+    opt = torch.optim.Adam([p for p in prompter.parameters() if p.requires_grad], lr=3e-3)
+    ms = ModalitySet(list(DIMS))
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(40):
+        loss = (prompter(**x, mask=ms.sample_masks(32, 0.7, g)) - y).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_two_prompters_in_one_process_do_not_interfere():
+    _, p1 = make(seed=0)
+    _, p2 = make(seed=1)
+    p1.eval(), p2.eval()
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    a1 = p1(**x, mask=mask)
+    p2(**x, mask=~mask | torch.eye(6, 3, dtype=torch.bool))
+    torch.testing.assert_close(p1(**x, mask=mask), a1, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(generative=False),
+        dict(signal=False),
+        dict(type=False),
+        dict(generative=False, signal=False),
+        dict(generative=False, type=False),
+        dict(signal=False, type=False),
+    ],
+)
+def test_each_prompt_type_switches_off(kwargs):
+    _, prompter = make(config=PrompterConfig(**kwargs))
+    counts = prompter.prompt_parameters()
+    for part, on in (("generative", kwargs.get("generative", True)), ("type", kwargs.get("type", True))):
+        assert (counts[part] > 0) == on
+    out = prompter(**toy_inputs(DIMS), mask=mixed_mask())
+    assert out.shape == (6, 1)
+
+
+# --- bad input ----------------------------------------------------------------------------
+def test_sample_with_every_modality_missing_is_named():
+    _, prompter = make()
+    mask = mixed_mask()
+    mask[4] = False
+    with pytest.raises(ValueError, match=r"sample\(s\) \[4\] have every modality missing"):
+        prompter(**toy_inputs(DIMS), mask=mask)
+
+
+def test_mask_of_wrong_shape_or_dtype_is_refused():
+    _, prompter = make()
+    with pytest.raises(ValueError, match=r"shape \(B, 3\)"):
+        prompter(**toy_inputs(DIMS), mask=torch.ones(6, 2, dtype=torch.bool))
+    with pytest.raises(TypeError, match="torch.bool"):
+        prompter(**toy_inputs(DIMS), mask=torch.ones(6, 3))
+    with pytest.raises(ValueError, match="6 samples"):
+        prompter(**toy_inputs(DIMS), mask=torch.ones(5, 3, dtype=torch.bool))
+
+
+def test_unknown_hook_path_suggests_the_closest_names():
+    spec = toy_spec(list(DIMS))
+    spec["signal"]["text"]["path"] = "proj.txt"
+    with pytest.raises(KeyError, match=r"did you mean \['proj.text'"):
+        promptkit.wrap(ToyMSA(DIMS), hooks=spec)
+
+
+def test_unknown_modality_is_refused():
+    _, prompter = make()
+    x = toy_inputs(DIMS)
+    x["depth"] = x["text"]
+    with pytest.raises(KeyError, match="unknown modality"):
+        prompter(**x)
+    spec = toy_spec(list(DIMS))
+    spec["signal"]["depth"] = "proj.text"
+    with pytest.raises(KeyError, match="'features' does not know"):
+        promptkit.wrap(ToyMSA(DIMS), hooks=spec)
+
+
+def test_type_target_without_inferable_width_is_refused():
+    spec = toy_spec(list(DIMS))
+    spec["type"][0].pop("width")
+    with pytest.raises(ValueError, match="cannot infer the width of type target 'enc.text'"):
+        promptkit.wrap(ToyMSA(DIMS), hooks=spec)
+
+
+def test_prompts_wider_than_the_backbone_expects_are_refused():
+    spec = toy_spec(list(DIMS))
+    spec["type"][0]["width"] = 16
+    prompter = promptkit.wrap(ToyMSA(DIMS), hooks=spec)
+    with pytest.raises(ValueError, match="prompts are 16 wide"):
+        prompter(**toy_inputs(DIMS))
+
+
+def test_nan_in_available_features_is_named():
+    _, prompter = make()
+    x = toy_inputs(DIMS)
+    x["audio"][2, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"audio features hold NaN/inf in available sample\(s\) \[2\]"):
+        prompter(**x)

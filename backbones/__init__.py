@@ -4,3 +4,5 @@ from ._registry import create_backbone, is_backbone, list_backbones, register_ba
 from .base import MSABackbone
 
 __all__ = ["MSABackbone", "create_backbone", "is_backbone", "list_backbones", "register_backbone"]
+
+from . import mult  # noqa: E402,F401  (registers "mult" and MulT's hook spec)

@@ -1,0 +1,347 @@
+"""A small batch-first transformer encoder in MulT's form (Tsai et al. 2019).
+
+Everything is batch first, ``(B, T, D)``. Attention runs through
+:func:`torch.nn.functional.scaled_dot_product_attention`, so the fused kernels are used
+where the device has them.
+
+Masks follow :class:`torch.nn.MultiheadAttention`: a bool ``key_padding_mask`` ``(B, T_k)``
+is True at padded keys, and a bool ``attn_mask`` is True where attention is *blocked*.
+
+Differences from MulT's released encoder, none of which changes the function in the usual case:
+
+- key and value share one input (one layer norm, one embedding dropout), where MulT draws two
+  embedding-dropout masks for the same tensor;
+- padding is given by ``key_padding_mask`` instead of being guessed from ``x[..., 0] == 0``
+  (MulT then drops those steps' positional embedding); here every step gets positions ``1..T``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+__all__ = [
+    "MultiheadAttention",
+    "SinusoidalPositions",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "future_mask",
+    "sinusoidal_table",
+]
+
+
+def _check_p(name: str, p: float) -> float:
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {p}")
+    return p
+
+
+def _xavier_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear with Xavier-uniform weight and zero bias, MulT's initialisation."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention with one input projection for q, k and v.
+
+    Self-attention (``key is None``) projects the input once into q, k, v. Cross-attention
+    projects the query with the q rows and the key/value input with the k, v rows of the same
+    weight, so one module serves both (and holds MulT's parameter count).
+
+    Args:
+        embed_dim: model width E; must divide by ``num_heads``.
+        num_heads: number of heads H.
+        dropout: dropout on the attention weights (training only).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.dropout = _check_p("attention dropout", dropout)
+        self.in_proj = _xavier_linear(embed_dim, 3 * embed_dim)  # rows: [q; k; v]
+        self.out_proj = _xavier_linear(embed_dim, embed_dim)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query: ``(B, T_q, E)``.
+            key: ``(B, T_k, E)``; None for self-attention.
+            value: ``(B, T_k, E)``; None means ``key`` (the usual crossmodal case).
+            key_padding_mask: bool ``(B, T_k)``, True at padded keys.
+            attn_mask: bool, True where attention is blocked, broadcastable to
+                ``(B, H, T_q, T_k)``, e.g. ``(T_q, T_k)`` or ``(B, 1, T_q, T_k)``.
+            is_causal: block keys after the query's own step (needs ``T_q == T_k`` and no mask).
+
+        Returns:
+            ``(B, T_q, E)``.
+        """
+        E, H = self.embed_dim, self.num_heads
+        w, b = self.in_proj.weight, self.in_proj.bias
+        if key is None:
+            if value is not None:
+                raise ValueError("value given without key; pass key (and value) for cross-attention")
+            q, k, v = rearrange(self.in_proj(query), "b t (three h d) -> three b h t d", three=3, h=H)
+        else:
+            q = rearrange(F.linear(query, w[:E], b[:E]), "b t (h d) -> b h t d", h=H)
+            if value is None or value is key:
+                kv = F.linear(key, w[E:], b[E:])
+                k, v = rearrange(kv, "b t (two h d) -> two b h t d", two=2, h=H)
+            else:
+                k = rearrange(F.linear(key, w[E : 2 * E], b[E : 2 * E]), "b t (h d) -> b h t d", h=H)
+                v = rearrange(F.linear(value, w[2 * E :], b[2 * E :]), "b t (h d) -> b h t d", h=H)
+        blocked = combine_masks(attn_mask, key_padding_mask, batch=q.shape[0], t_k=k.shape[2])
+        if is_causal and (blocked is not None or q.shape[2] != k.shape[2]):
+            raise ValueError("is_causal needs T_q == T_k and no other mask; pass future_mask(...) as attn_mask")
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=None if blocked is None else ~blocked,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        return self.out_proj(rearrange(out, "b h t d -> b t (h d)"))
+
+
+def combine_masks(
+    attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None, batch: int, t_k: int
+) -> torch.Tensor | None:
+    """One blocked-attention mask from an ``attn_mask`` and a ``key_padding_mask`` (True = blocked).
+
+    Returns None when both are None, else a bool tensor broadcastable to ``(B, H, T_q, T_k)``.
+    """
+    if key_padding_mask is not None:
+        if key_padding_mask.dtype != torch.bool:
+            raise TypeError(f"key_padding_mask must be bool (True = pad), got {key_padding_mask.dtype}")
+        if key_padding_mask.shape != (batch, t_k):
+            raise ValueError(
+                f"key_padding_mask must have shape (B, T_k) = ({batch}, {t_k}), got {tuple(key_padding_mask.shape)}"
+            )
+        pad = key_padding_mask[:, None, None, :]
+        return pad if attn_mask is None else attn_mask | pad
+    if attn_mask is not None and attn_mask.dtype != torch.bool:
+        raise TypeError(f"attn_mask must be bool (True = blocked), got {attn_mask.dtype}")
+    return attn_mask
+
+
+def future_mask(t_q: int, t_k: int, device: torch.device | None = None) -> torch.Tensor:
+    """MulT's "future" mask ``(T_q, T_k)``, True = blocked.
+
+    Query ``i`` may see key ``j`` when ``j <= i + |T_k - T_q|``; with equal lengths this is the
+    causal mask. The last query always sees every key.
+    """
+    ones = torch.ones(t_q, t_k, dtype=torch.bool, device=device)
+    return torch.triu(ones, diagonal=1 + abs(t_k - t_q))
+
+
+def sinusoidal_table(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """Sinusoidal embeddings of positions ``1..length`` (MulT/fairseq form), ``(length, dim)``.
+
+    Row ``t`` holds ``[sin((t+1) w), cos((t+1) w)]`` with ``w_i = 10000^(-i / (dim/2 - 1))``; an odd
+    ``dim`` gets a zero last column.
+    """
+    half = dim // 2
+    rate = math.log(10000.0) / max(half - 1, 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=device) * -rate)
+    angles = torch.arange(1, length + 1, dtype=torch.float32, device=device)[:, None] * freqs[None, :]
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if dim % 2:
+        table = F.pad(table, (0, 1))
+    return table
+
+
+class SinusoidalPositions(nn.Module):
+    """Cached sinusoidal positional embeddings; ``forward(T)`` gives ``(T, D)``.
+
+    The table is a non-persistent buffer (it follows ``.to()`` and is not saved) and grows to the
+    next power of two when a longer sequence arrives.
+    """
+
+    def __init__(self, dim: int, init_size: int = 128) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("table", sinusoidal_table(init_size, dim), persistent=False)
+
+    def forward(self, length: int) -> torch.Tensor:
+        if length > self.table.shape[0]:
+            size = 1 << (length - 1).bit_length()
+            self.table = sinusoidal_table(size, self.dim, device=self.table.device).to(self.table.dtype)
+        return self.table[:length]
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Pre-LayerNorm encoder layer: ``x + drop(attn(LN(x)))``, then ``x + drop(FFN(LN(x)))``.
+
+    In cross-attention the key/value input goes through the same first LayerNorm, as in MulT.
+    The FFN is ``Linear(E, 4E) → ReLU → dropout → Linear(4E, E)``.
+
+    Args:
+        embed_dim: width E.
+        num_heads: attention heads.
+        attn_dropout: dropout on attention weights.
+        relu_dropout: dropout after the FFN's ReLU.
+        res_dropout: dropout on each branch before its residual add.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        attn_dropout: float = 0.1,
+        relu_dropout: float = 0.1,
+        res_dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.attn = MultiheadAttention(embed_dim, num_heads, attn_dropout)
+        self.norm_attn = nn.LayerNorm(embed_dim)
+        self.norm_ffn = nn.LayerNorm(embed_dim)
+        self.fc1 = _xavier_linear(embed_dim, 4 * embed_dim)
+        self.fc2 = _xavier_linear(4 * embed_dim, embed_dim)
+        self.relu_dropout = _check_p("relu_dropout", relu_dropout)
+        self.res_dropout = _check_p("res_dropout", res_dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_k: torch.Tensor | None = None,
+        x_v: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """``x``: ``(B, T_q, E)``; ``x_k``/``x_v``: ``(B, T_k, E)`` or None → ``(B, T_q, E)``.
+
+        ``attn_mask``: bool, True = blocked, broadcastable to ``(B, H, T_q, T_k)``;
+        ``is_causal``: see :class:`MultiheadAttention`.
+        """
+        h = self.norm_attn(x)
+        if x_k is None:
+            h = self.attn(h, attn_mask=attn_mask, is_causal=is_causal)
+        else:
+            k = self.norm_attn(x_k)
+            v = None if x_v is None or x_v is x_k else self.norm_attn(x_v)
+            h = self.attn(h, k, v, attn_mask=attn_mask, is_causal=is_causal)
+        x = x + F.dropout(h, self.res_dropout, self.training)
+        h = F.dropout(F.relu(self.fc1(self.norm_ffn(x))), self.relu_dropout, self.training)
+        return x + F.dropout(self.fc2(h), self.res_dropout, self.training)
+
+
+class TransformerEncoder(nn.Module):
+    """MulT's transformer: scaled input + sinusoidal positions, pre-LN layers, final LayerNorm.
+
+    Self-attention when ``x_k`` is None; crossmodal otherwise, with queries from ``x_q`` and
+    keys/values from ``x_k`` (and ``x_v``, default ``x_k``). Each input is embedded as
+    ``sqrt(E) * x + pos`` followed by embedding dropout.
+
+    Args:
+        embed_dim: width E.
+        num_heads: attention heads; must divide E.
+        layers: number of encoder layers.
+        attn_dropout, relu_dropout, res_dropout: see :class:`TransformerEncoderLayer`.
+        embed_dropout: dropout on the embedded inputs.
+        attn_mask: apply MulT's future mask (:func:`future_mask`).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        layers: int,
+        attn_dropout: float = 0.0,
+        relu_dropout: float = 0.0,
+        res_dropout: float = 0.0,
+        embed_dropout: float = 0.0,
+        attn_mask: bool = False,
+    ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be at least 1, got {layers}")
+        self.embed_dim = embed_dim
+        self.embed_scale = math.sqrt(embed_dim)
+        self.embed_dropout = _check_p("embed_dropout", embed_dropout)
+        self.attn_mask = bool(attn_mask)
+        self.positions = SinusoidalPositions(embed_dim)
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(embed_dim, num_heads, attn_dropout, relu_dropout, res_dropout)
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        pos = self.positions(x.shape[1]).to(x.dtype)
+        return F.dropout(torch.add(pos, x, alpha=self.embed_scale), self.embed_dropout, self.training)
+
+    def _check(self, name: str, x: torch.Tensor, batch: int | None = None) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"{name} must have shape (B, T, {self.embed_dim}), got {tuple(x.shape)}")
+        if batch is not None and x.shape[0] != batch:
+            raise ValueError(f"{name} has batch size {x.shape[0]} but x_q has {batch}")
+
+    def forward(
+        self,
+        x_q: torch.Tensor,
+        x_k: torch.Tensor | None = None,
+        x_v: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode ``x_q`` ``(B, T_q, E)``, attending to itself or to ``x_k`` ``(B, T_k, E)``.
+
+        Args:
+            x_q: queries (and keys/values in self-attention).
+            x_k: crossmodal keys/values, or None.
+            x_v: crossmodal values when they differ from ``x_k``.
+            key_padding_mask: bool ``(B, T_k)``, True at padded keys (``T_k = T_q`` in
+                self-attention). Every sample needs at least one visible key.
+
+        Returns:
+            ``(B, T_q, E)``.
+        """
+        self._check("x_q", x_q)
+        if x_k is None and x_v is not None:
+            raise ValueError("x_v given without x_k; pass x_k (and x_v) for crossmodal attention")
+        kv = x_q if x_k is None else x_k
+        if x_k is not None:
+            self._check("x_k", x_k, x_q.shape[0])
+        if x_v is not None and x_v is not x_k:
+            self._check("x_v", x_v, x_q.shape[0])
+            if x_v.shape[1] != x_k.shape[1]:
+                raise ValueError(f"x_v has {x_v.shape[1]} steps but x_k has {x_k.shape[1]}")
+
+        t_q, t_k = x_q.shape[1], kv.shape[1]
+        # With equal lengths the future mask is the causal one: let SDPA pick its causal kernel.
+        causal = self.attn_mask and t_q == t_k and key_padding_mask is None
+        blocked = future_mask(t_q, t_k, x_q.device) if self.attn_mask and not causal else None
+        blocked = combine_masks(blocked, key_padding_mask, batch=x_q.shape[0], t_k=t_k)
+        if key_padding_mask is not None and blocked.all(dim=-1).any():
+            raise ValueError(
+                "key_padding_mask (with the future mask, if on) leaves some query with no visible key; "
+                "every sample needs at least one unpadded key"
+            )
+
+        x = self._embed(x_q)
+        k = v = None
+        if x_k is not None:
+            k = self._embed(x_k)
+            v = k if x_v is None or x_v is x_k else self._embed(x_v)
+        for layer in self.layers:
+            x = layer(x, k, v, attn_mask=blocked, is_causal=causal)
+        return self.norm(x)

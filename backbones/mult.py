@@ -1,0 +1,234 @@
+"""MulT, the Multimodal Transformer (Tsai et al., ACL 2019), as the MPLMM code uses it.
+
+Data path for modalities ``(m0, m1, m2)`` (by default text, audio, vision):
+
+1. ``proj[m]``: Conv1d(k=1, no bias) ``D_m → d``; output ``(B, d, T_m)`` (layout BDT).
+2. ``cross[f"{m}_from_{s}"]``: six crossmodal transformers, queries from ``m``, keys/values
+   from ``s``; each ``(B, T_m, d)``.
+3. ``mem[m]``: a self-attention transformer of width ``2d`` over the two crossmodal outputs
+   into ``m``, concatenated on features: ``(B, T_m, 2d) → (B, T_m, 2d)``.
+4. The last step of each memory, concatenated ``(B, 3·2d)``, goes to ``head``:
+   ``out_layer(h + proj2(dropout(relu(proj1(h)))))`` → ``(B, out_dim)``.
+
+Lengths may differ per modality (unaligned data). Hook points: ``proj.<m>`` (missing-signal
+prompts, BDT), ``mem.<m>`` (missing-type prompts, first positional argument ``(B, T, 2d)``),
+``head`` (trainable). A prompter may prepend tokens to a memory's input and strip them from its
+output; the readout takes the last step, so it is unaffected.
+
+As in the released MulT/MPLMM code: the first modality's raw features get embedding dropout
+before projection; attention dropout of a crossmodal transformer is that of its key/value
+modality; the memory transformers have ``max(layers, 3)`` layers; the future mask is on.
+Unlike it, the projection is always applied (MulT skips it when ``D_m == d``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from promptkit.hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarget, register_hook_spec
+
+from ._registry import register_backbone
+from .base import MSABackbone, Task
+from .layers import TransformerEncoder
+
+__all__ = ["MulT", "MulTHead", "mult"]
+
+DEFAULT_FEATURE_DIMS: dict[str, int] = {"text": 300, "audio": 5, "vision": 20}
+
+
+class MulTHead(nn.Module):
+    """MulT's residual output head: ``(B, F) → (B, out_dim)``."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.proj1 = nn.Linear(in_dim, in_dim)
+        self.proj2 = nn.Linear(in_dim, in_dim)
+        self.out_layer = nn.Linear(in_dim, out_dim)
+        self.dropout = dropout
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = self.proj2(F.dropout(F.relu(self.proj1(h)), self.dropout, self.training))
+        return self.out_layer(h + z)
+
+
+class MulT(MSABackbone):
+    """Multimodal Transformer over exactly three modalities.
+
+    Args:
+        feature_dims: feature size per modality, in order; exactly three entries.
+        out_dim: 1 for regression, else the number of logits.
+        task: ``"regression"`` or ``"classification"``.
+        d_model: projection width d; the memories are ``2d`` wide. Must divide by ``num_heads``.
+        num_heads: attention heads in every transformer.
+        layers: layers of each crossmodal transformer; memories have ``max(layers, 3)``.
+        attn_dropout: attention dropout of the memory transformers, and the default for
+            crossmodal transformers reading the first modality.
+        cross_attn_dropout: attention dropout of the crossmodal transformers, keyed by the
+            modality they read keys/values from (MulT's ``attn_dropout``, ``attn_dropout_a``,
+            ``attn_dropout_v``). Missing entries: ``attn_dropout`` for the first modality, 0.0
+            for the others (MulT's defaults).
+        relu_dropout: dropout after the FFN's ReLU.
+        res_dropout: dropout on residual branches.
+        embed_dropout: dropout on the embedded transformer inputs and on the first modality's
+            raw features.
+        out_dropout: dropout inside the head.
+        attn_mask: MulT's future mask in every transformer (the released code's default).
+    """
+
+    def __init__(
+        self,
+        feature_dims: dict[str, int] | None = None,
+        out_dim: int = 1,
+        task: Task = "regression",
+        d_model: int = 30,
+        num_heads: int = 5,
+        layers: int = 5,
+        attn_dropout: float = 0.1,
+        cross_attn_dropout: dict[str, float] | None = None,
+        relu_dropout: float = 0.1,
+        res_dropout: float = 0.1,
+        embed_dropout: float = 0.25,
+        out_dropout: float = 0.0,
+        attn_mask: bool = True,
+    ) -> None:
+        super().__init__(dict(DEFAULT_FEATURE_DIMS) if feature_dims is None else feature_dims, out_dim, task)
+        if len(self.modalities) != 3:
+            raise ValueError(
+                f"MulT is defined for exactly 3 modalities, got {len(self.modalities)}: {list(self.modalities)}"
+            )
+        for name in self.modalities:
+            if not name.isidentifier():
+                raise ValueError(f"modality name {name!r} must be a Python identifier")
+        if d_model % num_heads:
+            raise ValueError(f"d_model {d_model} must be divisible by num_heads {num_heads}")
+        dropouts = dict(
+            attn_dropout=attn_dropout,
+            relu_dropout=relu_dropout,
+            res_dropout=res_dropout,
+            embed_dropout=embed_dropout,
+            out_dropout=out_dropout,
+        )
+        for name, p in dropouts.items():
+            if not 0.0 <= float(p) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {p}")
+        self.d_model, self.num_heads, self.layers = int(d_model), int(num_heads), int(layers)
+        self.attn_dropout, self.relu_dropout, self.res_dropout = attn_dropout, relu_dropout, res_dropout
+        self.embed_dropout, self.out_dropout, self.attn_mask = embed_dropout, out_dropout, bool(attn_mask)
+        self.cross_attn_dropout = self._resolve_cross_dropout(cross_attn_dropout)
+
+        d, mods = self.d_model, self.modalities
+        shared = dict(
+            num_heads=num_heads,
+            relu_dropout=relu_dropout,
+            res_dropout=res_dropout,
+            embed_dropout=embed_dropout,
+            attn_mask=attn_mask,
+        )
+        self.proj = nn.ModuleDict({m: nn.Conv1d(self.feature_dims[m], d, kernel_size=1, bias=False) for m in mods})
+        self.cross = nn.ModuleDict(
+            {
+                f"{m}_from_{s}": TransformerEncoder(
+                    d, layers=layers, attn_dropout=self.cross_attn_dropout[s], **shared
+                )
+                for m in mods
+                for s in mods
+                if s != m
+            }
+        )
+        self.mem = nn.ModuleDict(
+            {
+                m: TransformerEncoder(2 * d, layers=max(layers, 3), attn_dropout=attn_dropout, **shared)
+                for m in mods
+            }
+        )
+        self.head = MulTHead(3 * 2 * d, self.out_dim, out_dropout)
+
+    def _resolve_cross_dropout(self, given: dict[str, float] | None) -> dict[str, float]:
+        given = dict(given or {})
+        unknown = set(given) - set(self.modalities)
+        if unknown:
+            raise KeyError(
+                f"cross_attn_dropout names unknown modality {sorted(unknown)}; known: {list(self.modalities)}"
+            )
+        out = {}
+        for i, m in enumerate(self.modalities):
+            p = float(given.get(m, self.attn_dropout if i == 0 else 0.0))
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"cross_attn_dropout[{m!r}] must lie in [0, 1], got {p}")
+            out[m] = p
+        return out
+
+    def sources(self, modality: str) -> list[str]:
+        """Keys in ``cross`` of the two crossmodal transformers that feed ``modality``'s memory."""
+        return [f"{modality}_from_{s}" for s in self.modalities if s != modality]
+
+    def forward(self, **features: torch.Tensor) -> torch.Tensor:
+        """``text=(B, T_t, D_t), audio=(B, T_a, D_a), vision=(B, T_v, D_v)`` → ``(B, out_dim)``."""
+        self.check_features(features)
+        sizes = {m: features[m].shape[0] for m in self.modalities}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"all modalities need the same batch size, got {sizes}")
+
+        first = self.modalities[0]
+        seqs = {}
+        for m in self.modalities:
+            x = features[m]
+            if m == first:
+                x = F.dropout(x, self.embed_dropout, self.training)
+            seqs[m] = self.proj[m](x.transpose(1, 2)).transpose(1, 2)  # (B, T_m, d)
+
+        last = []
+        for m in self.modalities:
+            crossed = [self.cross[f"{m}_from_{s}"](seqs[m], seqs[s]) for s in self.modalities if s != m]
+            memory = self.mem[m](torch.cat(crossed, dim=-1))  # (B, T_m, 2d)
+            last.append(memory[:, -1])
+        return self.head(torch.cat(last, dim=-1))
+
+    def config(self) -> dict:
+        return dict(
+            feature_dims=dict(self.feature_dims),
+            out_dim=self.out_dim,
+            task=self.task,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            layers=self.layers,
+            attn_dropout=self.attn_dropout,
+            cross_attn_dropout=dict(self.cross_attn_dropout),
+            relu_dropout=self.relu_dropout,
+            res_dropout=self.res_dropout,
+            embed_dropout=self.embed_dropout,
+            out_dropout=self.out_dropout,
+            attn_mask=self.attn_mask,
+        )
+
+
+@register_backbone
+def mult(**cfg) -> MulT:
+    """MulT with MOSI-shaped defaults: ``feature_dims={"text": 300, "audio": 5, "vision": 20}``,
+    ``d_model=30``, ``num_heads=5``, ``layers=5``; any :class:`MulT` keyword is accepted."""
+    return MulT(**cfg)
+
+
+@register_hook_spec(MulT)
+def _mult_hook_spec(model: MulT) -> HookSpec:
+    """Signal prompts on each projection (BDT, width d), type prompts on each memory's input
+    (BTD, width 2d), the head trainable; a modality's encoder for CGGM is its projection, the
+    two crossmodal transformers into it and its memory."""
+    d, mods = model.d_model, model.modalities
+    return HookSpec(
+        features={m: m for m in mods},
+        signal={m: SignalTarget(path=f"proj.{m}", layout="BDT", width=d) for m in mods},
+        type=[TypeTarget(path=f"mem.{m}", layout="BTD", arg=0, width=2 * d) for m in mods],
+        trainable=["head"],
+        encoders={
+            m: ModalityEncoder(
+                output=f"mem.{m}",
+                layout="BTD",
+                params=[f"proj.{m}", *(f"cross.{n}" for n in model.sources(m)), f"mem.{m}"],
+                width=2 * d,
+            )
+            for m in mods
+        },
+    )

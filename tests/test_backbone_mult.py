@@ -1,0 +1,321 @@
+"""MulT and its transformer layers: attention against a reference, masks, shapes, hooks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import backbones.mult  # noqa: F401  (registers "mult")
+from backbones.layers import (
+    MultiheadAttention,
+    SinusoidalPositions,
+    TransformerEncoder,
+    future_mask,
+    sinusoidal_table,
+)
+from backbones.mult import MulT
+from promptkit.hookspec import hook_spec_for, resolve_module
+
+DIMS = {"text": 300, "audio": 5, "vision": 20}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _features(b: int, lengths=(50, 50, 50), dims=DIMS, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.randn(b, t, d, generator=g) for (m, d), t in zip(dims.items(), lengths)}
+
+
+def _reference_attention(mha: MultiheadAttention, q_in, k_in, v_in, blocked=None):
+    """Plain softmax attention with the module's weights; ``blocked`` (B, T_q, T_k), True = blocked."""
+    E, H = mha.embed_dim, mha.num_heads
+    w, b = mha.in_proj.weight, mha.in_proj.bias
+    q = q_in @ w[:E].T + b[:E]
+    k = k_in @ w[E : 2 * E].T + b[E : 2 * E]
+    v = v_in @ w[2 * E :].T + b[2 * E :]
+    B, Tq, _ = q.shape
+    Tk = k.shape[1]
+    hd = E // H
+    q = q.reshape(B, Tq, H, hd).permute(0, 2, 1, 3)
+    k = k.reshape(B, Tk, H, hd).permute(0, 2, 1, 3)
+    v = v.reshape(B, Tk, H, hd).permute(0, 2, 1, 3)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
+    if blocked is not None:
+        scores = scores.masked_fill(blocked[:, None], float("-inf"))
+    out = torch.softmax(scores, dim=-1) @ v
+    out = out.permute(0, 2, 1, 3).reshape(B, Tq, E)
+    return out @ mha.out_proj.weight.T + mha.out_proj.bias
+
+
+# --- attention ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_padding", [False, True])
+def test_self_attention_matches_reference_softmax(use_padding):
+    torch.manual_seed(0)
+    mha = MultiheadAttention(30, 5).eval()
+    x = torch.randn(3, 7, 30)
+    pad = torch.zeros(3, 7, dtype=torch.bool)
+    if use_padding:
+        pad[0, 5:] = True
+        pad[2, :3] = True
+    got = mha(x, key_padding_mask=pad if use_padding else None)
+    want = _reference_attention(mha, x, x, x, pad[:, None, :].expand(3, 7, 7))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_padding", [False, True])
+def test_cross_attention_matches_reference_softmax(use_padding):
+    torch.manual_seed(1)
+    mha = MultiheadAttention(60, 5).eval()
+    q, kv = torch.randn(2, 6, 60), torch.randn(2, 11, 60)
+    pad = torch.zeros(2, 11, dtype=torch.bool)
+    if use_padding:
+        pad[1, 4:] = True
+    got = mha(q, kv, key_padding_mask=pad if use_padding else None)
+    want = _reference_attention(mha, q, kv, kv, pad[:, None, :].expand(2, 6, 11))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_with_distinct_value_and_future_mask_matches_reference():
+    torch.manual_seed(2)
+    mha = MultiheadAttention(30, 3).eval()
+    q, k, v = torch.randn(2, 4, 30), torch.randn(2, 9, 30), torch.randn(2, 9, 30)
+    fm = future_mask(4, 9)
+    got = mha(q, k, v, attn_mask=fm)
+    want = _reference_attention(mha, q, k, v, fm.expand(2, 4, 9))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_rejects_bad_masks_and_widths():
+    mha = MultiheadAttention(30, 5)
+    x = torch.randn(2, 4, 30)
+    with pytest.raises(ValueError, match=r"\(B, T_k\) = \(2, 4\)"):
+        mha(x, key_padding_mask=torch.zeros(2, 5, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool"):
+        mha(x, key_padding_mask=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="divisible"):
+        MultiheadAttention(30, 4)
+
+
+def test_future_mask_matches_mult_rule():
+    m = future_mask(3, 5)  # |T_k - T_q| = 2: query i sees keys j <= i + 2
+    assert m.tolist() == [
+        [False, False, False, True, True],
+        [False, False, False, False, True],
+        [False, False, False, False, False],
+    ]
+    assert torch.equal(future_mask(4, 4), torch.ones(4, 4, dtype=torch.bool).triu(1))
+
+
+# --- positions and encoder ---------------------------------------------------------------------
+
+
+def test_sinusoidal_table_values_and_cache_growth():
+    table = sinusoidal_table(10, 30)
+    half = 15
+    for t, i in [(0, 0), (3, 4), (9, 14)]:
+        w = 10000 ** (-i / (half - 1))
+        assert table[t, i].item() == pytest.approx(math.sin((t + 1) * w), abs=1e-6)
+        assert table[t, half + i].item() == pytest.approx(math.cos((t + 1) * w), abs=1e-6)
+    assert sinusoidal_table(4, 7)[:, -1].abs().sum() == 0  # odd width: zero last column
+
+    pos = SinusoidalPositions(30, init_size=8)
+    assert pos(5).shape == (5, 30) and pos.table.shape[0] == 8
+    long = pos(300)
+    assert pos.table.shape[0] == 512
+    torch.testing.assert_close(long, sinusoidal_table(300, 30))
+    assert "table" not in pos.state_dict()
+
+
+def test_encoder_shapes_self_and_cross():
+    enc = TransformerEncoder(30, 5, layers=2).eval()
+    assert enc(torch.randn(2, 9, 30)).shape == (2, 9, 30)
+    assert enc(torch.randn(2, 9, 30), torch.randn(2, 40, 30)).shape == (2, 9, 30)
+    with pytest.raises(ValueError, match=r"x_q must have shape \(B, T, 30\)"):
+        enc(torch.randn(2, 9, 31))
+    with pytest.raises(ValueError, match="batch size 3"):
+        enc(torch.randn(2, 9, 30), torch.randn(3, 4, 30))
+
+
+def test_encoder_causal_fast_path_equals_explicit_future_mask():
+    torch.manual_seed(3)
+    enc = TransformerEncoder(30, 5, layers=2, attn_mask=True).eval()
+    x = torch.randn(2, 8, 30)
+    no_pad = torch.zeros(2, 8, dtype=torch.bool)  # forces the explicit-mask path
+    torch.testing.assert_close(enc(x), enc(x, key_padding_mask=no_pad), atol=1e-5, rtol=1e-5)
+    # causal: the first step cannot see later steps
+    y = x.clone()
+    y[:, 1:] += 1.0
+    torch.testing.assert_close(enc(x)[:, 0], enc(y)[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_padded_keys_have_no_effect():
+    torch.manual_seed(4)
+    enc = TransformerEncoder(30, 5, layers=2).eval()
+    q, kv = torch.randn(2, 5, 30), torch.randn(2, 12, 30)
+    pad = torch.zeros(2, 12, dtype=torch.bool)
+    pad[:, 8:] = True
+    kv2 = kv.clone()
+    kv2[:, 8:] = torch.randn(2, 4, 30) * 10
+    torch.testing.assert_close(enc(q, kv, key_padding_mask=pad), enc(q, kv2, key_padding_mask=pad))
+    assert not torch.allclose(enc(q, kv), enc(q, kv2))
+
+
+def test_encoder_rejects_all_padded_sample():
+    enc = TransformerEncoder(30, 5, layers=1)
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1] = True
+    with pytest.raises(ValueError, match="no visible key"):
+        enc(torch.randn(2, 3, 30), torch.randn(2, 6, 30), key_padding_mask=pad)
+
+
+# --- MulT ----------------------------------------------------------------------------------------
+
+
+def _expected_param_count(dims, d=30, layers=5, out_dim=1):
+    def encoder(e, n):
+        layer = (4 * e * e + 4 * e) + (e * 4 * e + 4 * e) + (4 * e * e + e) + 4 * e
+        return n * layer + 2 * e
+
+    f = 6 * d
+    return (
+        d * sum(dims.values())
+        + 6 * encoder(d, layers)
+        + 3 * encoder(2 * d, max(layers, 3))
+        + 2 * (f * f + f)
+        + f * out_dim
+        + out_dim
+    )
+
+
+def test_default_mult_parameter_count_is_mult_sized():
+    model = MulT()
+    n = sum(p.numel() for p in model.parameters())
+    assert n == _expected_param_count(DIMS) == 1_071_211
+
+
+@pytest.mark.parametrize("task,out_dim", [("regression", 1), ("classification", 8)])
+@pytest.mark.parametrize("lengths", [(50, 50, 50), (50, 375, 500)])
+def test_mult_output_shape_aligned_and_unaligned(task, out_dim, lengths):
+    torch.manual_seed(0)
+    model = MulT(out_dim=out_dim, task=task).eval()
+    with torch.no_grad():
+        out = model(**_features(2, lengths))
+    assert out.shape == (2, out_dim)
+    assert torch.isfinite(out).all()
+
+
+def test_mult_gradient_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = MulT(layers=1).train()
+    model(**_features(3, (6, 9, 11))).sum().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert dead == []
+
+
+def test_mult_eval_is_deterministic_and_train_uses_dropout():
+    torch.manual_seed(0)
+    model = MulT(layers=2)
+    x = _features(2, (10, 12, 14))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**x), model(**x))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(**x), model(**x))
+
+
+def test_mult_errors_name_the_problem():
+    model = MulT(layers=1)
+    x = _features(2, (5, 5, 5))
+    with pytest.raises(ValueError, match=r"audio features must have shape \(B, T, 5\), got \(2, 5, 6\)"):
+        model(**{**x, "audio": torch.randn(2, 5, 6)})
+    with pytest.raises(KeyError, match="missing input 'vision'"):
+        model(text=x["text"], audio=x["audio"])
+    with pytest.raises(ValueError, match="same batch size"):
+        model(**{**x, "vision": torch.randn(3, 5, 20)})
+    with pytest.raises(ValueError, match="exactly 3 modalities, got 2"):
+        MulT(feature_dims={"text": 300, "audio": 5})
+    with pytest.raises(ValueError, match="divisible"):
+        MulT(d_model=32)
+    with pytest.raises(KeyError, match="unknown modality"):
+        MulT(cross_attn_dropout={"speech": 0.1})
+    with pytest.raises(ValueError, match="embed_dropout must lie in"):
+        MulT(embed_dropout=1.5)
+
+
+def test_mult_custom_modality_names_and_memory_depth():
+    model = MulT(feature_dims={"l": 8, "a": 4, "v": 6}, layers=2, d_model=10, num_heads=2).eval()
+    assert sorted(model.cross) == ["a_from_l", "a_from_v", "l_from_a", "l_from_v", "v_from_a", "v_from_l"]
+    assert len(model.cross["l_from_a"].layers) == 2 and len(model.mem["l"].layers) == 3
+    assert model(**_features(2, (4, 5, 6), {"l": 8, "a": 4, "v": 6})).shape == (2, 1)
+    # MulT's attention-dropout defaults, keyed by the key/value modality
+    assert model.cross_attn_dropout == {"l": 0.1, "a": 0.0, "v": 0.0}
+    assert model.cross["l_from_a"].layers[0].attn.dropout == 0.0
+    assert model.cross["a_from_l"].layers[0].attn.dropout == 0.1
+
+
+# --- hook spec ----------------------------------------------------------------------------------
+
+
+def test_hook_spec_validates_and_matches_runtime_shapes():
+    torch.manual_seed(0)
+    model = MulT(layers=1).eval()
+    spec = hook_spec_for(model)
+    spec.validate(model)
+    assert spec.features == {"text": "text", "audio": "audio", "vision": "vision"}
+    assert spec.trainable == ["head"]
+    seen = {}
+
+    def grab(name):
+        def hook(module, args, output):
+            seen[name] = (tuple(args[0].shape), tuple(output.shape))
+
+        return hook
+
+    for m, target in spec.signal.items():
+        resolve_module(model, target.path).register_forward_hook(grab(target.path))
+    for target in spec.type:
+        resolve_module(model, target.path).register_forward_hook(grab(target.path))
+    with torch.no_grad():
+        model(**_features(2, (7, 9, 11)))
+    for m, t in zip(DIMS, (7, 9, 11)):
+        assert spec.signal[m].layout == "BDT" and seen[f"proj.{m}"][1] == (2, spec.signal[m].width, t)
+        assert seen[f"mem.{m}"][0] == (2, t, 60)  # arg 0 of the memory: (B, T, 2d)
+    assert {t.width for t in spec.type} == {60}
+    params = set(spec.encoders["audio"].params)
+    assert params == {"proj.audio", "cross.audio_from_text", "cross.audio_from_vision", "mem.audio"}
+
+
+def test_type_prompt_tokens_prepended_and_stripped_keep_the_readout_working():
+    """What a prompter does at a type hook: prepend tokens to the memory input, strip them after."""
+    torch.manual_seed(0)
+    model = MulT(layers=1).eval()
+    x = _features(2, (7, 9, 11))
+    with torch.no_grad():
+        base = model(**x)
+    prompt = torch.randn(4, 60)
+    handles = []
+    for m in model.modalities:
+        mem = model.mem[m]
+        handles.append(
+            mem.register_forward_pre_hook(
+                lambda mod, args: (torch.cat([prompt.expand(args[0].shape[0], -1, -1), args[0]], 1), *args[1:])
+            )
+        )
+        handles.append(mem.register_forward_hook(lambda mod, args, out: out[:, prompt.shape[0] :]))
+    with torch.no_grad():
+        prompted = model(**x)
+    for h in handles:
+        h.remove()
+    assert prompted.shape == base.shape
+    assert not torch.allclose(prompted, base)  # the prompt tokens reach the last step

@@ -6,3 +6,4 @@ from .base import MSABackbone
 __all__ = ["MSABackbone", "create_backbone", "is_backbone", "list_backbones", "register_backbone"]
 
 from . import mult  # noqa: E402,F401  (registers "mult" and MulT's hook spec)
+from . import misa, mmim, unimse  # noqa: E402,F401

@@ -138,6 +138,8 @@ class MISA(MSABackbone):
         for name, p in [("fusion_dropout", fusion_dropout), ("dropout", dropout)]:
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {p}")
+        if n_moments < 1:
+            raise ValueError(f"n_moments must be >= 1, got {n_moments}")
         rnn_hidden = dict(rnn_hidden or {})
         unknown = set(rnn_hidden) - set(self.modalities)
         if unknown:

@@ -34,8 +34,8 @@ caller who wants MMIM's separate first stage runs, per batch, a training forward
 ``model.mi_loss().backward()`` with an optimizer over :meth:`MMIM.mi_parameters` only.
 
 Departures from the released code, each a fix: the Gaussian log-likelihood keeps its
-``−½ log σ²`` term (the released ``lld`` drops it, so stage 1 can raise it without bound by
-inflating the variance), the log-variance goes through the configured ``Tanh`` (the released
+``−½ log σ²`` term (the released ``lld`` drops it, so stage 1 can push it to its maximum, 0, by
+inflating the variance, whatever the text says), the log-variance goes through the configured ``Tanh`` (the released
 code builds it but never applies it), and a ``1e-4·I`` jitter keeps ``logdet`` finite on small
 batches. ``entropy_prj`` has no trainable parameters, as in effect in the released code, where
 neither stage's optimizer steps it. Sequences are read at full length (no packing).
@@ -64,7 +64,8 @@ class TextEncoder(nn.Module):
 
     ``proj`` maps ``(B, T, D_t) → (B, T, d)``; sinusoidal positions are added; ``encoder`` (its
     input a single ``(B, T, d)`` sequence) contextualises; the output is pooled: ``"first"`` reads
-    step 0 (BERT's [CLS], what MMIM reads), ``"mean"`` averages the steps.
+    step 0 (BERT's [CLS], what MMIM reads), ``"mean"`` averages the steps (the default: GloVe-style
+    features have no [CLS] step).
     """
 
     def __init__(
@@ -227,8 +228,9 @@ class MMIM(MSABackbone):
     ) -> None:
         super().__init__(dict(DEFAULT_FEATURE_DIMS) if feature_dims is None else feature_dims, out_dim, task)
         if "text" not in self.feature_dims:
-            raise KeyError(f"MMIM needs a 'text' modality (its MI bounds are taken from text); got {list(self.modalities)}")
-        for name, p in [("text_dropout", text_dropout), ("rnn_dropout", rnn_dropout), ("fusion_dropout", fusion_dropout)]:
+            raise KeyError(f"MMIM needs a 'text' modality (its MI bounds start from text); got {list(self.modalities)}")
+        dropouts = {"text_dropout": text_dropout, "rnn_dropout": rnn_dropout, "fusion_dropout": fusion_dropout}
+        for name, p in dropouts.items():
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {p}")
         self.sizes = dict(

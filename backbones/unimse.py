@@ -195,8 +195,9 @@ class UniMSE(MSABackbone):
         self.others = tuple(m for m in self.modalities if m != "text")
         self.pretrained_path = None if pretrained_path is None else str(pretrained_path)
         t5 = _build_t5(
-            self.pretrained_path, d_model=d_model, num_layers=num_layers, num_heads=num_heads, d_ff=d_ff, dropout=t5_dropout
-        )
+            self.pretrained_path,
+            d_model=d_model, num_layers=num_layers, num_heads=num_heads, d_ff=d_ff, dropout=t5_dropout,
+        )  # fmt: skip
         c = t5.config
         self.t5_sizes = dict(
             d_model=int(c.d_model), num_layers=int(c.num_layers), num_heads=int(c.num_heads), d_ff=int(c.d_ff),

@@ -288,3 +288,16 @@ def test_nan_in_available_features_is_named():
     x["audio"][2, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"audio features hold NaN/inf in available sample\(s\) \[2\]"):
         prompter(**x)
+
+
+def test_spec_listing_modalities_in_another_order_maps_them_by_name():
+    torch.manual_seed(0)
+    spec = toy_spec(list(DIMS))
+    spec["signal"] = dict(reversed(list(spec["signal"].items())))
+    reordered = promptkit.wrap(ToyMSA(DIMS), hooks=spec)
+    torch.manual_seed(0)
+    plain = promptkit.wrap(ToyMSA(DIMS), hooks=toy_spec(list(DIMS)))
+    reordered.load_state_dict(plain.state_dict())
+    reordered.eval(), plain.eval()
+    x, mask = toy_inputs(DIMS), mixed_mask()
+    torch.testing.assert_close(reordered(**x, mask=mask), plain(**x, mask=mask), rtol=0, atol=0)

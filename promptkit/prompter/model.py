@@ -28,7 +28,9 @@ from .mmgm import MissingModalityGenerator
 from .signal import MissingSignalPrompts
 from .type_prompt import MissingTypePrompts
 
-_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "hidden_size", "out_channels", "out_features", "out_dim")
+# attributes that give a module's output width (signal targets) or its input token width (type targets)
+_OUTPUT_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "hidden_size", "out_channels", "out_features", "out_dim")
+_INPUT_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "input_size", "in_features", "in_channels")
 
 
 class MissingModalityPrompter(nn.Module):
@@ -69,7 +71,11 @@ class MissingModalityPrompter(nn.Module):
         if needs_signal and set(self.spec.signal) != set(self.modality_set.names):
             lacking = sorted(set(self.modality_set.names) - set(self.spec.signal))
             raise KeyError(f"signal/type prompts need a signal hook for every modality; the spec lacks {lacking}")
-        self.signal_widths = {m: self._width(t.path, t.width, "signal") for m, t in self.spec.signal.items()}
+        self.signal_widths = {  # in mask column order, whatever order the spec lists them in
+            m: self._width(self.spec.signal[m].path, self.spec.signal[m].width, "signal")
+            for m in self.modality_set.names
+            if m in self.spec.signal
+        }
         self.signal_prompts = (
             MissingSignalPrompts(self.signal_widths, cfg.prompt_length, cfg.init_std) if needs_signal else None
         )
@@ -104,7 +110,7 @@ class MissingModalityPrompter(nn.Module):
         if width is not None:
             return int(width)
         module = resolve_module(self.backbone, path)
-        for attr in _WIDTH_ATTRS:
+        for attr in _OUTPUT_WIDTH_ATTRS if kind == "signal" else _INPUT_WIDTH_ATTRS:
             value = getattr(module, attr, None)
             if isinstance(value, int):
                 return value * (2 if attr == "hidden_size" and getattr(module, "bidirectional", False) else 1)

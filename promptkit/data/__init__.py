@@ -1,0 +1,35 @@
+"""Data: the synthetic generator, safe pickle loading, file loaders, dataset and collate.
+
+``load_data("synthetic")`` or ``load_data(path)`` returns a :class:`DataBundle`; its splits are
+:class:`MSADataset` objects and :func:`make_loader` batches them with :func:`collate_msa`.
+"""
+
+from .dataset import SPLITS, DataBundle, MSADataset, collate_msa, make_loader
+from .loaders import (
+    AudioInfWarning,
+    DataFormatError,
+    load_data,
+    load_h5,
+    load_mmsa_pickle,
+    load_mult_pickle,
+)
+from .safe_pickle import CorruptPickleError, UnsafePickleError, safe_load
+from .synthetic import make_synthetic_mosi
+
+__all__ = [
+    "SPLITS",
+    "AudioInfWarning",
+    "CorruptPickleError",
+    "DataBundle",
+    "DataFormatError",
+    "MSADataset",
+    "UnsafePickleError",
+    "collate_msa",
+    "load_data",
+    "load_h5",
+    "load_mmsa_pickle",
+    "load_mult_pickle",
+    "make_loader",
+    "make_synthetic_mosi",
+    "safe_load",
+]

@@ -1,0 +1,412 @@
+"""Read users' data files into a :class:`DataBundle`, checking them on the way in.
+
+Formats (``format=`` in :func:`load_data`, else detected):
+
+- ``"mult"``: MulT pickles (CMU-MOSI/MOSEI/IEMOCAP ``*_data.pkl``):
+  ``{split: {"text": (N, T, D), "audio": ..., "vision": ..., "labels": ..., "id": optional}}``.
+  Labels ``(N, 1, 1)`` → regression; IEMOCAP's ``(N, 4, 2)`` one-hot → four binary tasks,
+  long ``(N, 4)`` (the index of the hot entry), ``out_dim = 8``.
+- ``"mmsa"``: MMSA pickles (CH-SIMS, MOSI/MOSEI by the MMSA toolkit): per split ``"text"``
+  ``(N, T, 768)``, ``"audio"``, ``"vision"``, ``"regression_labels"`` ``(N,)`` (or
+  ``"classification_labels"`` with ``task="classification"``); other keys (``raw_text``, ``id``,
+  ``audio_lengths``, ...) are ignored. ``"text_bert"`` token ids are not features and are refused.
+- ``"h5"`` (needs ``h5py``), an MMIN-style layout::
+
+      /train/text    (N, T_t, D_t) float     (MMIN's name "L" is accepted too)
+      /train/audio   (N, T_a, D_a) float     ("A")
+      /train/vision  (N, T_v, D_v) float     ("V")
+      /train/label   (N,) int class ids (IEMOCAP 4-class), or (N,) float for regression,
+                     or (N, 4, 2) / (N, 4) for four binary tasks   ("labels" accepted too)
+      /valid/...     ("dev" or "val" accepted)
+      /test/...
+      root attribute "num_classes" (optional; default: largest class id + 1)
+
+Split names ``train``/``valid``/``test``; ``dev`` and ``val`` mean ``valid``. In audio, ``-inf``
+(a known quirk of the MulT CMU-MOSI/MOSEI files) becomes 0 with a warning that counts them; any
+other NaN/inf is an error naming split, modality and sample indices.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .dataset import SPLITS, DataBundle, MSADataset
+from .safe_pickle import safe_load
+
+MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "test": "test"}
+FORMATS = ("mult", "mmsa", "h5")
+_FORMAT_ALIASES = {"mult": "mult", "mult_pickle": "mult", "mmsa": "mmsa", "mmsa_pickle": "mmsa",
+                   "h5": "h5", "hdf5": "h5", "mmin": "h5"}
+_H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_H5_MODALITY_ALIASES = {"L": "text", "A": "audio", "V": "vision"}
+
+
+class DataFormatError(ValueError):
+    """A data file does not have the layout or content its format needs."""
+
+
+class AudioInfWarning(UserWarning):
+    """``-inf`` audio values were replaced by 0 (the MulT audio quirk)."""
+
+
+# --- public entry points ----------------------------------------------------------------------
+def load_data(source: str | os.PathLike, format: str | None = None, **kw: Any) -> DataBundle:
+    """Load ``"synthetic"`` (keywords go to :func:`make_synthetic_mosi`) or a data file.
+
+    Args:
+        source: ``"synthetic"`` or a path to a MulT/MMSA pickle or an h5 file.
+        format: ``"mult"``, ``"mmsa"`` or ``"h5"``; detected when None or ``"auto"`` (HDF5 signature or an
+            ``.h5``/``.hdf5`` suffix → h5; a pickle with ``regression_labels`` → mmsa; else mult).
+        **kw: ``modalities``, ``task``, ``name`` for files; generator arguments for synthetic.
+    """
+    if isinstance(source, str) and source == "synthetic":
+        if format not in (None, "auto"):
+            raise ValueError(f"format={format!r} does not apply to the synthetic generator")
+        from .synthetic import make_synthetic_mosi
+
+        return make_synthetic_mosi(**kw)
+    path = Path(source)
+    extra = set(kw) - {"modalities", "task", "name"}
+    if extra:
+        raise TypeError(
+            f"load_data({str(path)!r}): option(s) {sorted(extra)} apply only to source='synthetic'; "
+            "data files take modalities, task and name"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist (or use source='synthetic')")
+    fmt = _resolve_format(format) if format not in (None, "auto") else None
+    if fmt == "h5" or (fmt is None and _looks_like_h5(path)):
+        return load_h5(path, **kw)
+    obj = _read_pickle(path)
+    if fmt is None:
+        fmt = "mmsa" if _has_key_in_any_split(obj, "regression_labels") else "mult"
+    if fmt == "mmsa":
+        return _mmsa_from_obj(obj, path, **kw)
+    return _mult_from_obj(obj, path, **kw)
+
+
+def load_mult_pickle(
+    path: str | os.PathLike, modalities: Sequence[str] | None = None, task: str | None = None,
+    name: str | None = None,
+) -> DataBundle:
+    """Load a MulT pickle; see the module docstring for the layout."""
+    path = Path(path)
+    return _mult_from_obj(_read_pickle(path), path, modalities=modalities, task=task, name=name)
+
+
+def load_mmsa_pickle(
+    path: str | os.PathLike, modalities: Sequence[str] | None = None, task: str = "regression",
+    name: str | None = None,
+) -> DataBundle:
+    """Load an MMSA pickle (regression labels by default); see the module docstring."""
+    path = Path(path)
+    return _mmsa_from_obj(_read_pickle(path), path, modalities=modalities, task=task, name=name)
+
+
+def load_h5(
+    path: str | os.PathLike, modalities: Sequence[str] | None = None, task: str | None = None,
+    name: str | None = None,
+) -> DataBundle:
+    """Load an MMIN-style h5 file; the exact layout is in the module docstring."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading .h5 data needs h5py: pip install 'promptkit-msa[h5]'") from None
+    path = Path(path)
+    mods = _resolve_modalities(modalities)
+    where = str(path)
+    raw: dict[str, dict[str, Any]] = {}
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataFormatError(f"{where}: not a readable HDF5 file ({e})") from e
+    with f:
+        groups = _map_splits(list(f.keys()), where)
+        for split, key in groups.items():
+            grp = f[key]
+            if not isinstance(grp, h5py.Group):
+                raise DataFormatError(f"{where}: '{key}' must be a group of datasets (one per modality + 'label')")
+            entries: dict[str, Any] = {}
+            for member in grp.keys():
+                canon = _H5_MODALITY_ALIASES.get(member, member)
+                canon = "labels" if canon == "label" else canon
+                if canon not in MODALITIES and canon != "labels":
+                    raise DataFormatError(
+                        f"{where}: split '{key}' has unknown dataset '{member}'; expected modalities "
+                        f"{list(MODALITIES)} (or L/A/V) and 'label'"
+                    )
+                if canon in entries:
+                    raise DataFormatError(f"{where}: split '{key}' holds '{canon}' twice (under an alias)")
+                node = grp[member]
+                if not isinstance(node, h5py.Dataset):
+                    raise DataFormatError(
+                        f"{where}: split '{key}', key '{member}': expected a dataset, found a group "
+                        "(per-utterance groups are not read; stack them into one (N, T, D) dataset)"
+                    )
+                entries[canon] = node[()]
+            raw[split] = _pick(entries, mods, "labels", where, key)
+        num_classes = f.attrs.get("num_classes")
+    return _build(raw, where, "h5", mods, task, name, num_classes=None if num_classes is None else int(num_classes))
+
+
+# --- format-specific parsing ------------------------------------------------------------------
+def _mult_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None, task: str | None = None,
+                   name: str | None = None) -> DataBundle:
+    where = str(path)
+    mods = _resolve_modalities(modalities)
+    splits = _map_splits(_top_keys(obj, where), where)
+    raw = {}
+    for split, key in splits.items():
+        d = _split_dict(obj[key], where, key)
+        unknown = set(d) - set(MODALITIES) - {"labels", "id"}
+        if unknown:
+            raise DataFormatError(
+                f"{where}: split '{key}' has unknown key(s) {sorted(map(str, unknown))}; a MulT pickle holds "
+                f"modalities {list(MODALITIES)}, 'labels' and optionally 'id'"
+            )
+        raw[split] = _pick(d, mods, "labels", where, key)
+    return _build(raw, where, "mult", mods, task, name)
+
+
+def _mmsa_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None, task: str | None = "regression",
+                   name: str | None = None) -> DataBundle:
+    where = str(path)
+    mods = _resolve_modalities(modalities)
+    task = task or "regression"
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    label_key = f"{task}_labels"
+    splits = _map_splits(_top_keys(obj, where), where)
+    raw = {}
+    for split, key in splits.items():
+        d = _split_dict(obj[key], where, key)
+        if "text" in mods and "text" not in d and "text_bert" in d:
+            raise DataFormatError(
+                f"{where}: split '{key}' has only 'text_bert' (token ids, (N, 3, T)), not text features "
+                "'text' (N, T, 768); promptkit reads extracted features, so export the MMSA file with "
+                "BERT features or pass modalities without 'text'"
+            )
+        entries = _pick(d, mods, label_key, where, key)
+        n = np.asarray(entries["labels"]).shape[:1]
+        for lk in ("audio_lengths", "vision_lengths"):
+            if lk in d and np.asarray(d[lk]).shape != n:
+                raise DataFormatError(
+                    f"{where}: split '{key}', key '{lk}': expected shape {n}, got {np.asarray(d[lk]).shape}"
+                )
+        raw[split] = entries
+    return _build(raw, where, "mmsa", mods, task, name)
+
+
+# --- shared checks ----------------------------------------------------------------------------
+def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tuple[str, ...], task: str | None,
+           name: str | None, num_classes: int | None = None) -> DataBundle:
+    """Validate per-split features and labels and assemble the bundle."""
+    if task not in (None, "regression", "classification"):
+        raise ValueError(f"task must be 'regression', 'classification' or None, got {task!r}")
+    feats: dict[str, dict[str, np.ndarray]] = {}
+    labels: dict[str, np.ndarray] = {}
+    kinds = {}
+    for split in SPLITS:
+        entries = raw[split]
+        feats[split] = {m: _check_features(entries[m], where, split, m) for m in mods}
+        labels[split], kinds[split] = _normalize_labels(entries["labels"], where, split, task)
+        counts = {m: x.shape[0] for m, x in feats[split].items()} | {"labels": labels[split].shape[0]}
+        if len(set(counts.values())) != 1:
+            raise DataFormatError(f"{where}: split '{split}' has mismatched sample counts {counts}")
+        if counts["labels"] == 0:
+            raise DataFormatError(f"{where}: split '{split}' is empty (0 samples)")
+    for m in mods:
+        for axis, what in ((2, "feature size"), (1, "sequence length")):
+            sizes = {s: feats[s][m].shape[axis] for s in SPLITS}
+            if len(set(sizes.values())) != 1:
+                raise DataFormatError(f"{where}: modality '{m}' has a different {what} per split: {sizes}")
+    if len(set(kinds.values())) != 1:
+        raise DataFormatError(f"{where}: the splits' labels are of different kinds: {kinds}")
+    kind = kinds["train"]
+    if kind == "regression":
+        out_task, out_dim = "regression", 1
+    elif kind == "classes":
+        out_task = "classification"
+        largest = max(int(labels[s].max()) for s in SPLITS)
+        out_dim = largest + 1 if num_classes is None else num_classes
+        if largest >= out_dim:
+            raise DataFormatError(f"{where}: class id {largest} does not fit num_classes={out_dim}")
+        if out_dim < 2:
+            raise DataFormatError(f"{where}: classification labels need at least 2 classes, found {out_dim}")
+    else:  # binary tasks (N, K)
+        out_task, out_dim = "classification", 2 * labels["train"].shape[1]
+    splits = {s: MSADataset(feats[s], labels[s], modalities=mods) for s in SPLITS}
+    return DataBundle(
+        splits=splits,
+        modalities=mods,
+        feature_dims={m: int(feats["train"][m].shape[2]) for m in mods},
+        seq_lens={m: int(feats["train"][m].shape[1]) for m in mods},
+        task=out_task,
+        out_dim=out_dim,
+        description=f"{fmt} file {os.path.abspath(where)}",
+        name=name or Path(where).stem,
+        info={"format": fmt, "path": os.path.abspath(where), "label_kind": kind},
+    )
+
+
+def _check_features(x: Any, where: str, split: str, modality: str) -> np.ndarray:
+    """Features as float32 ``(N, T, D)``; audio ``-inf`` → 0 with a warning, other non-finite → error."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise DataFormatError(
+            f"{where}: split '{split}', key '{modality}': expected a numeric array (N, T, D), got dtype {arr.dtype}"
+        )
+    if arr.ndim != 3:
+        raise DataFormatError(
+            f"{where}: split '{split}', key '{modality}': expected an array of rank 3 (N, T, D), "
+            f"got shape {arr.shape}"
+        )
+    arr = np.array(arr, dtype=np.float32, copy=arr.dtype != np.float32 or not arr.flags.writeable)
+    if modality == "audio":
+        neg_inf = np.isneginf(arr)
+        count = int(neg_inf.sum())
+        if count:
+            arr[neg_inf] = 0.0
+            warnings.warn(
+                f"{where}: split '{split}': replaced {count} -inf audio value(s) with 0 "
+                "(a known quirk of the MulT CMU-MOSI/MOSEI audio features)",
+                AudioInfWarning,
+                stacklevel=2,
+            )
+    finite = np.isfinite(arr).all(axis=(1, 2))
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        n_vals = int((~np.isfinite(arr)).sum())
+        raise DataFormatError(
+            f"{where}: split '{split}', modality '{modality}' has {n_vals} NaN/inf value(s) in sample index(es) "
+            f"{bad[:10].tolist()}{' ...' if len(bad) > 10 else ''}; clean the file (only -inf in audio is "
+            "replaced automatically)"
+        )
+    return arr
+
+
+def _normalize_labels(y: Any, where: str, split: str, task: str | None) -> tuple[np.ndarray, str]:
+    """Labels → (array, kind): float ``(N,)`` "regression", long ``(N,)`` "classes" or long ``(N, K)`` "binary"."""
+    arr = np.asarray(y)
+    at = f"{where}: split '{split}', key 'labels'"
+    if arr.dtype.kind not in "fiub":
+        raise DataFormatError(f"{at}: expected numeric labels, got dtype {arr.dtype}")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    if arr.ndim == 0:
+        raise DataFormatError(f"{at}: expected an array (N,), (N, 1, 1) or (N, K, 2), got a scalar")
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
+        raise DataFormatError(f"{at}: NaN/inf label(s) in sample index(es) {bad[:10].tolist()}")
+    if arr.ndim > 1 and all(s == 1 for s in arr.shape[1:]):
+        arr = arr.reshape(len(arr))
+    if arr.ndim == 3 and arr.shape[2] == 2:  # one-hot per binary task: IEMOCAP (N, 4, 2)
+        if task == "regression":
+            raise DataFormatError(f"{at}: one-hot labels {arr.shape} cannot be used for regression")
+        bad = np.flatnonzero(~(np.isin(arr, (0, 1)).all(axis=(1, 2)) & (arr.sum(axis=2) == 1).all(axis=1)))
+        if len(bad):
+            raise DataFormatError(
+                f"{at}: expected one-hot pairs along the last axis of {arr.shape}, sample index(es) "
+                f"{bad[:10].tolist()} are not one-hot (first: {arr[bad[0]].tolist()})"
+            )
+        return arr.argmax(axis=2).astype(np.int64), "binary"
+    if arr.ndim == 2:  # (N, K) 0/1 per binary task
+        if task == "regression" or not np.isin(arr, (0, 1)).all():
+            raise DataFormatError(
+                f"{at}: labels of shape {arr.shape} must be 0/1 per binary task for classification; "
+                "regression labels are (N,) or (N, 1, 1)"
+            )
+        return arr.astype(np.int64), "binary"
+    if arr.ndim != 1:
+        raise DataFormatError(f"{at}: expected shape (N,), (N, 1, 1), (N, K) or (N, K, 2), got {arr.shape}")
+    classify = task == "classification" or (task is None and arr.dtype.kind in "iub")
+    if not classify:
+        return arr.astype(np.float32), "regression"
+    if not (np.equal(np.round(arr), arr).all() and (arr >= 0).all()):
+        bad = np.flatnonzero(~((np.round(arr) == arr) & (arr >= 0)))
+        raise DataFormatError(
+            f"{at}: class labels must be non-negative integers, sample index(es) {bad[:10].tolist()} "
+            f"are not (first: {arr[bad[0]]})"
+        )
+    return arr.astype(np.int64), "classes"
+
+
+def _pick(d: Mapping[str, Any], mods: tuple[str, ...], label_key: str, where: str, split: str) -> dict[str, Any]:
+    missing = [k for k in (*mods, label_key) if k not in d]
+    if missing:
+        raise DataFormatError(
+            f"{where}: split '{split}' is missing key(s) {missing}; found {sorted(map(str, d))}"
+        )
+    return {**{m: d[m] for m in mods}, "labels": d[label_key]}
+
+
+def _map_splits(keys: Sequence[Any], where: str) -> dict[str, Any]:
+    """Canonical split name → the file's key; unknown, duplicate or missing splits are errors."""
+    out: dict[str, Any] = {}
+    for k in keys:
+        canon = SPLIT_ALIASES.get(k) if isinstance(k, str) else None
+        if canon is None:
+            raise DataFormatError(
+                f"{where}: unknown split {k!r}; expected 'train', 'valid' (or 'dev'/'val') and 'test'"
+            )
+        if canon in out:
+            raise DataFormatError(f"{where}: splits {out[canon]!r} and {k!r} both mean '{canon}'")
+        out[canon] = k
+    missing = [s for s in SPLITS if s not in out]
+    if missing:
+        raise DataFormatError(f"{where}: missing split(s) {missing}; found {[str(k) for k in keys]}")
+    return out
+
+
+def _resolve_modalities(modalities: Sequence[str] | None) -> tuple[str, ...]:
+    if modalities is None:
+        return MODALITIES
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise KeyError(f"unknown modality name(s) {unknown}; known modalities: {list(MODALITIES)}")
+    if not modalities or len(set(modalities)) != len(modalities):
+        raise ValueError(f"modalities must be a non-empty list without repeats, got {list(modalities)}")
+    return tuple(m for m in MODALITIES if m in modalities)
+
+
+def _resolve_format(fmt: str) -> str:
+    if fmt not in _FORMAT_ALIASES:
+        raise ValueError(f"unknown data format {fmt!r}; known formats: {list(FORMATS)}")
+    return _FORMAT_ALIASES[fmt]
+
+
+def _read_pickle(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+    return safe_load(path)
+
+
+def _top_keys(obj: Any, where: str) -> list[Any]:
+    if not isinstance(obj, Mapping):
+        raise DataFormatError(f"{where}: expected a dict of splits at the top level, got {type(obj).__name__}")
+    return list(obj.keys())
+
+
+def _split_dict(d: Any, where: str, split: str) -> Mapping[str, Any]:
+    if not isinstance(d, Mapping):
+        raise DataFormatError(f"{where}: split '{split}' must be a dict of arrays, got {type(d).__name__}")
+    return d
+
+
+def _has_key_in_any_split(obj: Any, key: str) -> bool:
+    return isinstance(obj, Mapping) and any(isinstance(v, Mapping) and key in v for v in obj.values())
+
+
+def _looks_like_h5(path: Path) -> bool:
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return True
+    with open(path, "rb") as f:
+        return f.read(len(_H5_SIGNATURE)) == _H5_SIGNATURE

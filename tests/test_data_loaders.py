@@ -1,0 +1,314 @@
+import builtins
+import io
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from promptkit.data import (
+    AudioInfWarning,
+    CorruptPickleError,
+    DataFormatError,
+    UnsafePickleError,
+    load_data,
+    load_h5,
+    load_mmsa_pickle,
+    load_mult_pickle,
+    safe_load,
+)
+
+SIZES = {"train": 6, "valid": 3, "test": 4}
+
+
+def _mult(labels="regression", seed=0, split_names=("train", "valid", "test")):
+    """A MulT pickle's dict: {split: {'text','audio','vision','labels'}} with (N, T, D) arrays."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, canon in zip(split_names, ("train", "valid", "test")):
+        n = SIZES[canon]
+        d = {
+            "text": rng.standard_normal((n, 5, 300)).astype(np.float32),
+            "audio": rng.standard_normal((n, 5, 5)).astype(np.float32),
+            "vision": rng.standard_normal((n, 5, 20)).astype(np.float32),
+            "id": np.array([[f"vid{i}", "0", "1"] for i in range(n)], dtype=object),
+        }
+        if labels == "regression":
+            d["labels"] = rng.uniform(-3, 3, (n, 1, 1)).astype(np.float32)
+        else:  # IEMOCAP: four binary tasks, one-hot along the last axis
+            hot = rng.integers(0, 2, (n, 4))
+            d["labels"] = np.eye(2, dtype=np.float32)[hot]
+        out[name] = d
+    return out
+
+
+def _mmsa(seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in SIZES.items():
+        out[split] = {
+            "raw_text": [f"sentence {i}" for i in range(n)],
+            "id": [f"clip_{i}" for i in range(n)],
+            "text": rng.standard_normal((n, 7, 768)).astype(np.float32),
+            "text_bert": rng.integers(0, 100, (n, 3, 7)).astype(np.float32),
+            "audio": rng.standard_normal((n, 9, 33)).astype(np.float32),
+            "vision": rng.standard_normal((n, 8, 709)).astype(np.float32),
+            "audio_lengths": [9] * n,
+            "vision_lengths": [8] * n,
+            "regression_labels": rng.uniform(-1, 1, n).astype(np.float32),
+            "classification_labels": rng.integers(0, 3, n).astype(np.float32),
+        }
+    return out
+
+
+def _dump(obj, path, protocol=4):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return path
+
+
+# --- MulT --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_mult_regression_pickle_loads(tmp_path, protocol):
+    raw = _mult()
+    path = _dump(raw, tmp_path / "mosi_data.pkl", protocol)
+    bundle = load_data(path)
+    assert bundle.task == "regression" and bundle.out_dim == 1
+    assert bundle.feature_dims == {"text": 300, "audio": 5, "vision": 20}
+    assert bundle.seq_lens == {"text": 5, "audio": 5, "vision": 5}
+    assert {s: len(d) for s, d in bundle.splits.items()} == SIZES
+    assert str(path) in bundle.description and bundle.name == "mosi_data" and bundle.info["format"] == "mult"
+    np.testing.assert_array_equal(bundle.splits["test"].features["vision"].numpy(), raw["test"]["vision"])
+    np.testing.assert_array_equal(bundle.splits["train"].labels.numpy(), raw["train"]["labels"].reshape(-1))
+    batch = next(iter(bundle.loader("valid", 3)))
+    assert batch["labels"].shape == (3,) and batch["labels"].dtype == torch.float32
+
+
+def test_mult_iemocap_pickle_gives_four_binary_tasks(tmp_path):
+    raw = _mult(labels="iemocap", split_names=("train", "dev", "test"))
+    bundle = load_mult_pickle(_dump(raw, tmp_path / "iemocap_data.pkl"))
+    assert bundle.task == "classification" and bundle.out_dim == 8
+    y = bundle.splits["valid"].labels
+    assert y.shape == (3, 4) and y.dtype == torch.long
+    np.testing.assert_array_equal(y.numpy(), raw["dev"]["labels"].argmax(-1))
+    assert next(iter(bundle.loader("train", 4)))["labels"].shape == (4, 4)
+
+
+def test_not_one_hot_iemocap_labels_are_refused(tmp_path):
+    raw = _mult(labels="iemocap")
+    raw["test"]["labels"][2, 1] = [1.0, 1.0]
+    with pytest.raises(DataFormatError, match=r"split 'test', key 'labels'.*index\(es\) \[2\] are not one-hot"):
+        load_mult_pickle(_dump(raw, tmp_path / "x.pkl"))
+
+
+def test_audio_neg_inf_becomes_zero_with_a_counting_warning(tmp_path):
+    raw = _mult()
+    raw["train"]["audio"][1, 2, :3] = -np.inf
+    raw["test"]["audio"][0, 0, 0] = -np.inf
+    with pytest.warns(AudioInfWarning) as record:
+        bundle = load_data(_dump(raw, tmp_path / "m.pkl"))
+    messages = [str(w.message) for w in record]
+    assert any("split 'train'" in m and "replaced 3 -inf" in m for m in messages)
+    assert any("split 'test'" in m and "replaced 1 -inf" in m for m in messages)
+    audio = bundle.splits["train"].features["audio"]
+    assert torch.isfinite(audio).all() and (audio[1, 2, :3] == 0).all()
+
+
+@pytest.mark.parametrize("modality, value", [("vision", np.nan), ("text", np.inf), ("audio", np.nan), ("audio", np.inf)])
+def test_nan_or_inf_features_are_errors_naming_split_modality_index(tmp_path, modality, value):
+    raw = _mult()
+    raw["valid"][modality][2, 1, 0] = value
+    with pytest.raises(DataFormatError, match=rf"split 'valid', modality '{modality}'.*sample index\(es\) \[2\]"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+def test_mismatched_sample_counts_are_errors(tmp_path):
+    raw = _mult()
+    raw["train"]["vision"] = raw["train"]["vision"][:5]
+    with pytest.raises(DataFormatError, match=r"split 'train' has mismatched sample counts .*'vision': 5"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+def test_empty_split_is_an_error(tmp_path):
+    raw = _mult()
+    raw["test"] = {k: v[:0] for k, v in raw["test"].items()}
+    with pytest.raises(DataFormatError, match="split 'test' is empty"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+def test_wrong_rank_missing_key_unknown_key_and_split(tmp_path):
+    raw = _mult()
+    raw["train"]["text"] = raw["train"]["text"].mean(1)
+    with pytest.raises(DataFormatError, match=r"m.pkl: split 'train', key 'text': expected an array of rank 3"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    raw = _mult()
+    del raw["valid"]["labels"]
+    with pytest.raises(DataFormatError, match=r"split 'valid' is missing key\(s\) \['labels'\]"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    raw = _mult()
+    raw["test"]["depth"] = raw["test"]["vision"]
+    with pytest.raises(DataFormatError, match=r"split 'test' has unknown key\(s\) \['depth'\]"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    raw = _mult()
+    raw["extra"] = raw.pop("test")
+    with pytest.raises(DataFormatError, match="unknown split 'extra'"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    raw = _mult()
+    del raw["test"]
+    with pytest.raises(DataFormatError, match=r"missing split\(s\) \['test'\]"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+def test_feature_size_must_agree_across_splits(tmp_path):
+    raw = _mult()
+    raw["test"]["audio"] = np.zeros((4, 5, 6), np.float32)
+    with pytest.raises(DataFormatError, match=r"modality 'audio' has a different feature size per split"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+def test_modalities_argument_selects_and_validates(tmp_path):
+    path = _dump(_mult(), tmp_path / "m.pkl")
+    bundle = load_data(path, modalities=["vision", "text"])
+    assert bundle.modalities == ("text", "vision")
+    with pytest.raises(KeyError, match="unknown modality name"):
+        load_data(path, modalities=["text", "depth"])
+
+
+# --- MMSA --------------------------------------------------------------------------------------
+def test_mmsa_pickle_uses_regression_labels(tmp_path):
+    raw = _mmsa()
+    path = _dump(raw, tmp_path / "unaligned_39.pkl")
+    bundle = load_data(path)  # detected by 'regression_labels'
+    assert bundle.info["format"] == "mmsa" and bundle.task == "regression"
+    assert bundle.feature_dims == {"text": 768, "audio": 33, "vision": 709}
+    assert bundle.seq_lens == {"text": 7, "audio": 9, "vision": 8}
+    np.testing.assert_array_equal(bundle.splits["valid"].labels.numpy(), raw["valid"]["regression_labels"])
+    cls = load_mmsa_pickle(path, task="classification")
+    assert cls.task == "classification" and cls.out_dim == 3
+    assert cls.splits["train"].labels.dtype == torch.long
+
+
+def test_mmsa_without_text_features_is_refused(tmp_path):
+    raw = _mmsa()
+    for d in raw.values():
+        del d["text"]
+    path = _dump(raw, tmp_path / "bert_only.pkl")
+    with pytest.raises(DataFormatError, match="only 'text_bert'"):
+        load_data(path)
+    assert load_data(path, modalities=["audio", "vision"]).modalities == ("audio", "vision")
+
+
+def test_explicit_format_overrides_detection(tmp_path):
+    path = _dump(_mult(), tmp_path / "m.pkl")
+    with pytest.raises(DataFormatError, match=r"missing key\(s\) \['regression_labels'\]"):
+        load_data(path, format="mmsa")
+    with pytest.raises(ValueError, match="unknown data format"):
+        load_data(path, format="csv")
+    assert load_data(path, format="auto").info["format"] == "mult"
+
+
+def test_generator_options_are_refused_for_files(tmp_path):
+    path = _dump(_mult(), tmp_path / "m.pkl")
+    with pytest.raises(TypeError, match=r"\['sizes'\] apply only to source='synthetic'"):
+        load_data(path, sizes=(1, 1, 1))
+
+
+# --- h5 ----------------------------------------------------------------------------------------
+def _write_h5(path, split_names=("train", "valid", "test"), names=("text", "audio", "vision"), label="label"):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for split, canon in zip(split_names, ("train", "valid", "test")):
+            n = SIZES[canon]
+            g = f.create_group(split)
+            for name, (t, d) in zip(names, ((4, 1024), (6, 130), (5, 342))):
+                g.create_dataset(name, data=rng.standard_normal((n, t, d)).astype(np.float32))
+            g.create_dataset(label, data=np.arange(n) % 4)
+    return path
+
+
+def test_h5_mmin_layout_loads_as_four_classes(tmp_path):
+    path = _write_h5(tmp_path / "iemocap.h5")
+    bundle = load_data(path)
+    assert bundle.info["format"] == "h5" and bundle.task == "classification" and bundle.out_dim == 4
+    assert bundle.feature_dims == {"text": 1024, "audio": 130, "vision": 342}
+    batch = next(iter(bundle.loader("test", 4)))
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [0, 1, 2, 3]
+
+
+def test_h5_accepts_mmin_modality_names_and_dev_split(tmp_path):
+    path = _write_h5(tmp_path / "d.hdf5", split_names=("train", "dev", "test"), names=("L", "A", "V"), label="labels")
+    bundle = load_h5(path)
+    assert bundle.modalities == ("text", "audio", "vision") and len(bundle.splits["valid"]) == 3
+
+
+def test_h5_unknown_dataset_is_an_error(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = _write_h5(tmp_path / "d.h5")
+    with h5py.File(path, "a") as f:
+        f["train"].create_dataset("depth", data=np.zeros((6, 2, 2)))
+    with pytest.raises(DataFormatError, match="split 'train' has unknown dataset 'depth'"):
+        load_data(path)
+
+
+def test_h5_without_h5py_says_how_to_install(tmp_path, monkeypatch):
+    path = tmp_path / "d.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"promptkit-msa\[h5\]"):
+        load_data(path)
+
+
+# --- unsafe / broken pickles -------------------------------------------------------------------
+class _SystemPayload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _EvalPayload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("payload, name", [(_SystemPayload, "system"), (_EvalPayload, "builtins.eval")])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, payload, name):
+    marker = tmp_path / "pwned"
+    raw = _mult()
+    raw["train"]["labels"] = payload(marker)
+    path = _dump(raw, tmp_path / "evil.pkl")
+    with pytest.raises(UnsafePickleError, match=rf"evil.pkl.*tried to load code/global .*{name}"):
+        load_data(path)
+    with pytest.raises(pickle.UnpicklingError):  # the error is an UnpicklingError subclass
+        safe_load(path)
+    assert not marker.exists()
+
+
+def test_truncated_pickle_is_a_clear_error_naming_the_file(tmp_path):
+    data = pickle.dumps(_mult(), protocol=4)
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptPickleError, match=r"cut.pkl: the file is truncated or is not a pickle"):
+        load_data(path)
+
+
+def test_safe_load_round_trips_arrays_and_containers():
+    obj = {"a": np.arange(6.0).reshape(2, 3).T, "b": [np.float32(1.5), None, True, (1, "x")], "c": {1, 2},
+           "d": b"raw", "e": np.array(["u", "vv"], dtype=object)}
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        back = safe_load(io.BytesIO(pickle.dumps(obj, protocol=protocol)))
+        np.testing.assert_array_equal(back["a"], obj["a"])
+        assert back["b"] == obj["b"] and back["c"] == {1, 2} and back["d"] == b"raw"
+        assert back["e"].tolist() == ["u", "vv"]
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pkl"):
+        load_data(tmp_path / "nope.pkl")

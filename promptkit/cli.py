@@ -1,0 +1,237 @@
+"""The ``promptkit`` console script.
+
+    promptkit train --recipe R [--data PATH] [--device D] [--epochs N] [--out DIR] [--resume] [--overwrite] [--cggm]
+    promptkit eval --recipe R --checkpoint C [--data PATH] [--device D] [--json]
+    promptkit data describe [--recipe R] [--data PATH]
+    promptkit recipes list
+    promptkit backbones list
+
+Each sub-command is added by one small ``add_<name>(subparsers)`` function listed in
+:data:`SUBCOMMANDS`. Errors print one line, ``promptkit: error: ...``, and exit with status 2
+(set ``PROMPTKIT_TRACEBACK=1`` to see the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .recipes import DataSection, Recipe, list_recipes, load, load_recipe_data
+
+DEFAULT_RUNS = Path("runs")
+
+
+# --- shared options --------------------------------------------------------------------------
+def _recipe_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--recipe", required=required, help="a recipe .toml file or a shipped recipe name (mult-synth)")
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="PATH", help="a data file (MulT/MMSA pickle, h5); replaces the recipe's [data] path")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def _with_epochs(recipe: Recipe, section: str, epochs: int | None) -> Recipe:
+    if epochs is None:
+        return recipe
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    return recipe.replace(**{section: dataclasses.replace(getattr(recipe, section), epochs=epochs)})
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    """``runs/<recipe name>`` (the file stem when the recipe has no name)."""
+    return DEFAULT_RUNS / (recipe.name or Path(recipe.source or "recipe").stem)
+
+
+# --- train -----------------------------------------------------------------------------------
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="pre-train the recipe's backbone on complete data")
+    _recipe_arg(p)
+    _data_arg(p)
+    _device_arg(p)
+    p.add_argument("--epochs", type=int, help="override [pretrain] epochs")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<recipe>/pretrain)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--cggm", action="store_true", help="train with CGGM gradient modulation ([cggm] table)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import BACKBONE_FILE, pretrain
+
+    recipe = _with_epochs(load(args.recipe), "pretrain", args.epochs)
+    data = load_recipe_data(recipe, args.data)
+    out = args.out or default_run_dir(recipe) / "pretrain"
+    result = pretrain(recipe, data, out, cggm=args.cggm, resume=args.resume, overwrite=args.overwrite,
+                      device=args.device, progress=not args.quiet)
+    print(f"backbone saved to {Path(out) / BACKBONE_FILE} (best epoch {result.best_epoch}); "
+          f"test {result.primary} = {result.test[result.primary]:.4f}; results in {Path(out) / 'results.json'}")
+    return 0
+
+
+# --- eval ------------------------------------------------------------------------------------
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="test-split metrics of a saved backbone")
+    _recipe_arg(p)
+    p.add_argument("--checkpoint", required=True, type=Path, help="a backbone.safetensors written by train")
+    _data_arg(p)
+    _device_arg(p)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate, load_backbone
+    from .train.engine import resolve_device
+
+    recipe = load(args.recipe)
+    data = load_recipe_data(recipe, args.data)
+    device = resolve_device(args.device)
+    model = load_backbone(args.checkpoint, device=device)
+    if dict(model.feature_dims) != dict(data.feature_dims):
+        raise ValueError(
+            f"checkpoint {args.checkpoint} expects feature_dims {model.feature_dims}, "
+            f"the data ({data.description}) has {dict(data.feature_dims)}"
+        )
+    metrics = evaluate(model, data.splits["test"], task=data.task, modalities=data.modalities,
+                       metric_kind=recipe.data.metric, batch_size=recipe.pretrain.batch_size, device=device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _print_table(f"test split of {data.name} ({len(data.splits['test'])} samples), {args.checkpoint}",
+                     ["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
+    return 0
+
+
+# --- data describe ---------------------------------------------------------------------------
+def add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect data")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="{describe}")
+    d = dsub.add_parser("describe", help="splits, shapes, task and provenance of a data set")
+    _recipe_arg(d, required=False)
+    _data_arg(d)
+    d.set_defaults(func=cmd_data_describe)
+
+
+def cmd_data_describe(args: argparse.Namespace) -> int:
+    if args.recipe is None and args.data is None:
+        raise ValueError("data describe needs --recipe R or --data PATH")
+    recipe = load(args.recipe) if args.recipe else Recipe(data=DataSection(source="file"))
+    data = load_recipe_data(recipe, args.data)
+    print(f"{data.name}: {data.description}")
+    print(f"task {data.task}, out_dim {data.out_dim}, modalities {', '.join(data.modalities)}")
+    rows = []
+    for split, ds in data.splits.items():
+        shapes = ", ".join(f"{m} ({len(ds)}, {data.seq_lens[m]}, {data.feature_dims[m]})" for m in data.modalities)
+        rows.append([split, str(len(ds)), shapes, _label_summary(ds.labels, data.task)])
+    _print_table("splits", ["split", "samples", "features (N, T, D)", "labels"], rows)
+    return 0
+
+
+def _label_summary(labels: Any, task: str) -> str:
+    if task == "regression":
+        y = labels.float()
+        return f"mean {y.mean():.3f}, std {y.std():.3f}, range [{y.min():.2f}, {y.max():.2f}]"
+    if labels.dim() == 2:
+        return "positives per task " + str(labels.sum(0).tolist())
+    values, counts = labels.unique(return_counts=True)
+    return "counts " + ", ".join(f"{v}: {c}" for v, c in zip(values.tolist(), counts.tolist()))
+
+
+# --- listings --------------------------------------------------------------------------------
+def add_recipes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", help="shipped recipes")
+    rsub = p.add_subparsers(dest="recipes_command", required=True, metavar="{list}")
+    rsub.add_parser("list", help="list the shipped recipes").set_defaults(func=cmd_recipes_list)
+
+
+def cmd_recipes_list(args: argparse.Namespace) -> int:
+    rows = []
+    for path in list_recipes():
+        r = load(path, check_backbone=False)
+        rows.append([path.stem, r.backbone.name, r.data.source, r.description])
+    _print_table("shipped recipes", ["recipe", "backbone", "data", "description"], rows)
+    return 0
+
+
+def add_backbones(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backbones", help="registered backbones")
+    bsub = p.add_subparsers(dest="backbones_command", required=True, metavar="{list}")
+    bsub.add_parser("list", help="list the registered backbones").set_defaults(func=cmd_backbones_list)
+
+
+def cmd_backbones_list(args: argparse.Namespace) -> int:
+    import backbones
+
+    _print_table("registered backbones", ["name"], [[n] for n in backbones.list_backbones()])
+    return 0
+
+
+# --- promptkit run ---------------------------------------------------------------------------
+# >>> `promptkit run` (pretrain -> wrap -> prompt stage -> evaluation) is added here by the lead:
+# >>> write `add_run(sub)` / `cmd_run(args)` and append `add_run` to SUBCOMMANDS below.
+
+
+# --- main ------------------------------------------------------------------------------------
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_train,
+    add_eval,
+    add_data,
+    add_recipes,
+    add_backbones,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptkit", description="MPLMM prompts and CGGM for MSA backbones")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    return " ".join(str(msg).split()) or type(e).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status (0, or 2 on an error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("promptkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # one clear line, no traceback
+        if os.environ.get("PROMPTKIT_TRACEBACK"):
+            raise
+        print(f"promptkit: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""TOML recipes: one file says which backbone, which data and how each stage trains.
+
+A recipe has the sections ``[backbone]``, ``[data]`` (with an optional ``[data.synthetic]``
+table of generator options), ``[pretrain]``, ``[prompt]`` (with ``[prompt.prompter]``, the
+``PrompterConfig`` keywords), ``[eval]`` and an optional ``[cggm]`` table. Every key is checked
+where it enters: an unknown key names the section, the allowed keys and the closest match; a wrong
+type names the expected one; an unknown backbone lists the registered ones.
+
+Example::
+
+    recipe = load("recipes/mult-synth.toml")
+    recipe.pretrain.epochs, recipe.backbone.name, recipe.to_dict()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the project runs on 3.11; tomli is the declared fallback
+    import tomli as tomllib
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+"""Where the shipped recipes live in a source checkout."""
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file, the section and the key."""
+
+
+@dataclass
+class BackboneSection:
+    """``[backbone]``: a registered backbone and the keywords it is built with."""
+
+    name: str = "mult"
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """``[data]``: where the data comes from and which metric family scores it.
+
+    ``source = "synthetic"`` builds the seeded synthetic set from ``seed``, ``aligned``,
+    ``sizes`` and the generator options in ``[data.synthetic]``; ``source = "file"`` reads
+    ``path`` (or the ``--data`` path given on the command line) in ``format``. ``metric`` is a
+    :mod:`promptkit.metrics` kind (it also fixes the task). ``feature_dims``, when given, must
+    match the data (checked before training).
+    """
+
+    source: Literal["synthetic", "file"] = "synthetic"
+    path: str | None = None
+    format: Literal["auto", "mult", "mmsa", "h5"] = "auto"
+    metric: str = "mosi"
+    seed: int = 0
+    aligned: bool = True
+    sizes: dict[str, int] | None = None
+    feature_dims: dict[str, int] | None = None
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageSection:
+    """How one training stage runs (``[pretrain]``; ``[prompt]`` adds ``eta`` and ``prompter``)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: Literal["adam", "adamw"] = "adam"
+    scheduler: Literal["plateau", "cosine", "none"] = "plateau"
+    plateau_patience: int = 10
+    plateau_factor: float = 0.1
+    grad_clip: float | None = 0.8
+    early_stop_patience: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class PromptSection(StageSection):
+    """``[prompt]``: the prompt stage; ``eta`` is the training missing rate, ``prompter`` the
+    ``PrompterConfig`` keywords (validated by the prompter)."""
+
+    epochs: int = 30
+    eta: float = 0.7
+    prompter: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalSection:
+    """``[eval]``: missing rates of the test protocol and the seed its masks are drawn from."""
+
+    missing_rates: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7])
+    seed: int = 0
+
+
+@dataclass
+class Recipe:
+    """A whole recipe. ``source`` is the file it came from (not part of :meth:`to_dict`)."""
+
+    backbone: BackboneSection = field(default_factory=BackboneSection)
+    data: DataSection = field(default_factory=DataSection)
+    pretrain: StageSection = field(default_factory=StageSection)
+    prompt: PromptSection = field(default_factory=PromptSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    cggm: dict[str, Any] | None = None
+    name: str = ""
+    description: str = ""
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def hash(self) -> str:
+        """A short stable hash of :meth:`to_dict` (identifies a run's settings)."""
+        return config_hash(self.to_dict())
+
+    def replace(self, **sections: Any) -> "Recipe":
+        """A copy with whole sections replaced, e.g. ``recipe.replace(pretrain=new_stage)``."""
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type] = {
+    "backbone": BackboneSection,
+    "data": DataSection,
+    "pretrain": StageSection,
+    "prompt": PromptSection,
+    "eval": EvalSection,
+}
+_TOP_LEVEL = {"name": str, "description": str, "cggm": dict[str, Any] | None}
+
+
+def config_hash(d: dict[str, Any]) -> str:
+    """sha256 (16 hex digits) of a JSON-able dict with sorted keys."""
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load(path: str | Path, *, check_backbone: bool = True) -> Recipe:
+    """Read and validate a TOML recipe.
+
+    Args:
+        path: a ``.toml`` file, or the name of a shipped recipe (``"mult-synth"``).
+        check_backbone: check that ``[backbone] name`` is registered.
+
+    Raises:
+        RecipeError: corrupt TOML (file and line), unknown key, wrong type, unknown backbone.
+    """
+    p = resolve_recipe_path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"recipe {p} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"recipe {p} is not UTF-8 text: {e}") from None
+    return from_dict(raw, source=str(p), check_backbone=check_backbone)
+
+
+def resolve_recipe_path(path: str | Path) -> Path:
+    """A recipe file by path, or a shipped recipe by name (``mult-synth``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.parent == Path("."):
+        for cand in (RECIPE_DIR / p.name, RECIPE_DIR / f"{p.name}.toml"):
+            if cand.is_file():
+                return cand
+    known = [r.stem for r in list_recipes()]
+    raise RecipeError(f"recipe {str(path)!r} not found (not a file, not a shipped recipe; shipped: {known})")
+
+
+def list_recipes() -> list[Path]:
+    """The shipped recipe files, sorted by name."""
+    return sorted(RECIPE_DIR.glob("*.toml")) if RECIPE_DIR.is_dir() else []
+
+
+def from_dict(raw: dict[str, Any], *, source: str = "<dict>", check_backbone: bool = True) -> Recipe:
+    """Validate a parsed recipe (a dict as TOML gives it) into a :class:`Recipe`."""
+    where = f"recipe {source}"
+    allowed = list(_SECTIONS) + list(_TOP_LEVEL)
+    for key in raw:
+        if key not in allowed:
+            raise RecipeError(_unknown(key, "the top level", allowed, where))
+    kwargs: dict[str, Any] = {}
+    for key, tp in _TOP_LEVEL.items():
+        if key in raw:
+            kwargs[key] = _check(raw[key], tp, f"{where}: {key}")
+    for name, cls in _SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise RecipeError(f"{where}: [{name}] must be a table, got {type(table).__name__}")
+        kwargs[name] = _section(cls, table, name, where)
+    recipe = Recipe(**kwargs, source=source)
+    _validate_values(recipe, where, check_backbone)
+    return recipe
+
+
+def _section(cls: type, table: dict[str, Any], name: str, where: str):
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise RecipeError(_unknown(key, f"[{name}]", fields, where))
+        values[key] = _check(value, hints[key], f"{where}: [{name}] {key}")
+    return cls(**values)
+
+
+def _suggest(key: str, allowed: list[str]) -> str | None:
+    """The closest allowed key (difflib), or one whose initials match (``learning_rate`` → ``lr``)."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    initials = "".join(w[0] for w in key.split("_") if w)
+    return next((a for a in allowed if len(a) > 1 and a == initials), None)
+
+
+def _unknown(key: str, section: str, allowed: list[str], where: str) -> str:
+    close = _suggest(key, allowed)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"{where}: unknown key {key!r} in {section}{hint} (allowed: {', '.join(allowed)})"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is dict:
+        return "a table"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check(value: Any, tp: Any, what: str) -> Any:
+    """``value`` if it fits the type ``tp`` (ints widen to floats), else a RecipeError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        # TOML has no null (an optional key is left out); None comes only from Python dicts.
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check(value, a, what)
+            except RecipeError:
+                pass
+        raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if origin is Literal:
+        if value not in args:
+            raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{what} must be a table, got {value!r} ({type(value).__name__})")
+        vt = args[1] if args else Any
+        return {k: v if vt is Any else _check(v, vt, f"{what}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        return [_check(v, args[0], f"{what}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
+    """Range checks that a type alone cannot express."""
+    if check_backbone:
+        import backbones
+
+        if not backbones.is_backbone(r.backbone.name):
+            close = difflib.get_close_matches(r.backbone.name, backbones.list_backbones(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(
+                f"{where}: unknown backbone {r.backbone.name!r} in [backbone] name{hint} "
+                f"(known backbones: {backbones.list_backbones()})"
+            )
+    for key in ("feature_dims", "out_dim", "task"):
+        if key in r.backbone.config:
+            raise RecipeError(
+                f"{where}: [backbone.config] must not set {key!r}: it comes from the data"
+                + ("; put expected sizes in [data] feature_dims" if key == "feature_dims" else "")
+            )
+    from .metrics import KINDS
+
+    if r.data.metric not in KINDS:
+        close = difflib.get_close_matches(r.data.metric, KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RecipeError(f"{where}: [data] metric {r.data.metric!r} is unknown{hint} (known: {', '.join(KINDS)})")
+    if r.data.source == "synthetic" and r.data.path is not None:
+        raise RecipeError(f"{where}: [data] path {r.data.path!r} is set but source is 'synthetic'; use source = 'file'")
+    if r.data.source == "file" and r.data.synthetic:
+        raise RecipeError(f"{where}: [data.synthetic] options are set but source is 'file'; remove them")
+    if r.data.source == "file" and r.data.sizes is not None:
+        raise RecipeError(f"{where}: [data] sizes applies to synthetic data only; source is 'file'")
+    for name in ("pretrain", "prompt"):
+        s: StageSection = getattr(r, name)
+        for key in ("epochs", "batch_size"):
+            if getattr(s, key) < 1:
+                raise RecipeError(f"{where}: [{name}] {key} must be >= 1, got {getattr(s, key)}")
+        if s.lr <= 0:
+            raise RecipeError(f"{where}: [{name}] lr must be > 0, got {s.lr}")
+        if s.weight_decay < 0:
+            raise RecipeError(f"{where}: [{name}] weight_decay must be >= 0, got {s.weight_decay}")
+        if s.grad_clip is not None and s.grad_clip <= 0:
+            raise RecipeError(f"{where}: [{name}] grad_clip must be > 0 (leave it out for none), got {s.grad_clip}")
+        if s.early_stop_patience is not None and s.early_stop_patience < 1:
+            raise RecipeError(f"{where}: [{name}] early_stop_patience must be >= 1, got {s.early_stop_patience}")
+        if not 0 < s.plateau_factor < 1:
+            raise RecipeError(f"{where}: [{name}] plateau_factor must lie in (0, 1), got {s.plateau_factor}")
+    if not 0.0 <= r.prompt.eta <= 1.0:
+        raise RecipeError(f"{where}: [prompt] eta must lie in [0, 1], got {r.prompt.eta}")
+    bad = [m for m in r.eval.missing_rates if not 0.0 <= m <= 1.0]
+    if bad:
+        raise RecipeError(f"{where}: [eval] missing_rates must lie in [0, 1], got {bad}")
+    _validate_passthrough(r, where)
+    if r.data.sizes is not None:
+        unknown = set(r.data.sizes) - {"train", "valid", "test"}
+        if unknown:
+            raise RecipeError(f"{where}: [data] sizes has unknown split(s) {sorted(unknown)}; allowed: train, valid, test")
+
+
+def _validate_passthrough(r: Recipe, where: str) -> None:
+    """Check ``[prompt.prompter]`` and ``[cggm]`` with their owners' configs, at load time."""
+    from .cggm import CGGMConfig
+    from .prompter import PrompterConfig
+
+    for section, cls, table in (("[prompt.prompter]", PrompterConfig, r.prompt.prompter), ("[cggm]", CGGMConfig, r.cggm)):
+        if table is None:
+            continue
+        try:
+            cls.from_dict(dict(table))
+        except (KeyError, TypeError, ValueError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise RecipeError(f"{where}: {section}: {msg}") from None
+
+
+_REGRESSION_KINDS = ("mosi", "mosei", "sims")
+
+
+def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synthetic: Any):
+    """The ``DataBundle`` a recipe's ``[data]`` section describes, checked against its metric.
+
+    Args:
+        data_path: a data file that replaces ``[data] path`` (the CLI's ``--data``); it turns a
+            synthetic recipe into a file one.
+        **synthetic: generator options that override ``[data.synthetic]`` (e.g.
+            ``domain="source"`` for the pre-training domain); synthetic data only.
+    """
+    from .data import load_data
+
+    d, where = recipe.data, f"recipe {recipe.source or '<dict>'}"
+    if data_path is None and d.source == "synthetic":
+        data = load_data("synthetic", seed=d.seed, aligned=d.aligned, sizes=d.sizes, **{**d.synthetic, **synthetic})
+    else:
+        if synthetic:
+            raise ValueError(f"synthetic generator options {sorted(synthetic)} were given for file data")
+        path = data_path if data_path is not None else d.path
+        if path is None:
+            raise RecipeError(f"{where}: [data] source is 'file' but no path is given; pass --data PATH or set [data] path")
+        task = "regression" if d.metric in _REGRESSION_KINDS else "classification"
+        data = load_data(str(path), format=d.format, task=task)
+    want = "regression" if d.metric in _REGRESSION_KINDS else "classification"
+    if data.task != want or (d.metric == "iemocap_binary" and data.out_dim != 8):
+        raise RecipeError(
+            f"{where}: [data] metric {d.metric!r} needs {want} data"
+            + (" with four binary tasks (out_dim 8)" if d.metric == "iemocap_binary" else "")
+            + f", but {data.description} is {data.task} with out_dim {data.out_dim}"
+        )
+    return data

@@ -1,0 +1,139 @@
+"""TOML recipes: shipped recipes load; unknown keys, wrong types, unknown backbones, bad ranges and
+corrupt TOML are errors that name the file, section and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptkit import recipes
+from promptkit.recipes import RecipeError, Recipe, from_dict, load, load_recipe_data
+
+TINY = """
+[backbone]
+name = "mult"
+[backbone.config]
+d_model = 10
+num_heads = 2
+layers = 1
+[data]
+source = "synthetic"
+sizes = { train = 8, valid = 4, test = 4 }
+[data.synthetic]
+seq_lens = { text = 3, audio = 3, vision = 3 }
+[pretrain]
+epochs = 1
+"""
+
+
+def write(tmp_path, text: str, name: str = "r.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["mult-synth", "mult-mosi"])
+def test_shipped_recipes_load(name):
+    r = load(recipes.RECIPE_DIR / f"{name}.toml")
+    assert r.backbone.name == "mult" and r.name == name and r.description
+    assert r.prompt.eta == 0.7 and r.pretrain.grad_clip == 0.8
+    assert load(name) == r  # by name too
+    assert from_dict(r.to_dict()) == r
+
+
+def test_mult_mosi_has_the_published_settings():
+    r = load("mult-mosi")
+    assert (r.prompt.batch_size, r.prompt.lr, r.prompt.epochs, r.prompt.optimizer) == (64, 1e-3, 30, "adam")
+    assert r.backbone.config["d_model"] == 30 and r.backbone.config["num_heads"] == 5 and r.backbone.config["layers"] == 5
+    assert r.prompt.scheduler == "plateau" and r.prompt.plateau_patience == 10 and r.prompt.plateau_factor == 0.1
+    assert r.data.source == "file" and r.data.path is None
+    with pytest.raises(RecipeError, match="no path is given; pass --data PATH"):
+        load_recipe_data(r)
+
+
+def test_defaults_and_int_widens_to_float(tmp_path):
+    r = load(write(tmp_path, TINY + "lr = 1\n"))
+    assert r.pretrain.lr == 1.0 and isinstance(r.pretrain.lr, float)
+    assert r.prompt == recipes.PromptSection() and r.cggm is None
+    assert r.hash() == load(write(tmp_path, TINY + "lr = 1.0\n", "s.toml")).hash()
+
+
+def test_unknown_key_names_section_allowed_keys_and_suggestion(tmp_path):
+    p = write(tmp_path, TINY + "learning_rate = 0.1\n")
+    with pytest.raises(RecipeError) as e:
+        load(p)
+    msg = str(e.value)
+    assert str(p) in msg and "unknown key 'learning_rate' in [pretrain]" in msg
+    assert "did you mean 'lr'?" in msg and "allowed: epochs, batch_size, lr" in msg
+    with pytest.raises(RecipeError, match=r"unknown key 'pretrian' in the top level; did you mean 'pretrain'\?"):
+        load(write(tmp_path, TINY.replace("[pretrain]", "[pretrian]")))
+    with pytest.raises(RecipeError, match=r"unknown key 'ssed' in \[eval\]; did you mean 'seed'\?"):
+        load(write(tmp_path, TINY + "[eval]\nssed = 1\n"))
+
+
+def test_wrong_type_names_expected_type(tmp_path):
+    with pytest.raises(RecipeError, match=r"\[pretrain\] epochs must be an integer, got '3' \(str\)"):
+        load(write(tmp_path, TINY.replace("epochs = 1", 'epochs = "3"')))
+    with pytest.raises(RecipeError, match=r"\[pretrain\] batch_size must be an integer, got 2.5"):
+        load(write(tmp_path, TINY + "batch_size = 2.5\n"))
+    with pytest.raises(RecipeError, match=r"\[data\] aligned must be true or false, got 1"):
+        load(write(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\naligned = 1')))
+    with pytest.raises(RecipeError, match=r"\[eval\] missing_rates\[1\] must be a number, got 'x'"):
+        load(write(tmp_path, TINY + "[eval]\nmissing_rates = [0.1, 'x']\n"))
+    with pytest.raises(RecipeError, match=r"optimizer must be one of 'adam', 'adamw', got 'sgd'"):
+        load(write(tmp_path, TINY + 'optimizer = "sgd"\n'))
+    with pytest.raises(RecipeError, match=r"\[backbone\] config must be a table"):
+        load(write(tmp_path, '[backbone]\nname = "mult"\nconfig = 3\n'))
+
+
+def test_unknown_backbone_lists_known_ones(tmp_path):
+    with pytest.raises(RecipeError, match=r"unknown backbone 'mulT'.*did you mean 'mult'\?.*known backbones: \[.*'mult'"):
+        load(write(tmp_path, TINY.replace('name = "mult"', 'name = "mulT"')))
+
+
+def test_corrupt_toml_names_file_and_line(tmp_path):
+    p = write(tmp_path, TINY + "[eval\nseed = 1\n")
+    with pytest.raises(RecipeError, match=rf"{p}.* is not valid TOML: .*line 15, column 6"):
+        load(p)
+    with pytest.raises(RecipeError, match="not found .*shipped: .*mult-synth"):
+        load(tmp_path / "missing.toml")
+
+
+def test_values_out_of_range_and_contradictions(tmp_path):
+    for extra, match in [
+        ("epochs = 0", r"\[pretrain\] epochs must be >= 1, got 0"),
+        ("[prompt]\neta = 1.5", r"\[prompt\] eta must lie in \[0, 1\], got 1.5"),
+        ("[eval]\nmissing_rates = [0.2, 1.2]", r"missing_rates must lie in \[0, 1\], got \[1.2\]"),
+    ]:
+        with pytest.raises(RecipeError, match=match):
+            load(write(tmp_path, TINY.replace("epochs = 1", "") + extra + "\n"))
+    with pytest.raises(RecipeError, match=r"metric 'mosei2' is unknown; did you mean 'mosei'\?"):
+        load(write(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\nmetric = "mosei2"')))
+    with pytest.raises(RecipeError, match=r"\[backbone.config\] must not set 'feature_dims'.*\[data\] feature_dims"):
+        load(write(tmp_path, TINY.replace("layers = 1", "layers = 1\nfeature_dims = { text = 3 }")))
+    with pytest.raises(RecipeError, match="path 'x.pkl' is set but source is 'synthetic'"):
+        load(write(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\npath = "x.pkl"')))
+
+
+def test_passthrough_tables_are_checked_by_their_owners_at_load(tmp_path):
+    with pytest.raises(RecipeError, match=r"\[prompt.prompter\]: unknown PrompterConfig key\(s\) \['prompt_len'\]"):
+        load(write(tmp_path, TINY + "[prompt.prompter]\nprompt_len = 4\n"))
+    with pytest.raises(RecipeError, match=r"r\.toml: \[cggm\]: CGGMConfig.rho must be a number > 0"):
+        load(write(tmp_path, TINY + "[cggm]\nrho = -1.0\n"))
+
+
+def test_passthrough_tables_and_data_loading(tmp_path):
+    r = load(write(tmp_path, TINY + "[prompt.prompter]\nprompt_length = 4\n[cggm]\nrho = 1.3\n"))
+    assert r.prompt.prompter == {"prompt_length": 4} and r.cggm == {"rho": 1.3}
+    data = load_recipe_data(r)
+    assert {s: len(d) for s, d in data.splits.items()} == {"train": 8, "valid": 4, "test": 4}
+    assert data.seq_lens == {"text": 3, "audio": 3, "vision": 3} and "synthetic" in data.description
+    source = load_recipe_data(r, domain="source")
+    assert not (source.splits["train"].features["text"] == data.splits["train"].features["text"]).all()
+
+
+def test_recipe_is_a_dataclass_tree_with_to_dict():
+    r = Recipe()
+    d = r.to_dict()
+    assert set(d) == {"backbone", "data", "pretrain", "prompt", "eval", "cggm", "name", "description"}
+    assert d["prompt"]["eta"] == 0.7 and "source" not in d
+    assert r.replace(name="x").name == "x" and r.name == ""

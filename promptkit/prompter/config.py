@@ -31,6 +31,13 @@ class PrompterConfig:
         default=0.02, metadata={"help": "Std of the random init of every prompt tensor (none starts at zero)."}
     )
     dropout: float = field(default=0.0, metadata={"help": "Dropout on MMGM's attention output."})
+    reconstruction_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "promptkit extension, off in the paper: weight of an MSE loss between MMGM's output and "
+            "the real features of modalities that were dropped on purpose (simulated missingness only)."
+        },
+    )
     check_inputs: bool = field(
         default=True, metadata={"help": "Raise on NaN/inf in available input features (one reduction per input)."}
     )
@@ -44,6 +51,8 @@ class PrompterConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.reconstruction_weight < 0:
+            raise ValueError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         if self.init_std <= 0:
             raise ValueError(f"init_std must be positive (zero-initialised prompts never train), got {self.init_std}")
 

@@ -93,6 +93,7 @@ class MissingModalityPrompter(nn.Module):
         self._mask: torch.Tensor | None = None
         self._type_tokens: list[torch.Tensor] | None = None
         self._enabled = True
+        self._aux_loss: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._attach_hooks()
 
@@ -223,16 +224,21 @@ class MissingModalityPrompter(nn.Module):
         if mask is None:
             mask = self.modality_set.complete_mask(batch).to(next(iter(features.values())).device)
         check_mask(mask, len(self.modality_set), batch)
+        raw = features
         features = {
             m: torch.where(mask[:, i, None, None], features[m], torch.zeros((), dtype=features[m].dtype, device=features[m].device))
             for i, m in enumerate(self.modality_set.names)
         }
         if self.config.check_inputs:
             self._check_finite(features)
+        self._aux_loss = None
         if not self._enabled:
             return self.backbone(**self._as_kwargs(features))
         if self.mmgm is not None:
-            features = self.mmgm(features, mask)
+            generated = self.mmgm(features, mask)
+            if self.training and self.config.reconstruction_weight > 0:
+                self._aux_loss = self.config.reconstruction_weight * self._reconstruction_loss(raw, generated, mask)
+            features = generated
         missing = ~mask
         if self.type_prompts is not None:
             pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
@@ -242,6 +248,24 @@ class MissingModalityPrompter(nn.Module):
             return self.backbone(**self._as_kwargs(features))
         finally:
             self._mask, self._type_tokens = None, None
+
+    def _reconstruction_loss(
+        self, real: dict[str, torch.Tensor], generated: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean squared error of generated vs real features over the dropped (modality, sample) pairs."""
+        losses = []
+        for i, m in enumerate(self.modality_set.names):
+            rows = ~mask[:, i]
+            if rows.any():
+                losses.append(torch.nn.functional.mse_loss(generated[m][rows], real[m][rows]))
+        return torch.stack(losses).mean() if losses else torch.zeros((), device=mask.device)
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """The reconstruction loss of the last training forward (when configured), else None.
+
+        The frozen backbone's own auxiliary losses are not used in the prompt stage.
+        """
+        return self._aux_loss
 
     def _check_features(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names = self.modality_set.names

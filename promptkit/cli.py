@@ -1,5 +1,6 @@
 """The ``promptkit`` console script.
 
+    promptkit run --recipe R [--data PATH] [--device D] [--out DIR] [--resume] [--overwrite] [--cggm]
     promptkit train --recipe R [--data PATH] [--device D] [--epochs N] [--out DIR] [--resume] [--overwrite] [--cggm]
     promptkit eval --recipe R --checkpoint C [--data PATH] [--device D] [--json]
     promptkit data describe [--recipe R] [--data PATH]
@@ -178,13 +179,37 @@ def cmd_backbones_list(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- promptkit run ---------------------------------------------------------------------------
-# >>> `promptkit run` (pretrain -> wrap -> prompt stage -> evaluation) is added here by the lead:
-# >>> write `add_run(sub)` / `cmd_run(args)` and append `add_run` to SUBCOMMANDS below.
+# --- run -------------------------------------------------------------------------------------
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="pretrain -> wrap -> prompt stage -> missing-modality evaluation")
+    _recipe_arg(p)
+    _data_arg(p)
+    _device_arg(p)
+    p.add_argument("--pretrain-epochs", type=int, help="override [pretrain] epochs")
+    p.add_argument("--prompt-epochs", type=int, help="override [prompt] epochs")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<recipe>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--cggm", action="store_true", help="train both stages with CGGM ([cggm] table)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .train.run import run_pipeline
+
+    recipe = _with_epochs(load(args.recipe), "pretrain", args.pretrain_epochs)
+    recipe = _with_epochs(recipe, "prompt", args.prompt_epochs)
+    data = load_recipe_data(recipe, args.data)
+    out = args.out or default_run_dir(recipe)
+    run_pipeline(recipe, data, out, device=args.device, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.quiet, cggm=args.cggm)
+    return 0
 
 
 # --- main ------------------------------------------------------------------------------------
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_run,
     add_train,
     add_eval,
     add_data,

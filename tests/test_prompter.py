@@ -118,6 +118,7 @@ def test_prompt_parameters_grow_linearly_in_modalities():
         dims = {f"m{i}": 4 for i in range(m)}
         _, prompter = make(config=PrompterConfig(generative=False), dims=dims)
         counts.append(sum(prompter.prompt_parameters().values()))
+        assert prompter.prompt_parameters()["mmgm_networks"] == 0
         per_case.append(per_case_prompt_parameters(m, 16, [8] * m))  # MPMM: one set per case and target
     steps = [b - a for a, b in zip(counts, counts[1:])]
     assert len(set(steps)) == 1 and steps[0] > 0, counts  # constant cost per added modality
@@ -223,7 +224,11 @@ def test_two_prompters_in_one_process_do_not_interfere():
 def test_each_prompt_type_switches_off(kwargs):
     _, prompter = make(config=PrompterConfig(**kwargs))
     counts = prompter.prompt_parameters()
-    for part, on in (("generative", kwargs.get("generative", True)), ("type", kwargs.get("type", True))):
+    for part, on in (
+        ("generative", kwargs.get("generative", True)),
+        ("mmgm_networks", kwargs.get("generative", True)),
+        ("type", kwargs.get("type", True)),
+    ):
         assert (counts[part] > 0) == on
     out = prompter(**toy_inputs(DIMS), mask=mixed_mask())
     assert out.shape == (6, 1)

@@ -313,9 +313,16 @@ class MissingModalityPrompter(nn.Module):
         return state
 
     def prompt_parameters(self) -> dict[str, int]:
-        """Parameter count per prompt part (generative = MMGM incl. P_G)."""
-        parts = {"generative": self.mmgm, "signal": self.signal_prompts, "type": self.type_prompts}
-        return {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
+        """Parameter counts: the prompts themselves (P_G, P_MS/P_NMS, P_MT with M_m) and MMGM's networks."""
+        count = lambda ps: sum(p.numel() for p in ps)  # noqa: E731
+        mmgm_all = count(self.mmgm.parameters()) if self.mmgm is not None else 0
+        generative = count(self.mmgm.generative_prompts.parameters()) if self.mmgm is not None else 0
+        return {
+            "generative": generative,
+            "signal": count(self.signal_prompts.parameters()) if self.signal_prompts is not None else 0,
+            "type": count(self.type_prompts.parameters()) if self.type_prompts is not None else 0,
+            "mmgm_networks": mmgm_all - generative,
+        }
 
     def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Trainable prompt/MMGM parameters that belong to one modality (for CGGM)."""
@@ -334,7 +341,8 @@ class MissingModalityPrompter(nn.Module):
     def trainable_summary(self) -> dict[str, float]:
         backbone = sum(p.numel() for p in self.backbone.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        prompts = sum(self.prompt_parameters().values())
+        counts = self.prompt_parameters()
+        prompts = counts["generative"] + counts["signal"] + counts["type"]
         return {
             "backbone_params": backbone,
             "prompt_params": prompts,

@@ -154,7 +154,7 @@ def test_loading_onto_another_backbone_or_tampered_files_is_refused(tmp_path):
     blob = bytearray(weights.read_bytes())
     blob[-3] ^= 0xFF
     weights.write_bytes(bytes(blob))
-    with pytest.raises(AdapterLoadError, match="altered"):
+    with pytest.raises(AdapterLoadError, match="corrupt"):
         MissingModalityPrompter.from_pretrained(ToyMSA(DIMS), tmp_path)
     cfg = json.loads((tmp_path / "promptkit_config.json").read_text())
     cfg["backbone_class"] = "MulT"
@@ -164,20 +164,15 @@ def test_loading_onto_another_backbone_or_tampered_files_is_refused(tmp_path):
 
 
 def test_missing_tensor_in_adapter_is_refused(tmp_path):
-    import hashlib
-
-    from safetensors.torch import load_file, save_file
+    from promptkit.checkpoint import load_checkpoint, save_checkpoint
 
     _, prompter = make()
     prompter.save_pretrained(tmp_path)
     weights = tmp_path / "adapter_model.safetensors"
-    tensors = load_file(weights)
-    tensors.pop(next(iter(tensors)))
-    save_file(tensors, weights)
-    cfg = json.loads((tmp_path / "promptkit_config.json").read_text())
-    cfg["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-    (tmp_path / "promptkit_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(AdapterLoadError, match="missing tensors"):
+    tensors, meta = load_checkpoint(weights)
+    tensors.pop("signal_prompts.real.audio")
+    save_checkpoint(weights, tensors, meta, kind="adapter")
+    with pytest.raises(AdapterLoadError, match=r"missing tensors \['signal_prompts.real.audio'\]"):
         MissingModalityPrompter.from_pretrained(ToyMSA(DIMS), tmp_path)
 
 

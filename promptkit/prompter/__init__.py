@@ -3,7 +3,7 @@
 from .config import PrompterConfig
 from .io import AdapterLoadError
 from .mmgm import MissingModalityGenerator
-from .model import MissingModalityPrompter, backbone_fingerprint, wrap
+from .model import MissingModalityPrompter, wrap
 from .signal import MissingSignalPrompts
 from .type_prompt import MissingTypePrompts, per_case_prompt_parameters
 
@@ -14,7 +14,6 @@ __all__ = [
     "MissingSignalPrompts",
     "MissingTypePrompts",
     "PrompterConfig",
-    "backbone_fingerprint",
     "per_case_prompt_parameters",
     "wrap",
 ]

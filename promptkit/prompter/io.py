@@ -1,23 +1,22 @@
 """Adapter files: ``promptkit_config.json`` + ``adapter_model.safetensors`` (adapter weights only).
 
 The JSON holds the prompter config, the hook spec, the backbone class, a fingerprint of the
-backbone's parameter names and shapes, the promptkit version and the sha256 of the weights file.
-Loading checks all of them before any tensor is copied; nothing is ever unpickled.
+backbone's parameter names and shapes and the promptkit version. The weights file is a promptkit
+checkpoint (kind ``"adapter"``, see :mod:`promptkit.checkpoint`), so a truncated or altered file is
+refused by its own checksum. Loading checks all of this before any tensor is copied; nothing is
+ever unpickled.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from .._atomic import atomic_write_bytes
+from ..checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from ..hookspec import HookSpec
 from .config import PrompterConfig
 
@@ -32,28 +31,22 @@ class AdapterLoadError(ValueError):
 
 def save_adapter(prompter, directory: Path) -> None:
     from .. import __version__
-    from .model import backbone_fingerprint
 
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in prompter.adapter_state_dict().items()}
-    blob = save_safetensors_bytes(tensors, metadata={"format": FORMAT})
-    atomic_write_bytes(directory / WEIGHTS_NAME, blob)
+    save_checkpoint(directory / WEIGHTS_NAME, prompter.adapter_state_dict(), {"format": FORMAT}, kind="adapter")
     config = {
         "format": FORMAT,
         "promptkit_version": __version__,
         "backbone_class": type(prompter.backbone).__name__,
-        "backbone_fingerprint": backbone_fingerprint(prompter.backbone),
+        "backbone_fingerprint": fingerprint(prompter.backbone),
         "prompter_config": prompter.config.to_dict(),
         "hook_spec": prompter.spec.to_dict(),
         "feature_dims": prompter.feature_dims,
-        "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
     atomic_write_bytes(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
 
 
 def load_adapter(cls, backbone: nn.Module, directory: Path):
-    from .model import backbone_fingerprint
-
     cfg_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for p in (cfg_path, weights_path):
         if not p.is_file():
@@ -68,18 +61,15 @@ def load_adapter(cls, backbone: nn.Module, directory: Path):
         raise AdapterLoadError(
             f"adapter in {directory} was saved for a {config['backbone_class']}, not a {type(backbone).__name__}"
         )
-    if config["backbone_fingerprint"] != backbone_fingerprint(backbone):
+    if config["backbone_fingerprint"] != fingerprint(backbone):
         raise AdapterLoadError(
             f"adapter in {directory} was saved for a {config['backbone_class']} with other parameter names/shapes "
             "(a different configuration); rebuild the backbone with the configuration it was saved for"
         )
-    blob = weights_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != config.get("weights_sha256"):
-        raise AdapterLoadError(f"{weights_path} does not match the checksum in {CONFIG_NAME}: the file was altered")
     try:
-        tensors = load_safetensors_bytes(blob)
-    except (SafetensorError, ValueError) as e:
-        raise AdapterLoadError(f"{weights_path} is not a readable safetensors file: {e}") from None
+        tensors, _ = load_checkpoint(weights_path, kind="adapter")
+    except CheckpointError as e:
+        raise AdapterLoadError(str(e)) from None
 
     prompter = cls(
         backbone,

@@ -14,7 +14,6 @@ forward), never through global state, so two prompters can live in one process.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -377,14 +376,6 @@ class MissingModalityPrompter(nn.Module):
         from .io import load_adapter
 
         return load_adapter(cls, backbone, Path(directory))
-
-
-def backbone_fingerprint(backbone: nn.Module) -> str:
-    """sha256 over the backbone's parameter names and shapes: which architecture, not which weights."""
-    h = hashlib.sha256()
-    for name, p in backbone.state_dict().items():
-        h.update(f"{name}:{tuple(p.shape)};".encode())
-    return h.hexdigest()
 
 
 def wrap(

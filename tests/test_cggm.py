@@ -452,3 +452,217 @@ def test_state_dict_round_trip_continues_identically():
     other = CGGM(Toy(), HookSpec(features={m: m for m in two}, trainable=["head"], encoders=two))
     with pytest.raises(ValueError, match="state is for modalities"):
         other.load_state_dict(tensors, meta)
+
+
+# --- integration with the training stages ---------------------------------------------------------
+TINY_RECIPE = {
+    "name": "tiny-cggm",
+    "backbone": {"name": "mult", "config": {"d_model": 10, "num_heads": 2, "layers": 1}},
+    "data": {"source": "synthetic", "sizes": {"train": 48, "valid": 16, "test": 16},
+             "synthetic": {"seq_lens": {"text": 4, "audio": 4, "vision": 4}}},
+    "pretrain": {"epochs": 2, "batch_size": 16, "lr": 1e-2},
+    "prompt": {"epochs": 1, "batch_size": 16, "lr": 1e-2, "eta": 0.7, "prompter": {"prompt_length": 2}},
+}
+
+
+def tiny_recipe(**top):
+    from promptkit.recipes import from_dict
+
+    return from_dict({**copy.deepcopy(TINY_RECIPE), **top})
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    from promptkit.recipes import load_recipe_data
+
+    return load_recipe_data(tiny_recipe())
+
+
+def tiny_mult(seed: int = 0, feature_dims=DIMS):
+    import backbones
+
+    torch.manual_seed(seed)
+    return backbones.create_backbone("mult", feature_dims=dict(feature_dims), d_model=10, num_heads=2, layers=1)
+
+
+@pytest.mark.parametrize("table", [None, "[cggm]\nrho = 1.5\nlam = 0.1\n"])
+def test_cli_train_with_cggm_logs_B_per_modality(tmp_path, capsys, table):
+    from promptkit.checkpoint import load_checkpoint
+    from promptkit.cli import main
+
+    text = """
+[backbone]
+name = "mult"
+[backbone.config]
+d_model = 10
+num_heads = 2
+layers = 1
+[data]
+source = "synthetic"
+sizes = { train = 32, valid = 16, test = 16 }
+[data.synthetic]
+seq_lens = { text = 4, audio = 4, vision = 4 }
+[pretrain]
+epochs = 3
+batch_size = 16
+""" + (table or "")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(text)
+    out = tmp_path / "run"
+    argv = ["train", "--recipe", str(recipe), "--cggm", "--epochs", "1", "--out", str(out), "--device", "cpu",
+            "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    (entry,) = json.loads((out / "results.json").read_text())["history"]
+    assert {f"B_{m}" for m in MODS} | {f"acc_{m}" for m in MODS} | {"guarded_steps"} <= set(entry)
+    assert all(0.0 <= entry[f"B_{m}"] <= 2.0 for m in MODS) and entry["guarded_steps"] >= 1
+    _, meta = load_checkpoint(out / "last.safetensors", kind="train-state")
+    (plugin,) = meta["plugins"]
+    assert plugin["type"] == "CGGM"
+    assert plugin["meta"]["config"]["rho"] == (1.5 if table else CGGMConfig().rho)
+    assert len(plugin["meta"]["history"]["B"]["text"]) == 2  # 32 samples / batch 16
+
+
+def test_pretrain_with_B_held_at_one_and_rho_one_equals_plain_pretrain_bit_for_bit(tmp_path, tiny_data):
+    from promptkit.checkpoint import load_checkpoint
+    from promptkit.train import pretrain
+
+    unity = tiny_recipe(cggm={"rho": 1.0, "lam": 0.0, "warmup_steps": 10**9})  # ρ·B = 1 at every step
+    with_cggm = pretrain(unity, tiny_data, tmp_path / "cggm", cggm=True, device="cpu", progress=False)
+    plain = pretrain(unity, tiny_data, tmp_path / "plain", cggm=False, device="cpu", progress=False)
+    assert with_cggm.history[-1]["B_text"] == 1.0 and "B_text" not in plain.history[-1]
+    assert with_cggm.test == plain.test
+    assert [h["train_loss"] for h in with_cggm.history] == [h["train_loss"] for h in plain.history]
+    a, _ = load_checkpoint(tmp_path / "cggm" / "backbone.safetensors", kind="backbone")
+    b, _ = load_checkpoint(tmp_path / "plain" / "backbone.safetensors", kind="backbone")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mult_modality_gradients_are_rho_B_times_a_plain_twins():
+    """On MulT's registered spec: after after_backward, θ_m's gradient is exactly ρ·B_m times the
+    gradient a plain twin (same weights, same batch, no CGGM) computes; the head's is unchanged."""
+    model, twin = tiny_mult(), tiny_mult()
+    cggm = CGGM(model, None, CGGMConfig(rho=1.3, lam=0.0))
+    owner = {id(p): m for m in MODS for p in cggm._params[m]}
+    assert {n.split(".")[0] for n, p in model.named_parameters() if id(p) not in owner} == {"head"}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    seen_unguarded = False
+    for step in range(5):
+        batch = make_batch(100 + step)
+        twin.load_state_dict(model.state_dict())
+        grads = []
+        for net in (model, twin):
+            net.zero_grad()
+            torch.manual_seed(step)  # same dropout masks in both
+            preds = net(**{m: batch[m] for m in MODS})
+            if net is model:
+                assert cggm.extra_loss(model, batch, preds, batch["labels"]) is None  # lam = 0
+            task_loss(preds, batch["labels"], "regression").backward()
+            if net is model:
+                cggm.after_backward(model)
+            grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
+        B = {m: cggm.history.B[m][-1] for m in MODS}
+        for (n, p) in model.named_parameters():
+            m = owner.get(id(p))
+            want = grads[1][n] * (1.3 * B[m]) if m else grads[1][n]
+            assert torch.equal(grads[0][n], want), n
+        seen_unguarded |= not cggm.history.guarded[-1] and len(set(B.values())) > 1
+        opt.step()
+    assert seen_unguarded, "no step exercised a non-uniform B"
+
+
+class NoEncoderToy(nn.Module):
+    """A registered-backbone stand-in whose hook spec names no per-modality encoders."""
+
+    def __init__(self, feature_dims, out_dim=1, task="regression"):
+        super().__init__()
+        self.feature_dims, self.out_dim, self.task = dict(feature_dims), out_dim, task
+        self.enc = nn.ModuleDict({m: nn.Linear(d, 4) for m, d in feature_dims.items()})
+        self.head = nn.Linear(4 * len(feature_dims), out_dim)
+
+    def forward(self, **x):
+        return self.head(torch.cat([self.enc[m](x[m]).mean(1) for m in self.feature_dims], -1))
+
+    def config(self):
+        return {"feature_dims": self.feature_dims, "out_dim": self.out_dim, "task": self.task}
+
+
+@pytest.fixture
+def no_encoder_backbone(monkeypatch):
+    import backbones._registry as registry
+    import promptkit.hookspec as hookspec
+
+    def cggm_no_encoders(**cfg):
+        return NoEncoderToy(**cfg)
+
+    monkeypatch.setitem(registry._BACKBONES, "cggm_no_encoders", cggm_no_encoders)
+    def spec_without_encoders(model):
+        return HookSpec(features={m: m for m in model.feature_dims}, trainable=["head"])
+
+    monkeypatch.setitem(hookspec._SPECS, NoEncoderToy, spec_without_encoders)
+    return "cggm_no_encoders"
+
+
+def test_recipe_with_cggm_on_a_backbone_without_encoders_is_a_clear_error(no_encoder_backbone, tmp_path, tiny_data,
+                                                                          capsys):
+    from promptkit.cli import main
+    from promptkit.train import pretrain
+
+    recipe = tiny_recipe(backbone={"name": no_encoder_backbone}, cggm={"rho": 1.3})
+    msg = "backbone NoEncoderToy's hook spec names no per-modality encoders; CGGM needs HookSpec.encoders"
+    with pytest.raises(ValueError, match=msg):
+        pretrain(recipe, tiny_data, tmp_path / "run", cggm=True, device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # the same through the console script: one line, exit status 2
+    toml = tmp_path / "r.toml"
+    toml.write_text(f'[backbone]\nname = "{no_encoder_backbone}"\n'
+                    '[data]\nsizes = { train = 8, valid = 8, test = 8 }\n'
+                    '[data.synthetic]\nseq_lens = { text = 2, audio = 2, vision = 2 }\n[cggm]\nrho = 1.3\n')
+    assert main(["train", "--recipe", str(toml), "--cggm", "--out", str(tmp_path / "cli"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("promptkit: error: " + msg) and err.count("\n") == 1
+
+
+def test_prompt_tune_with_cggm_modulates_each_modalitys_prompts_and_mmgm(monkeypatch, tmp_path, tiny_data):
+    """The engine's real loop: every modality's prompt and MMGM gradients get that modality's ρ·B."""
+    import promptkit.cggm
+    from promptkit.train.prompt_stage import prompt_tune
+
+    made: list = []
+    checked = {m: 0 for m in MODS}
+
+    class Recording(CGGM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+        def after_backward(self, model=None):
+            B = dict(zip(self.modalities, self._pending))
+            raw = {m: [None if p.grad is None else p.grad.clone() for p in self._params[m]] for m in self.modalities}
+            super().after_backward(model)
+            for m in self.modalities:
+                for p, g in zip(self._params[m], raw[m]):
+                    if g is not None:
+                        assert torch.equal(p.grad, g * (self.config.rho * B[m]))
+                        checked[m] += 1
+
+    monkeypatch.setattr(promptkit.cggm, "CGGM", Recording)
+    backbone = tiny_mult(feature_dims=tiny_data.feature_dims)
+    recipe = tiny_recipe(cggm={"rho": 1.3})
+    prompter, result = prompt_tune(recipe, tiny_data, backbone, tmp_path / "prompt", cggm=True, device="cpu",
+                                   progress=False)
+    (plugin,) = made
+    per_modality = prompter.modality_parameters()
+    for m in MODS:
+        ids = {id(p) for p in plugin._params[m]}
+        assert per_modality[m] and all(id(p) in ids for p in per_modality[m]), m
+        assert all(not p.requires_grad for p in plugin._params[m] if id(p) not in {id(q) for q in per_modality[m]})
+        assert checked[m] >= len(per_modality[m])  # each modality's prompts got gradients and were scaled
+    assert len(plugin.history.B["text"]) == 3 and "B_audio" in result.history[0]
+
+
+def test_shipped_cggm_recipe_is_mult_synth_plus_a_valid_cggm_table():
+    from promptkit.recipes import load
+
+    r, base = load("mult-synth-cggm"), load("mult-synth")
+    assert CGGMConfig.from_dict(r.cggm) == CGGMConfig()  # the paper's defaults, spelled out
+    assert r.replace(name=base.name, description=base.description, cggm=None) == base

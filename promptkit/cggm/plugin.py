@@ -1,43 +1,11 @@
-"""CGGM: classifier-guided gradient modulation (Guo et al., NeurIPS 2024) as a training plug-in.
+"""The CGGM training plug-in: per-modality classifiers, ρ·B_m gradient scaling and λ·L_gm.
 
-Per modality m a small classifier f_m reads the *detached* output of that modality's encoder
-(``HookSpec.encoders[m]``) and trains with its own Adam on the task loss. Each training step::
+One training step, in the order the engine calls it (see :mod:`promptkit.train.plugins`)::
 
-    ε_m(t) = batch accuracy of f_m (its predictions before this step's update)
-    Δ_m    = ε_m(t) − ε_m(t−1),      S = Σ_j Δ_j
-    B_m    = (S − Δ_m) / S                      a modality that improves faster is slowed down
-    grad θ_m ← ρ·B_m · grad θ_m                 after backward, before clipping and the step
-    L_gm   = (Σ_m |B_m| − Σ_m B_m·cos_m) / M,   loss += λ·L_gm  (B_m constants)
-
-cos_m is the cosine similarity between f_m's output-layer weight and the fused head's output-layer
-weight (the released code's stand-in for the two gradient directions). θ_m are the parameters of
-the modules in ``encoders[m].params`` (only those with ``requires_grad``) plus, in the prompt
-stage, ``extra_params[m]`` (the prompter's per-modality prompts and MMGM parameters).
-
-Where this differs from the authors' code (github zrguo/CGGM), on purpose:
-
-- **S ≈ 0 guard.** The released code divides by ``S + 1e-8``: when the accuracies do not move
-  (S = 0 happens all the time, batch accuracies are multiples of 1/n) B is ±1e6 or more. Here
-  ``|S| < eps`` gives B_m = 1 for every modality for that step (no modality is preferred), as
-  does the first step (no ε(t−1) yet; the released code starts from ε = 0, so its first Δ is
-  the whole accuracy) and the optional ``warmup_steps``.
-- **Bound.** B is clipped to ``[0, b_max]``. A negative factor would turn the descent step of a
-  modality's encoder into an ascent step (un-learning), and would flip the sign of that
-  modality's term in L_gm (rewarding misalignment); the method's intent is to slow a dominant
-  modality, so the floor is 0 (it pauses for the step). ``b_max`` caps the gain at ρ·b_max when
-  S is small but above eps. With B in [0, b_max], L_gm = Σ B_m (1 − cos_m) / M ≥ 0.
-- **Timing.** L_gm uses this step's B and weights; the released code adds the previous step's.
-- **Accuracy.** Regression: sign accuracy on non-zero labels (the released code's
-  ``exclude_zero`` flag is a no-op, zeros count as negatives). Classification: argmax accuracy;
-  ``(B, K)`` labels with ``(B, K·C)`` logits are K tasks of C classes (IEMOCAP: K=4, C=2).
-- **Missing modalities.** With a batch ``"mask"`` (B, M) (columns in spec order), f_m trains and
-  is scored only on samples where m is present; a modality with nothing to score keeps Δ_m = 0.
-- **Distributed.** Hit counts and classifier gradients are summed across processes, so every
-  process computes the same B and keeps the same classifiers.
-- **Widths.** The classifier's hidden width defaults to the head's input width, so the two
-  output-layer weights have the same shape (in the released code both are the model width,
-  40 on MOSI). Weights of different shapes have no cosine; an explicit ``classifier_hidden``
-  that differs from the head's input width is an error when ``lam > 0``.
+    forward        capture hooks keep each encoder's output, detached, as (B, D_m)
+    extra_loss     one Adam step per classifier f_m; ε_m, Δ_m, B_m; returns λ·L_gm
+    backward       (the engine's)
+    after_backward grad θ_m ← ρ·B_m · grad θ_m
 """
 
 from __future__ import annotations
@@ -45,222 +13,22 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import distributed as dist
 from torch import nn
 
-from .checkpoint import optimizer_from_flat, optimizer_to_flat
-from .hookspec import HookSpec, hook_spec_for, resolve_module
-from .train.plugins import TrainPlugin
-
-_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "hidden_size", "out_channels", "out_features", "out_dim")
-
-
-# --- configuration ---------------------------------------------------------------------
-@dataclass
-class CGGMConfig:
-    """Hyper-parameters of CGGM (defaults: the paper's MOSI settings)."""
-
-    rho: float = field(default=1.3, metadata={"help": "ρ: global gain on the modulated gradients (paper: 1.3)."})
-    lam: float = field(default=0.2, metadata={"help": "λ: weight of the direction term L_gm (0 switches it off)."})
-    classifier_lr: float = field(default=5e-4, metadata={"help": "Adam learning rate of the unimodal classifiers."})
-    classifier_hidden: int | None = field(
-        default=None,
-        metadata={
-            "help": "Hidden width of each classifier (Linear→ReLU→Linear). None: the head's input width, "
-            "so L_gm can compare output layers (the paper's 40 is its model width)."
-        },
-    )
-    eps: float = field(
-        default=1e-6,
-        metadata={"help": "Guard: |S| below this gives B = 1 for the step (S is a sum of multiples of 1/n)."},
-    )
-    b_max: float = field(default=2.0, metadata={"help": "Upper bound on B (B is clipped to [0, b_max]); ≥ 1."})
-    task: str | None = field(
-        default=None, metadata={"help": "'regression' or 'classification'; None reads the backbone's `task`."}
-    )
-    warmup_steps: int = field(
-        default=0, metadata={"help": "Steps at the start with B = 1 while the classifiers learn (ε still tracked)."}
-    )
-    head: str | None = field(
-        default=None,
-        metadata={
-            "help": "Module path of the fused head's final nn.Linear; None: the last nn.Linear in HookSpec.trainable."
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the classifiers' init (the global RNG is left untouched)."})
-
-    def __post_init__(self) -> None:
-        for name, low in (("rho", 0.0), ("classifier_lr", 0.0), ("eps", 0.0)):
-            value = getattr(self, name)
-            if not _is_number(value) or not value > low:
-                raise ValueError(f"CGGMConfig.{name} must be a number > {low}, got {value!r}")
-        if not _is_number(self.lam) or self.lam < 0:
-            raise ValueError(f"CGGMConfig.lam must be a number ≥ 0, got {self.lam!r}")
-        if not _is_number(self.b_max) or self.b_max < 1:
-            raise ValueError(
-                f"CGGMConfig.b_max must be ≥ 1 (the guard's B = 1 must lie inside the bound), got {self.b_max!r}"
-            )
-        if self.classifier_hidden is not None and (not _is_int(self.classifier_hidden) or self.classifier_hidden < 1):
-            raise ValueError(
-                f"CGGMConfig.classifier_hidden must be a positive int or None, got {self.classifier_hidden!r}"
-            )
-        if self.task not in (None, "regression", "classification"):
-            raise ValueError(f"CGGMConfig.task must be 'regression', 'classification' or None, got {self.task!r}")
-        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
-            raise ValueError(f"CGGMConfig.warmup_steps must be an int ≥ 0, got {self.warmup_steps!r}")
-        if self.head is not None and not isinstance(self.head, str):
-            raise TypeError(f"CGGMConfig.head must be a module path string or None, got {type(self.head).__name__}")
-        if not _is_int(self.seed):
-            raise TypeError(f"CGGMConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CGGMConfig":
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise KeyError(f"unknown CGGM key(s) {unknown}; allowed keys: {allowed}")
-        return cls(**d)
+from ..checkpoint import optimizer_from_flat, optimizer_to_flat
+from ..hookspec import HookSpec, hook_spec_for, resolve_module
+from ..train.plugins import TrainPlugin
+from .coefficients import direction_loss, modulation_coefficients, read_out, unimodal_stats
+from .config import CGGMConfig
+from .history import CGGMHistory
+from .targets import check_encoders, encoder_width, find_head, modality_parameters
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# --- pure functions ----------------------------------------------------------------------
-def modulation_coefficients(deltas: Sequence[float], eps: float, b_max: float) -> tuple[list[float], bool]:
-    """B_m = (S − Δ_m) / S clipped to [0, b_max]; all 1 when |S| < eps.
-
-    Returns:
-        (B per modality, whether the guard fired).
-    """
-    s = float(sum(deltas))
-    if not math.isfinite(s) or abs(s) < eps:
-        return [1.0] * len(deltas), True
-    return [min(max(0.0, (s - d) / s), b_max) for d in deltas], False
-
-
-def direction_loss(coefficients: Sequence[float], cosines: torch.Tensor) -> torch.Tensor:
-    """L_gm = (Σ|B_m| − Σ B_m·cos_m) / M; B are constants, ``cosines`` is ``(M,)``."""
-    b = torch.tensor(list(coefficients), dtype=cosines.dtype, device=cosines.device)
-    if b.shape != cosines.shape:
-        raise ValueError(f"{len(b)} coefficients for {tuple(cosines.shape)} cosines")
-    return (b.abs().sum() - (b * cosines).sum()) / len(b)
-
-
-def unimodal_stats(
-    logits: torch.Tensor, labels: torch.Tensor, task: str, keep: torch.Tensor | None = None
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """Task loss and hit counts of one classifier on one batch.
-
-    Args:
-        logits: ``(B, P)``.
-        labels: regression ``(B,)``/``(B, P)`` float; classification ``(B,)`` class ids with
-            ``P`` classes, or ``(B, K)`` with ``P = K·C`` (K tasks of C classes, logits grouped by task).
-        task: ``"regression"`` (L1; sign accuracy on non-zero labels) or ``"classification"`` (CE).
-        keep: ``(B,)`` bool, the samples to use (None: all).
-
-    Returns:
-        (mean loss over kept rows or None when none is kept, hits, counted) — the last two 0-dim float.
-    """
-    b = logits.shape[0]
-    if logits.dim() != 2 or labels.shape[0] != b:
-        raise ValueError(
-            f"logits must be (B, P) and labels (B, ...) with the same B; "
-            f"got {tuple(logits.shape)} and {tuple(labels.shape)}"
-        )
-    if task == "classification":
-        if labels.is_floating_point():
-            raise TypeError(f"classification labels must be integer class ids, got dtype {labels.dtype}")
-        k = labels[0].numel() if labels.dim() > 1 else 1
-        if logits.shape[1] % k:
-            raise ValueError(f"{k} label(s) per sample need logits (B, {k}·C), got {tuple(logits.shape)}")
-        rows = rearrange(logits, "b (k c) -> (b k) c", k=k)
-        y = labels.reshape(-1).long()
-    elif task == "regression":
-        k = logits.shape[1]
-        if labels.numel() != b * k:
-            raise ValueError(f"regression labels {tuple(labels.shape)} do not match predictions {tuple(logits.shape)}")
-        rows, y = logits.reshape(-1), labels.reshape(-1).to(logits.dtype)
-    else:
-        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
-    kept = torch.ones(b * k, dtype=torch.bool, device=logits.device)
-    if keep is not None:
-        kept = keep.to(logits.device).bool().repeat_interleave(k)
-    if task == "classification":
-        loss = F.cross_entropy(rows[kept], y[kept]) if kept.any() else None
-        hit, counted = rows.argmax(-1) == y, kept
-    else:
-        loss = F.l1_loss(rows[kept], y[kept]) if kept.any() else None
-        hit, counted = (rows > 0) == (y > 0), kept & (y != 0)
-    return loss, (hit & counted).sum().float(), counted.sum().float()
-
-
-def read_out(x: Any, layout: str, path: str = "?") -> torch.Tensor:
-    """An encoder's output as ``(B, D)``: the vector itself or the last step of a sequence.
-
-    Tuple outputs (RNNs, attention blocks) are read from their first element.
-    """
-    if isinstance(x, (tuple, list)):
-        x = x[0]
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"encoder output {path!r} is a {type(x).__name__}, expected a tensor")
-    want = 2 if layout == "BD" else 3
-    if x.dim() != want:
-        raise ValueError(f"encoder output {path!r} has shape {tuple(x.shape)}; layout {layout!r} expects {want} dims")
-    if layout == "BD":
-        return x
-    return {"BTD": x[:, -1], "BDT": x[:, :, -1], "TBD": x[-1]}[layout]
-
-
-# --- history -------------------------------------------------------------------------------
-@dataclass
-class CGGMHistory:
-    """Per-step record for plots: ``B[m]``, ``acc[m]`` (NaN when nothing was scored), S, guard."""
-
-    B: dict[str, list[float]]
-    acc: dict[str, list[float]]
-    S: list[float] = field(default_factory=list)
-    guarded: list[bool] = field(default_factory=list)
-
-    @classmethod
-    def empty(cls, modalities: Iterable[str]) -> "CGGMHistory":
-        return cls(B={m: [] for m in modalities}, acc={m: [] for m in modalities})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (NaN → None)."""
-        clean = lambda xs: [None if isinstance(x, float) and math.isnan(x) else x for x in xs]  # noqa: E731
-        return {
-            "B": {m: list(v) for m, v in self.B.items()},
-            "acc": {m: clean(v) for m, v in self.acc.items()},
-            "S": clean(self.S),
-            "guarded": list(self.guarded),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CGGMHistory":
-        nan = lambda xs: [math.nan if x is None else float(x) for x in xs]  # noqa: E731
-        return cls(
-            B={m: [float(x) for x in v] for m, v in d["B"].items()},
-            acc={m: nan(v) for m, v in d["acc"].items()},
-            S=nan(d["S"]),
-            guarded=[bool(g) for g in d["guarded"]],
-        )
-
-
-# --- the plug-in ---------------------------------------------------------------------------
 def _classifier(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """f_m: ``(B, D_m) → (B, out_dim)``; ``[-1]`` is the output layer compared in L_gm."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
@@ -301,7 +69,7 @@ class CGGM(TrainPlugin):
         self.spec = spec if isinstance(spec, HookSpec) else HookSpec.from_dict(dict(spec))
         self.model = model
         self.modalities: tuple[str, ...] = self.spec.modalities
-        self._check_encoders(type(model).__name__)
+        check_encoders(self.spec, type(model).__name__)
         self.spec.validate(model)
 
         self.task = cfg.task or getattr(model, "task", None)
@@ -310,7 +78,7 @@ class CGGM(TrainPlugin):
                 f"CGGM needs the task: set CGGMConfig.task to 'regression' or 'classification' "
                 f"({type(model).__name__} has task={getattr(model, 'task', None)!r})"
             )
-        self.head_path, self.head = self._find_head()
+        self.head_path, self.head = find_head(model, self.spec, cfg.head)
         self.out_dim = self.head.out_features
         hidden = cfg.classifier_hidden or self.head.in_features
         if cfg.lam > 0 and hidden != self.head.in_features:
@@ -319,12 +87,12 @@ class CGGM(TrainPlugin):
                 f"L_gm compares the two output layers' weights, which needs equal shapes; set classifier_hidden="
                 f"{self.head.in_features} (or None), or lam=0"
             )
-        widths = {m: self._encoder_width(m) for m in self.modalities}
+        widths = {m: encoder_width(model, self.spec, m) for m in self.modalities}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.classifiers = nn.ModuleDict({m: _classifier(widths[m], hidden, self.out_dim) for m in self.modalities})
         self.optimizer = torch.optim.Adam(self.classifiers.parameters(), lr=cfg.classifier_lr)
-        self._params = self._modality_parameters(extra_params)
+        self._params = modality_parameters(model, self.spec, extra_params)
 
         self.history = CGGMHistory.empty(self.modalities)
         self._prev_acc: dict[str, float | None] = {m: None for m in self.modalities}
@@ -349,80 +117,6 @@ class CGGM(TrainPlugin):
     ) -> "CGGM":
         """Build from a recipe's ``[cggm]`` table; an unknown key is an error listing the allowed ones."""
         return cls(model, spec, CGGMConfig.from_dict(section), extra_params=extra_params)
-
-    # --- construction helpers ----------------------------------------------------------------
-    def _check_encoders(self, name: str) -> None:
-        enc = self.spec.encoders
-        hint = "(modality -> ModalityEncoder(output=path, layout=..., params=[paths])) for every modality"
-        if not enc:
-            raise ValueError(
-                f"backbone {name}'s hook spec names no per-modality encoders; CGGM needs HookSpec.encoders "
-                f"{hint} {list(self.modalities)}"
-            )
-        lacking = [m for m in self.modalities if m not in enc]
-        if lacking:
-            raise ValueError(
-                f"backbone {name}'s hook spec names no encoder for modality {lacking}; CGGM needs HookSpec.encoders "
-                f"{hint} {list(self.modalities)}"
-            )
-        if len(self.modalities) < 2:
-            raise ValueError(f"CGGM balances modalities and needs at least two, got {list(self.modalities)}")
-
-    def _find_head(self) -> tuple[str, nn.Linear]:
-        if self.config.head is not None:
-            module = resolve_module(self.model, self.config.head)
-            if not isinstance(module, nn.Linear):
-                raise TypeError(f"CGGM head {self.config.head!r} must be an nn.Linear, got {type(module).__name__}")
-            return self.config.head, module
-        found: tuple[str, nn.Linear] | None = None
-        for path in self.spec.trainable:
-            for sub, module in resolve_module(self.model, path).named_modules():
-                if isinstance(module, nn.Linear):
-                    found = (f"{path}.{sub}" if path and sub else path or sub, module)
-        if found is None:
-            raise ValueError(
-                f"CGGM needs the fused head's final nn.Linear: HookSpec.trainable {self.spec.trainable} holds none; "
-                f"set head='module.path' in the CGGM config"
-            )
-        return found
-
-    def _encoder_width(self, m: str) -> int:
-        enc = self.spec.encoders[m]
-        if enc.width is not None:
-            return int(enc.width)
-        module = resolve_module(self.model, enc.output)
-        for attr in _WIDTH_ATTRS:
-            value = getattr(module, attr, None)
-            if _is_int(value):
-                return value * (2 if attr == "hidden_size" and getattr(module, "bidirectional", False) else 1)
-        raise ValueError(
-            f"cannot infer the output width of {m}'s encoder {enc.output!r} ({type(module).__name__}); "
-            f"give width= in its ModalityEncoder"
-        )
-
-    def _modality_parameters(self, extra: Mapping[str, Iterable[nn.Parameter]] | None) -> dict[str, list[nn.Parameter]]:
-        extra = dict(extra or {})
-        unknown = sorted(set(extra) - set(self.modalities))
-        if unknown:
-            raise KeyError(f"extra_params names modality {unknown}; known: {list(self.modalities)}")
-        owner: dict[int, str] = {}
-        out: dict[str, list[nn.Parameter]] = {}
-        for m in self.modalities:
-            params = [p for path in self.spec.encoders[m].params for p in resolve_module(self.model, path).parameters()]
-            params += list(extra.get(m, []))
-            out[m] = []
-            for p in params:
-                if not isinstance(p, torch.Tensor):
-                    raise TypeError(f"extra_params[{m!r}] holds a {type(p).__name__}, expected nn.Parameter")
-                if owner.get(id(p), m) != m:
-                    raise ValueError(
-                        f"a parameter {tuple(p.shape)} belongs to both {owner[id(p)]!r} and {m!r}; "
-                        f"CGGM needs disjoint sets"
-                    )
-                if id(p) not in owner:
-                    owner[id(p)] = m
-                    out[m].append(p)
-        return out
 
     def _capture_hook(self, m: str) -> Callable:
         enc = self.spec.encoders[m]
@@ -631,12 +325,9 @@ class CGGM(TrainPlugin):
         return torch.stack(cos)
 
     def _record(self, coeff: list[float], accs: dict[str, float | None], s: float, guarded: bool) -> None:
+        self.history.append(dict(zip(self.modalities, coeff)), accs, s, guarded)
         for m, b in zip(self.modalities, coeff):
-            self.history.B[m].append(b)
-            self.history.acc[m].append(math.nan if accs[m] is None else accs[m])
             self._epoch_B[m].append(b)
-        self.history.S.append(s)
-        self.history.guarded.append(guarded)
         self._epoch_guarded += int(guarded)
 
     # --- evaluation ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -108,6 +109,8 @@ def pretrain(
     out_dir = Path(out_dir)
     model = build_backbone(recipe, data)
     built = [p if hasattr(p, "extra_loss") else p(model) for p in plugins]
+    if recipe.cggm and not cggm:
+        warnings.warn(f"recipe {recipe.source or '<dict>'} has a [cggm] table; CGGM runs only with --cggm / cggm=True")
     if cggm:
         from ..cggm import CGGM
 

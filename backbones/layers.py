@@ -2,7 +2,10 @@
 
 Everything is batch first, ``(B, T, D)``. Attention runs through
 :func:`torch.nn.functional.scaled_dot_product_attention`, so the fused kernels are used
-where the device has them.
+where the device has them. One exception: PyTorch's fused CPU kernel has no dropout, and its
+fallback materialises every ``(B, H, T_q, T_k)`` score tensor several times over; training with
+attention dropout on a CPU therefore goes through :func:`dropout_attention`, a blockwise
+(flash-style) attention that recomputes its blocks in the backward pass.
 
 Masks follow :class:`torch.nn.MultiheadAttention`: a bool ``key_padding_mask`` ``(B, T_k)``
 is True at padded keys, and a bool ``attn_mask`` is True where attention is *blocked*.
@@ -17,7 +20,9 @@ Differences from MulT's released encoder, none of which changes the function in 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +31,11 @@ from torch import nn
 
 __all__ = [
     "MultiheadAttention",
+    "blockwise_attention",
+    "PointwiseConv1d",
+    "dropout",
+    "dropout_add",
+    "dropout_attention",
     "SinusoidalPositions",
     "TransformerEncoder",
     "TransformerEncoderLayer",
@@ -112,15 +122,234 @@ class MultiheadAttention(nn.Module):
         blocked = combine_masks(attn_mask, key_padding_mask, batch=q.shape[0], t_k=k.shape[2])
         if is_causal and (blocked is not None or q.shape[2] != k.shape[2]):
             raise ValueError("is_causal needs T_q == T_k and no other mask; pass future_mask(...) as attn_mask")
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=None if blocked is None else ~blocked,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        p = self.dropout if self.training else 0.0
+        if _BLOCKWISE and 0.0 < p < 1.0 and q.device.type == "cpu" and not torch.compiler.is_compiling():
+            if is_causal:
+                blocked = future_mask(q.shape[2], k.shape[2], q.device)
+            out = dropout_attention(q, k, v, p, blocked)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if blocked is None else ~blocked, dropout_p=p, is_causal=is_causal
+            )
         return self.out_proj(rearrange(out, "b h t d -> b t (h d)"))
+
+
+# --- dropout ---------------------------------------------------------------------------------------
+
+
+def _sparse_dropout_ok(x: torch.Tensor, p: float, training: bool) -> bool:
+    return training and 0.0 < p < 1.0 and x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _keep_scale(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A tensor like ``x``: 0 where dropped (each element i.i.d. with probability ``p``), ``1/(1-p)``
+    elsewhere. Only the dropped positions are drawn (see :func:`_dropped`); PyTorch's CPU
+    ``bernoulli_`` draws one number per element, serially on non-Intel CPUs."""
+    scale = torch.full(x.shape, 1.0 / (1.0 - p), dtype=x.dtype, device=x.device)
+    scale.view(-1)[_dropped(scale.numel(), p, None)] = 0.0
+    return scale
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(x, p, training)``; on a CPU only the dropped positions are drawn."""
+    if not _sparse_dropout_ok(x, p, training):
+        return F.dropout(x, p, training)
+    return x * _keep_scale(x, p)
+
+
+def dropout_add(residual: torch.Tensor, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``residual + F.dropout(x, p, training)``, as one fused ``addcmul`` on a CPU."""
+    if not _sparse_dropout_ok(x, p, training):
+        return residual + F.dropout(x, p, training)
+    return torch.addcmul(residual, x, _keep_scale(x, p))
+
+
+class PointwiseConv1d(nn.Conv1d):
+    """A kernel-size-1 ``nn.Conv1d`` ``(B, C_in, T) → (B, C_out, T)`` computed as one matmul.
+
+    Same parameters and state dict as ``nn.Conv1d(C_in, C_out, 1)``. Given the usual transposed
+    view of a ``(B, T, C_in)`` tensor it copies nothing, and its output is the transposed view of
+    a ``(B, T, C_out)`` tensor, so transposing back is free too.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (B, {self.in_channels}, T), got {tuple(x.shape)}")
+        return F.linear(x.transpose(1, 2), self.weight[:, :, 0], self.bias).transpose(1, 2)
+
+
+# --- blockwise attention with dropout (CPU training) ---------------------------------------------
+
+_BLOCK_SCORES = 1 << 21
+_BLOCKWISE = True  # see blockwise_attention()
+
+
+@contextlib.contextmanager
+def blockwise_attention(enabled: bool) -> Iterator[None]:
+    """Within the block, CPU training with attention dropout uses :func:`dropout_attention`
+    (``enabled=True``, the default) or PyTorch's SDPA (``False``: the reference path, e.g. to
+    count the model's nominal FLOPs, which a kernel that skips blocked keys does not execute)."""
+    global _BLOCKWISE
+    previous, _BLOCKWISE = _BLOCKWISE, bool(enabled)
+    try:
+        yield
+    finally:
+        _BLOCKWISE = previous
+  # scores per block: 8 MiB of fp32, small enough to stay in cache
+
+
+def dropout_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, blocked: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax attention with dropout ``p`` on the attention weights, computed block by block.
+
+    The same function as ``scaled_dot_product_attention(q, k, v, ~blocked, dropout_p=p)``: each
+    weight is kept with probability ``1 - p`` and the kept ones are scaled by ``1 / (1 - p)``.
+    Only one block of scores exists at a time; the backward pass recomputes the blocks and
+    regenerates the same dropout pattern from a seed drawn from torch's global generator (so
+    ``torch.manual_seed`` makes it reproducible). Keys that every query of a block has blocked
+    (the future mask's upper triangle) are skipped.
+
+    Args:
+        q: ``(B, H, T_q, d)``; k: ``(B, H, T_k, d)``; v: ``(B, H, T_k, d_v)``.
+        p: dropout probability, ``0 < p < 1``.
+        blocked: bool, True where attention is blocked, broadcastable to ``(B, H, T_q, T_k)``;
+            every query needs at least one visible key.
+
+    Returns:
+        ``(B, H, T_q, d_v)``, stored time-major (``(B, T_q, H, d_v)`` in memory) so that merging the
+        heads afterwards is a view.
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"dropout_attention needs 0 < p < 1, got {p}")
+    if blocked is not None and blocked.dtype != torch.bool:
+        raise TypeError(f"blocked must be a bool mask (True = blocked), got {blocked.dtype}")
+    seed = int(torch.randint(0, 2**62, ()).item())
+    return _DropoutAttention.apply(q, k, v, blocked, float(p), seed)
+
+
+def _blocks(B: int, H: int, t_q: int, t_k: int, blocked: torch.Tensor | None):
+    """The block grid: ``(b0, b1, i0, i1, k_end, mask)``; identical in the forward and the backward.
+
+    A block holds samples ``b0:b1`` (all heads), queries ``i0:i1`` and keys ``0:k_end``, where
+    ``k_end`` is one past the last key any of those queries may see; ``mask`` is the block's
+    slice of ``blocked``, broadcastable to ``(b1 - b0, H, rows, k_end)``, or None when it blocks
+    nothing there.
+    """
+    rows = min(t_q, 128)
+    samples = max(1, min(B, _BLOCK_SCORES // (H * rows * t_k)))
+    if blocked is not None:
+        blocked = blocked.reshape((1,) * (4 - blocked.dim()) + tuple(blocked.shape))  # (b|1, H|1, T_q|1, T_k)
+        per_batch, per_query = blocked.shape[0] > 1, blocked.shape[2] > 1
+        any_blocked = blocked.any(0).any(0).expand(t_q, t_k)
+        # one past the last key each query may see (at least 1: a block never has zero keys)
+        idx = torch.arange(1, t_k + 1, device=blocked.device)
+        last_visible = (~blocked).mul(idx).amax(dim=(0, 1, 3)).expand(t_q).clamp(min=1).tolist()
+    for i0 in range(0, t_q, rows):
+        i1 = min(t_q, i0 + rows)
+        k_end = t_k if blocked is None else max(last_visible[i0:i1])
+        hit = blocked is not None and bool(any_blocked[i0:i1, :k_end].any())
+        for b0 in range(0, B, samples):
+            b1 = min(B, b0 + samples)
+            mask = None
+            if hit:
+                batch = slice(b0, b1) if per_batch else slice(None)
+                mask = blocked[batch, :, slice(i0, i1) if per_query else slice(None), :k_end]
+            yield b0, b1, i0, i1, k_end, mask
+
+
+def _masked_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, heads: int) -> torch.Tensor:
+    """``q @ k^T`` for one block ``(n, rows, d) x (n, k_end, d) -> (n, rows, k_end)``, blocked = -inf.
+
+    ``mask`` broadcasts to ``(n // heads, heads, rows, k_end)``.
+    """
+    s = torch.bmm(q, k.transpose(1, 2))
+    if mask is not None:
+        s.view(-1, heads, *s.shape[1:]).masked_fill_(mask, float("-inf"))
+    return s
+
+
+def _dropped(n: int, p: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Flat indices in ``[0, n)`` where a Bernoulli(p) process succeeds (the dropped elements).
+
+    Drawn as the gaps between successes, geometric by inversion, ``floor(log U / log(1 - p)) + 1``
+    with ``U`` uniform on ``(0, 1]``: about ``p·n`` random draws instead of ``n``. ``U`` has
+    float32's 24-bit resolution, the same as ``bernoulli_``'s uniforms, so a gap is cut short
+    with probability at most ``2**-24``. ``gen`` None draws from torch's global generator.
+    """
+    if n == 0:
+        return torch.empty(0, dtype=torch.long)
+    count = int(n * p + 6.0 * math.sqrt(n * p * (1.0 - p))) + 16
+    scale = 1.0 / math.log1p(-p)
+
+    def gaps() -> torch.Tensor:
+        u = torch.rand(count, generator=gen)
+        return torch.log1p(u.neg_()).mul_(scale).long().add_(1)  # 1 - u lies in (0, 1]
+
+    ends = gaps().cumsum_(0)
+    while int(ends[-1]) <= n:  # ran short (about 1e-9 likely): draw on
+        ends = torch.cat([ends, gaps().cumsum_(0).add_(ends[-1])])
+    used = int(torch.searchsorted(ends, torch.tensor(n), right=True))
+    return ends[:used].sub_(1)
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """Blockwise attention with dropout; see :func:`dropout_attention`."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, blocked, p, seed):  # type: ignore[override]
+        B, H, t_q, d = q.shape
+        t_k, dv = k.shape[2], v.shape[-1]
+        qs = torch.empty(B, H, t_q, d, dtype=q.dtype, device=q.device)
+        torch.mul(q, 1.0 / math.sqrt(d), out=qs)  # scores come out of the GEMM already scaled
+        vs = torch.empty(B, H, t_k, dv, dtype=v.dtype, device=v.device)
+        torch.mul(v, 1.0 / (1.0 - p), out=vs)  # kept weights' 1/(1-p) folded into v
+        k = k.contiguous()
+        out = torch.empty(B, t_q, H, dv, dtype=q.dtype, device=q.device)  # time-major, see docstring
+        gen = torch.Generator(device=q.device).manual_seed(seed)
+        for b0, b1, i0, i1, k_end, mask in _blocks(B, H, t_q, t_k, blocked):
+            n = (b1 - b0) * H
+            qb = qs[b0:b1, :, i0:i1].reshape(n, i1 - i0, d)
+            w = torch.softmax(_masked_scores(qb, k[b0:b1, :, :k_end].reshape(n, k_end, d), mask, H), dim=-1)
+            w.view(-1)[_dropped(w.numel(), p, gen)] = 0.0
+            o = torch.bmm(w, vs[b0:b1, :, :k_end].reshape(n, k_end, dv))
+            out[b0:b1, i0:i1] = o.view(b1 - b0, H, i1 - i0, dv).transpose(1, 2)
+        out = out.transpose(1, 2)  # (B, H, T_q, d) view
+        ctx.save_for_backward(qs, k, vs, out, blocked)
+        ctx.p, ctx.seed = p, seed
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        qs, k, vs, out, blocked = ctx.saved_tensors
+        p = ctx.p
+        B, H, t_q, d = qs.shape
+        t_k, dv = k.shape[2], vs.shape[-1]
+        delta = (grad_out * out).sum(-1, keepdim=True)  # (B, H, T_q, 1): rowsum(dO * O)
+        dqs = torch.empty_like(qs)
+        dk = torch.zeros_like(k)
+        dvs = torch.zeros_like(vs)
+        gen = torch.Generator(device=qs.device).manual_seed(ctx.seed)
+        for b0, b1, i0, i1, k_end, mask in _blocks(B, H, t_q, t_k, blocked):
+            n = (b1 - b0) * H
+            qb = qs[b0:b1, :, i0:i1].reshape(n, i1 - i0, d)
+            kb = k[b0:b1, :, :k_end].reshape(n, k_end, d)
+            vb = vs[b0:b1, :, :k_end].reshape(n, k_end, dv)
+            gb = grad_out[b0:b1, :, i0:i1].reshape(n, i1 - i0, dv)
+            w = torch.softmax(_masked_scores(qb, kb, mask, H), dim=-1)
+            dropped = _dropped(w.numel(), p, gen)
+            dw = torch.bmm(gb, vb.transpose(1, 2))
+            dw.view(-1)[dropped] = 0.0
+            ds = dw.sub_(delta[b0:b1, :, i0:i1].reshape(n, i1 - i0, 1)).mul_(w)  # softmax backward
+            w.view(-1)[dropped] = 0.0
+            dvs[b0:b1, :, :k_end] += torch.bmm(w.transpose(1, 2), gb).view(b1 - b0, H, k_end, dv)
+            dk[b0:b1, :, :k_end] += torch.bmm(ds.transpose(1, 2), qb).view(b1 - b0, H, k_end, d)
+            dqs[b0:b1, :, i0:i1] = torch.bmm(ds, kb).view(b1 - b0, H, i1 - i0, d)
+        dq = dqs.mul_(1.0 / math.sqrt(d))  # dk needs no factor: it was taken against the scaled q
+        return dq, dk, dvs.mul_(1.0 / (1.0 - p)), None, None, None
 
 
 def combine_masks(
@@ -240,9 +469,9 @@ class TransformerEncoderLayer(nn.Module):
             k = self.norm_attn(x_k)
             v = None if x_v is None or x_v is x_k else self.norm_attn(x_v)
             h = self.attn(h, k, v, attn_mask=attn_mask, is_causal=is_causal)
-        x = x + F.dropout(h, self.res_dropout, self.training)
-        h = F.dropout(F.relu(self.fc1(self.norm_ffn(x))), self.relu_dropout, self.training)
-        return x + F.dropout(self.fc2(h), self.res_dropout, self.training)
+        x = dropout_add(x, h, self.res_dropout, self.training)
+        h = dropout(F.relu(self.fc1(self.norm_ffn(x))), self.relu_dropout, self.training)
+        return dropout_add(x, self.fc2(h), self.res_dropout, self.training)
 
 
 class TransformerEncoder(nn.Module):
@@ -288,7 +517,7 @@ class TransformerEncoder(nn.Module):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         pos = self.positions(x.shape[1]).to(x.dtype)
-        return F.dropout(torch.add(pos, x, alpha=self.embed_scale), self.embed_dropout, self.training)
+        return dropout(torch.add(pos, x, alpha=self.embed_scale), self.embed_dropout, self.training)
 
     def _check(self, name: str, x: torch.Tensor, batch: int | None = None) -> None:
         if x.dim() != 3 or x.shape[-1] != self.embed_dim:
@@ -329,7 +558,9 @@ class TransformerEncoder(nn.Module):
         t_q, t_k = x_q.shape[1], kv.shape[1]
         # With equal lengths the future mask is the causal one: let SDPA pick its causal kernel.
         causal = self.attn_mask and t_q == t_k and key_padding_mask is None
-        blocked = future_mask(t_q, t_k, x_q.device) if self.attn_mask and not causal else None
+        # the future mask blocks nothing when every query sees the last key (T_k << T_q): drop it
+        future = self.attn_mask and not causal and t_k - 1 > abs(t_k - t_q)
+        blocked = future_mask(t_q, t_k, x_q.device) if future else None
         blocked = combine_masks(blocked, key_padding_mask, batch=x_q.shape[0], t_k=t_k)
         if key_padding_mask is not None and blocked.all(dim=-1).any():
             raise ValueError(

@@ -2,7 +2,8 @@
 
 Data path for modalities ``(m0, m1, m2)`` (by default text, audio, vision):
 
-1. ``proj[m]``: Conv1d(k=1, no bias) ``D_m → d``; output ``(B, d, T_m)`` (layout BDT).
+1. ``proj[m]``: Conv1d(k=1, no bias) ``D_m → d``, computed as one matmul; output ``(B, d, T_m)``
+   (layout BDT).
 2. ``cross[f"{m}_from_{s}"]``: six crossmodal transformers, queries from ``m``, keys/values
    from ``s``; each ``(B, T_m, d)``.
 3. ``mem[m]``: a self-attention transformer of width ``2d`` over the two crossmodal outputs
@@ -31,7 +32,7 @@ from promptkit.hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarg
 
 from ._registry import register_backbone
 from .base import MSABackbone, Task
-from .layers import TransformerEncoder
+from .layers import PointwiseConv1d, TransformerEncoder, dropout
 
 __all__ = ["MulT", "MulTHead", "mult"]
 
@@ -49,7 +50,7 @@ class MulTHead(nn.Module):
         self.dropout = dropout
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        z = self.proj2(F.dropout(F.relu(self.proj1(h)), self.dropout, self.training))
+        z = self.proj2(dropout(F.relu(self.proj1(h)), self.dropout, self.training))
         return self.out_layer(h + z)
 
 
@@ -126,7 +127,7 @@ class MulT(MSABackbone):
             embed_dropout=embed_dropout,
             attn_mask=attn_mask,
         )
-        self.proj = nn.ModuleDict({m: nn.Conv1d(self.feature_dims[m], d, kernel_size=1, bias=False) for m in mods})
+        self.proj = nn.ModuleDict({m: PointwiseConv1d(self.feature_dims[m], d, bias=False) for m in mods})
         self.cross = nn.ModuleDict(
             {
                 f"{m}_from_{s}": TransformerEncoder(
@@ -176,8 +177,8 @@ class MulT(MSABackbone):
         for m in self.modalities:
             x = features[m]
             if m == first:
-                x = F.dropout(x, self.embed_dropout, self.training)
-            seqs[m] = self.proj[m](x.transpose(1, 2)).transpose(1, 2)  # (B, T_m, d)
+                x = dropout(x, self.embed_dropout, self.training)
+            seqs[m] = self.proj[m](x.transpose(1, 2)).transpose(1, 2)  # (B, T_m, d); views, no copies
 
         last = []
         for m in self.modalities:

@@ -1,0 +1,78 @@
+"""benchmarks.speed: the whole code path on tiny sizes; structure of the results, not speed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import speed
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+ROW_KEYS = {
+    "backbone", "shape", "full_s", "prompt_s", "ratio", "full_flops", "prompt_flops", "flop_ratio",
+    "full_peak_fraction", "prompt_peak_fraction", "full_mem_mib", "prompt_mem_mib", "bare_forward_s",
+    "wrapped_disabled_forward_s", "wrap_overhead", "latency_b1_ms_bare", "latency_b1_ms_prompted",
+    "throughput_b8_per_s_bare", "throughput_b8_per_s_prompted", "params", "load_average",
+}
+
+
+def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
+    cfg = speed.SpeedConfig.tiny(backbones=("mult", "misa"), shapes={"unaligned": {"text": 6, "audio": 9, "vision": 11}})
+    assert cfg.mmgm_shape == "unaligned"
+    result = speed.run(cfg, log=lambda _: None)
+    written = speed.write_results(result, tmp_path / "speed_cpu.json")
+    data = json.loads(written["json"].read_text())
+    assert written["png"].is_file() and written["png"].stat().st_size > 0
+
+    assert {"cpu", "torch_threads", "torch", "load_average_start", "load_average_end"} <= set(data["machine"])
+    assert data["matmul"]["flops_per_s"] > 0 and data["goals"] == speed.GOALS
+    assert [r["backbone"] for r in data["mult"]] == ["mult"]
+    assert sorted(r["backbone"] for r in data["backbones"]) == ["misa", "mult"]
+    for r in data["backbones"]:
+        assert ROW_KEYS <= set(r), ROW_KEYS - set(r)
+        assert r["full_flops"] > 0 and r["prompt_flops"] > 0
+        assert r["ratio"] == pytest.approx(r["prompt_s"] / r["full_s"])
+        assert r["full_peak_fraction"] == pytest.approx(r["full_flops"] / r["full_s"] / data["matmul"]["flops_per_s"])
+        assert r["full_mem_mib"] > 0 and r["prompt_mem_mib"] > 0
+
+    mmgm = data["mmgm"]
+    assert mmgm["max_abs_diff_vs_loop"] < 1e-5  # the loop baseline computes the same thing
+    assert mmgm["forward_speedup"] > 0 and mmgm["train_speedup"] > 0
+
+    scaling = data["scaling"]
+    assert [r["modalities"] for r in scaling] == [2, 3]
+    assert [r["cases"] for r in scaling] == [3, 7]
+    steps = [r["per_case_prompt_params"] for r in scaling]
+    assert steps[1] / steps[0] == pytest.approx(7 * 3 / (3 * 2))  # (2^M - 1) sets of M targets
+    speed.print_tables(data)  # renders without error
+
+
+def test_interleaved_medians_and_peak_memory():
+    calls = []
+    t = speed.interleaved_medians(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1, device=torch.device("cpu")
+    )
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then rounds in turn
+    assert t["a"]["n"] == 3 and t["a"]["min_s"] <= t["a"]["median_s"]
+    held = []
+    mib = speed.peak_memory(lambda: held.append(torch.ones(1 << 20)), torch.device("cpu")) / 2**20
+    assert mib == pytest.approx(4.0, rel=0.05)
+
+
+def test_bad_config_is_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="unknown section"):
+        speed.SpeedConfig.tiny(sections=("mult", "speedup"))
+    with pytest.raises(ValueError, match="lengths for"):
+        speed.SpeedConfig.tiny(shapes={"aligned": {"text": 5}})
+    with pytest.raises(SystemExit, match="unknown shape"):
+        speed.config_from_args(speed.parse_args(["--tiny", "--shapes", "wide"]))

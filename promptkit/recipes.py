@@ -70,7 +70,13 @@ class DataSection:
 
 @dataclass
 class StageSection:
-    """How one training stage runs (``[pretrain]``; ``[prompt]`` adds ``eta`` and ``prompter``)."""
+    """How one training stage runs (``[pretrain]``; ``[prompt]`` adds ``eta`` and ``prompter``).
+
+    ``compile`` runs the stage's model under ``torch.compile`` (:mod:`promptkit.compile`):
+    ``false`` (default, eager), ``true`` (the ``"inductor"`` backend) or a backend name such as
+    ``"inductor"``, ``"aot_eager"`` or ``"eager"``. It changes speed, not what is trained:
+    checkpoints keep the eager layout (same keys), and a run may be resumed with it changed.
+    """
 
     epochs: int = 10
     batch_size: int = 64
@@ -83,6 +89,7 @@ class StageSection:
     grad_clip: float | None = 0.8
     early_stop_patience: int | None = None
     seed: int = 0
+    compile: bool | str = False
 
 
 @dataclass
@@ -139,6 +146,36 @@ _SECTIONS: dict[str, type] = {
     "eval": EvalSection,
 }
 _TOP_LEVEL = {"name": str, "description": str, "cggm": dict[str, Any] | None}
+
+
+_COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
+"""Common ``torch.compile`` backends, accepted without importing TorchDynamo."""
+
+
+def compile_backend(value: bool | str | None) -> str | None:
+    """The ``torch.compile`` backend a stage's ``compile`` value asks for: None (off) for false,
+    ``"inductor"`` for true, else the backend name itself."""
+    if value is None or value is False:
+        return None
+    return "inductor" if value is True else str(value)
+
+
+def check_compile_backend(value: bool | str | None, what: str) -> None:
+    """Raise a RecipeError naming ``what`` when ``value`` is a backend name torch does not know."""
+    if not isinstance(value, str) or value in _COMPILE_BACKENDS:
+        return
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if value in known:
+        return
+    close = difflib.get_close_matches(value, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    if value.lower() in ("true", "false", "yes", "no", "on", "off", ""):
+        hint = "; a recipe turns it on or off with true or false, without quotes"
+    raise RecipeError(
+        f"{what} {value!r} is not a torch.compile backend{hint} (common ones: {', '.join(_COMPILE_BACKENDS)})"
+    )
 
 
 def config_hash(d: dict[str, Any]) -> str:
@@ -328,6 +365,7 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
             raise RecipeError(f"{where}: [{name}] early_stop_patience must be >= 1, got {s.early_stop_patience}")
         if not 0 < s.plateau_factor < 1:
             raise RecipeError(f"{where}: [{name}] plateau_factor must lie in (0, 1), got {s.plateau_factor}")
+        check_compile_backend(s.compile, f"{where}: [{name}] compile")
     if not 0.0 <= r.prompt.eta <= 1.0:
         raise RecipeError(f"{where}: [prompt] eta must lie in [0, 1], got {r.prompt.eta}")
     bad = [m for m in r.eval.missing_rates if not 0.0 <= m <= 1.0]

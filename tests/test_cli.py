@@ -149,3 +149,60 @@ def test_subcommands_are_built_by_small_functions():
     with pytest.raises(SystemExit) as e:
         main(["train"])  # argparse: --recipe is required
     assert e.value.code == 2
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    """Replace both training entry points; record the stage settings they would train with."""
+    import types
+
+    import promptkit.train
+    import promptkit.train.run
+
+    seen: dict = {}
+
+    def fake_pretrain(recipe, data, out, **kw):
+        seen.update(command="train", pretrain=recipe.pretrain.compile, prompt=recipe.prompt.compile)
+        return types.SimpleNamespace(best_epoch=1, primary="mae", test={"mae": 0.0})
+
+    def fake_run(recipe, data, out, **kw):
+        seen.update(command="run", pretrain=recipe.pretrain.compile, prompt=recipe.prompt.compile)
+        return {}
+
+    monkeypatch.setattr(promptkit.train, "pretrain", fake_pretrain)
+    monkeypatch.setattr(promptkit.train.run, "run_pipeline", fake_run)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "argv, recipe_line, want",
+    [
+        (["train"], "", {"pretrain": False, "prompt": False}),
+        (["train"], "compile = true", {"pretrain": True, "prompt": False}),
+        (["train", "--compile"], "", {"pretrain": "inductor", "prompt": False}),
+        (["train", "--compile", "eager"], "compile = true", {"pretrain": "eager", "prompt": False}),
+        (["run", "--compile"], "", {"pretrain": "inductor", "prompt": "inductor"}),
+        (["run", "--compile", "aot_eager", "--quiet"], "compile = true",
+         {"pretrain": "aot_eager", "prompt": "aot_eager"}),
+    ],
+)
+def test_compile_flag_overrides_the_recipes_stage_settings(stages, tmp_path, argv, recipe_line, want):
+    p = tmp_path / "c.toml"
+    p.write_text(TINY + recipe_line + "\n")
+    assert main(argv[:1] + ["--recipe", str(p), "--out", str(tmp_path / "o")] + argv[1:]) == 0
+    assert stages == {"command": argv[0], **want}
+
+
+def test_bad_or_unavailable_compile_backend_is_one_line_error(recipe, tmp_path, capsys, monkeypatch):
+    assert main(["train", "--recipe", str(recipe), "--compile", "indcutor", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("promptkit: error: --compile 'indcutor' is not a torch.compile backend; did you mean "
+                          "'inductor'?") and err.count("\n") == 1
+    import promptkit.compile as pc
+
+    monkeypatch.setattr(pc.shutil, "which", lambda _: None)
+    for cmd in ("train", "run"):
+        assert main([cmd, "--recipe", str(recipe), "--compile", "--out", str(tmp_path / cmd), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("promptkit: error: the stage asks for torch.compile") and err.count("\n") == 1
+        assert "no C++ compiler" in err and not (tmp_path / cmd).exists()

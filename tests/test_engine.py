@@ -269,3 +269,41 @@ def test_stage_is_any_dataclass_and_bad_device_is_an_error(data, tmp_path):
     s = dataclasses.replace(stage(), epochs=1)
     with pytest.raises(ValueError, match="device 'tpu' is not a torch device|not supported"):
         fit(model(), data, s, tmp_path, device="tpu", progress=False)
+
+
+@pytest.fixture
+def _dynamo_reset():
+    yield
+    torch._dynamo.reset()
+
+
+def test_compiled_stage_trains_like_eager_and_keeps_state_keys_and_run_identity(data, tmp_path, _dynamo_reset):
+    """``compile = "eager"``: TorchDynamo traces the model (no code generation, fast)."""
+    from promptkit.compile import is_compiled
+
+    plain, compiled = model(), model()
+    keys = list(plain.state_dict())
+    eager = fit(plain, data, stage(epochs=1), tmp_path / "eager", progress=False)
+    res = fit(compiled, data, stage(epochs=1, compile="eager"), tmp_path / "compiled", progress=False)
+    assert is_compiled(compiled) and not is_compiled(plain)
+    assert list(compiled.state_dict()) == keys  # no "_orig_mod." prefix
+    for name in ("last.safetensors", "best.safetensors"):
+        a, _ = load_checkpoint(tmp_path / "eager" / name)
+        b, _ = load_checkpoint(tmp_path / "compiled" / name)
+        assert sorted(a) == sorted(b), name
+    assert res.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-5)
+    assert res.test == pytest.approx(eager.test, rel=1e-5)
+    hashes = [json.loads((tmp_path / d / "run.json").read_text())["hash"] for d in ("eager", "compiled")]
+    assert hashes[0] == hashes[1]  # compile is not part of the run's identity: it may change on resume
+    resumed = fit(model(), data, stage(epochs=2), tmp_path / "compiled", resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+
+
+def test_unavailable_compile_backend_is_refused_before_anything_is_written(data, tmp_path, monkeypatch):
+    import promptkit.compile as pc
+
+    monkeypatch.setattr(pc.shutil, "which", lambda _: None)
+    m = model()
+    with pytest.raises(RuntimeError, match=r"compile = true, backend 'inductor'.*no C\+\+ compiler.*compile = false"):
+        fit(m, data, stage(epochs=1, compile=True), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() and not pc.is_compiled(m)

@@ -137,3 +137,25 @@ def test_recipe_is_a_dataclass_tree_with_to_dict():
     assert set(d) == {"backbone", "data", "pretrain", "prompt", "eval", "cggm", "name", "description"}
     assert d["prompt"]["eta"] == 0.7 and "source" not in d
     assert r.replace(name="x").name == "x" and r.name == ""
+
+
+def test_compile_is_false_true_or_a_backend_name(tmp_path):
+    r = load(write(tmp_path, TINY))
+    assert r.pretrain.compile is False and r.prompt.compile is False
+    assert recipes.compile_backend(r.pretrain.compile) is None
+    r = load(write(tmp_path, TINY + "compile = true\n[prompt]\ncompile = \"aot_eager\"\n"))
+    assert r.pretrain.compile is True and recipes.compile_backend(r.pretrain.compile) == "inductor"
+    assert r.prompt.compile == "aot_eager" and recipes.compile_backend(r.prompt.compile) == "aot_eager"
+    assert from_dict(r.to_dict()) == r and r.hash() != load(write(tmp_path, TINY, "s.toml")).hash()
+
+
+def test_bad_compile_values_name_the_key(tmp_path):
+    with pytest.raises(RecipeError, match=r"r\.toml: \[pretrain\] compile 'indcutor' is not a torch.compile backend; "
+                                          r"did you mean 'inductor'\?"):
+        load(write(tmp_path, TINY + 'compile = "indcutor"\n'))
+    with pytest.raises(RecipeError, match=r"\[prompt\] compile 'true' is not a torch.compile backend; .*without quotes"):
+        load(write(tmp_path, TINY + '[prompt]\ncompile = "true"\n'))
+    with pytest.raises(RecipeError, match=r"\[pretrain\] compile must be true or false or a string, got 1 \(int\)"):
+        load(write(tmp_path, TINY + "compile = 1\n"))
+    with pytest.raises(RecipeError, match=r"unknown key 'compiled' in \[prompt\]; did you mean 'compile'\?"):
+        load(write(tmp_path, TINY + "[prompt]\ncompiled = true\n"))

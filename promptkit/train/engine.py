@@ -15,6 +15,12 @@ Devices: the model goes to ``device`` (CUDA when available); accelerate's ``Acce
 the forward passes under bf16 autocast on a GPU that supports it and does the backward pass; on
 CPU it is ``Accelerator(cpu=True)`` and the loop is plain float32.
 
+Compilation: a stage whose ``compile`` asks for a backend (``[pretrain] compile = true``, or
+``--compile``) has its model compiled in place by :func:`promptkit.compile.compile_model` after it
+is on its device; a backend that cannot run here is refused before anything is written. The state
+dict, checkpoints and run identity are those of an eager run (``compile`` may change on resume),
+and the model stays compiled afterwards.
+
 Files in ``out_dir``: ``run.json`` (the run's settings and their hash), ``last.safetensors``
 (resume state), ``best.safetensors`` (best-validation weights of the trained tensors and buffers),
 ``results.json`` / ``results.csv`` (history per epoch and the final test metrics).
@@ -54,7 +60,7 @@ from ..checkpoint import (
 )
 from ..data import make_loader
 from ..metrics import metrics_for, primary_metric
-from ..recipes import config_hash
+from ..recipes import compile_backend, config_hash
 
 Batch = dict[str, torch.Tensor]
 ForwardFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -62,7 +68,7 @@ MaskFn = Callable[[Batch, int, torch.Generator], torch.Tensor]
 
 LAST, BEST, RUN, RESULTS = "last.safetensors", "best.safetensors", "run.json", "results"
 _PLUGIN_METHODS = ("setup", "extra_loss", "after_backward", "on_epoch_end", "state_dict", "load_state_dict")
-_RESUMABLE = ("epochs", "early_stop_patience")  # may change when a run is resumed
+_RESUMABLE = ("epochs", "early_stop_patience", "compile")  # may change when a run is resumed
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -314,6 +320,27 @@ def _accelerator(device: torch.device):
     except ValueError:  # an earlier fit in this process set other precision/device settings
         AcceleratorState._reset_state(reset_partial_state=True)
         return Accelerator(cpu=cpu, mixed_precision=mixed)
+
+
+def check_compile(stage: Any) -> str | None:
+    """The ``torch.compile`` backend ``stage.compile`` asks for (None: eager).
+
+    Raises:
+        RuntimeError: the backend cannot run here (e.g. inductor without a C++ compiler).
+    """
+    value = getattr(stage, "compile", False)
+    backend = compile_backend(value)
+    if backend is None:
+        return None
+    from ..compile import compile_available
+
+    ok, why = compile_available(backend)
+    if not ok:
+        raise RuntimeError(
+            f"the stage asks for torch.compile (compile = {json.dumps(value)}, backend {backend!r}) but it cannot run "
+            f"here: {why}; set compile = false in the recipe, leave out --compile, or pick --compile eager"
+        )
+    return backend
 
 
 # --- run directory -------------------------------------------------------------------------------
@@ -626,7 +653,8 @@ def fit(
         model: any module; called through ``forward``.
         data: a ``DataBundle`` (``splits``, ``modalities``, ``task``).
         stage: a ``StageSection`` (epochs, batch_size, lr, weight_decay, optimizer, scheduler,
-            plateau_patience, plateau_factor, grad_clip, early_stop_patience, seed).
+            plateau_patience, plateau_factor, grad_clip, early_stop_patience, seed, and optionally
+            ``compile``: false, true or a ``torch.compile`` backend name).
         out_dir: where ``run.json``, checkpoints and results go.
         forward: ``forward(model, batch) -> preds (B, out_dim)``; default
             ``model(**features)`` (plus ``mask=batch["mask"]`` when ``mask_fn`` is given).
@@ -646,6 +674,8 @@ def fit(
             ``run.json`` with the stage so a different run in ``out_dir`` is refused.
 
     Raises:
+        RuntimeError: ``stage.compile`` asks for a backend that cannot run here (before anything
+            is written).
         NonFiniteLossError: NaN/inf loss (the last epoch's checkpoint stays intact).
         RunDirError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set,
             or ``resume`` meets a run with other settings.
@@ -661,8 +691,13 @@ def fit(
         if lacking:
             raise TypeError(f"plug-in {type(p).__name__} lacks {lacking}; subclass promptkit.train.TrainPlugin")
     dev = resolve_device(device)
+    backend = check_compile(stage)
     accelerator = _accelerator(dev)
     model.to(dev)
+    if backend is not None:
+        from ..compile import compile_model
+
+        compile_model(model, backend=backend)
     refs = _state_refs(model, params)
     identity = {
         "stage": _stage_dict(stage),

@@ -99,7 +99,8 @@ def pretrain(
     """Train the recipe's backbone on complete data; save ``out_dir/backbone.safetensors``.
 
     Args:
-        recipe: a validated recipe; ``[pretrain]`` gives the stage settings.
+        recipe: a validated recipe; ``[pretrain]`` gives the stage settings (with ``compile``,
+            the backbone is compiled in place before training; its saved weights are unaffected).
         data: a ``DataBundle``.
         plugins: plug-ins, or callables ``backbone -> plug-in`` (built after the backbone).
         cggm: add the CGGM plug-in configured by the recipe's ``[cggm]`` table.

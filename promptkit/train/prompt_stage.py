@@ -59,7 +59,10 @@ def prompt_tune(
     """Train MPLMM prompts on a frozen ``backbone``; save the adapter to ``out_dir/adapter``.
 
     Args:
-        recipe: ``[prompt]`` gives the stage settings, ``eta`` and the ``prompter`` table.
+        recipe: ``[prompt]`` gives the stage settings, ``eta`` and the ``prompter`` table. With
+            ``[prompt] compile``, the prompter's backbone is compiled in place (hooks and all, see
+            :mod:`promptkit.compile`); the saved adapter is unaffected and the returned prompter
+            stays compiled.
         data: a ``DataBundle``.
         backbone: the pre-trained backbone (it is frozen, except the spec's trainable modules).
         hooks: a HookSpec for backbones without a registered one.

@@ -28,14 +28,19 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run every stage and write ``out_dir/{pretrain,prompt}/`` and ``out_dir/protocol.{json,csv,png}``.
 
+    Each stage is compiled when its ``compile`` setting asks for it; a backend that cannot run here
+    is refused before the pretrain stage starts. The evaluation uses the compiled prompter.
+
     Returns:
         a summary: stage seconds, trainable share, and the protocol results per model.
     """
     from .. import report
-    from .engine import resolve_device
+    from .engine import check_compile, resolve_device
 
     out_dir = Path(out_dir)
     dev = resolve_device(device)
+    for stage in (recipe.pretrain, recipe.prompt):
+        check_compile(stage)  # both stages' backends, before the first one trains
     opts = dict(device=dev, resume=resume, overwrite=overwrite, progress=progress)
     times: dict[str, float] = {}
 

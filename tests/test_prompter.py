@@ -76,6 +76,21 @@ def test_missing_input_content_has_no_effect():
     torch.testing.assert_close(prompter(**noisy, mask=mask), prompter(**x, mask=mask), rtol=0, atol=0)
 
 
+def test_zero_fill_copies_only_modalities_that_some_sample_misses():
+    backbone, prompter = make()
+    seen = {}
+    backbone.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    x = toy_inputs(DIMS)
+    mask = torch.ones(6, 3, dtype=torch.bool)
+    mask[1, 2] = False  # only vision is missing, in one sample
+    x["vision"][1] = float("inf")  # whatever a missing row holds, it reaches the backbone as zeros
+    with prompter.prompts_disabled():
+        prompter(**x, mask=mask)
+    assert seen["text"] is x["text"] and seen["audio"] is x["audio"]
+    assert torch.equal(seen["vision"][1], torch.zeros_like(seen["vision"][1]))
+    assert torch.equal(seen["vision"][[0, 2, 3, 4, 5]], x["vision"][[0, 2, 3, 4, 5]])
+
+
 def test_available_modalities_reach_the_backbone_unchanged():
     backbone, prompter = make()
     seen = {}

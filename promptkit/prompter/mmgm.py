@@ -7,8 +7,9 @@ sample's input x̂_m ``(T_m, D_m)`` from the modalities the sample *has*:
    over the feature axis), and tagged with a source embedding and a relative-time encoding;
 2. the target's learned queries (relative-time encoding of its own T_m steps + a target
    embedding) attend over ``[P_G^m ; f_s(x_s) for available s]`` - the generative prompt P_G^m is
-   always there, missing sources are masked out per sample, so eq. 1 (one missing) and eq. 2 (two
-   missing, one source) are the same vectorised computation;
+   always there; the samples that miss m are batched by which sources they have (at most
+   ``2**(M-1) - 1`` groups, one attention call each), so eq. 1 (one missing) and eq. 2 (two
+   missing, one source) are the same vectorised computation and no missing source is attended;
 3. a small MLP maps the result back to m's *raw* feature space, so the backbone's own projection
    runs on generated and real inputs alike.
 
@@ -106,38 +107,43 @@ class MissingModalityGenerator(nn.Module):
         missing_cols = (~mask).any(dim=0).tolist()
         if not any(missing_cols):
             return dict(features)
-        batch = mask.shape[0]
-        sources, valid = [], []
+        sources = []
         for i, name in enumerate(self.modalities):
             x = features[name]
-            t = x.shape[1]
-            pos = relative_time_encoding(t, self.dim, x.device, x.dtype)
+            pos = relative_time_encoding(x.shape[1], self.dim, x.device, x.dtype)
             sources.append(self.source_maps[name](x) + pos + self.source_embed[i])  # (B, T_s, dim)
-            valid.append(mask[:, i : i + 1].expand(batch, t))  # (B, T_s)
 
         out = dict(features)
+        m = len(self.modalities)
         for i, name in enumerate(self.modalities):
             if not missing_cols[i]:
                 continue
-            rows = (~mask[:, i]).nonzero().squeeze(1)  # samples that miss `name`
-            generated = self._generate(i, rows, sources, valid, features).to(features[name].dtype)
-            out[name] = features[name].index_put((rows,), generated)
+            # samples that miss `name`, grouped by which other modalities they have: each group
+            # attends only to its available sources, so no key is computed only to be masked out
+            others = [j for j in range(m) if j != i]
+            bits = 2 ** torch.arange(len(others), device=mask.device)
+            code = (mask[:, others].long() * bits).sum(-1).masked_fill_(mask[:, i], -1)  # (B,), -1 = has it
+            rows, pieces = [], []
+            for c in code[code >= 0].unique().tolist():
+                group = (code == c).nonzero().squeeze(1)
+                available = [j for k, j in enumerate(others) if c >> k & 1]
+                rows.append(group)
+                pieces.append(self._generate(i, group, available, sources, features))
+            generated = torch.cat(pieces).to(features[name].dtype)
+            out[name] = features[name].index_put((torch.cat(rows),), generated)
         return out
 
-    def _generate(self, i: int, rows: torch.Tensor, sources, valid, features) -> torch.Tensor:
-        """Target modality i for the samples ``rows`` → ``(b, T_i, D_i)``."""
+    def _generate(self, i: int, rows: torch.Tensor, available: list[int], sources, features) -> torch.Tensor:
+        """Target modality i for the samples ``rows``, which all have exactly the modalities
+        ``available`` among the others → ``(b, T_i, D_i)``."""
         name = self.modalities[i]
         b, t_target = rows.numel(), features[name].shape[1]
         x = features[name]
         prompt = self.generative_prompts[name].to(x.dtype).expand(b, -1, -1)  # (b, l_p, dim)
-        keys = torch.cat([prompt] + [s[rows] for j, s in enumerate(sources) if j != i], dim=1)
-        ones = torch.ones(b, prompt.shape[1], dtype=torch.bool, device=x.device)
-        key_valid = torch.cat([ones] + [v[rows] for j, v in enumerate(valid) if j != i], dim=1)  # (b, L)
+        keys = torch.cat([prompt] + [sources[j][rows] for j in available], dim=1)  # (b, L, dim)
 
         queries = relative_time_encoding(t_target, self.dim, x.device, x.dtype) + self.target_embed[i]
         q = rearrange(self.q_proj(queries), "t (h d) -> h t d", h=self.heads).expand(b, -1, -1, -1)
         k, v = rearrange(self.kv_proj(keys), "b l (two h d) -> two b h l d", two=2, h=self.heads)
-        attn = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_valid[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
-        )
+        attn = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.out_maps[name](rearrange(attn, "b h t d -> b t (h d)"))

@@ -224,10 +224,7 @@ class MissingModalityPrompter(nn.Module):
             mask = self.modality_set.complete_mask(batch).to(next(iter(features.values())).device)
         check_mask(mask, len(self.modality_set), batch)
         raw = features
-        features = {
-            m: torch.where(mask[:, i, None, None], features[m], torch.zeros((), dtype=features[m].dtype, device=features[m].device))
-            for i, m in enumerate(self.modality_set.names)
-        }
+        features = self._zero_filled(features, mask)
         if self.config.check_inputs:
             self._check_finite(features)
         self._aux_loss = None
@@ -283,9 +280,29 @@ class MissingModalityPrompter(nn.Module):
             raise ValueError(f"modalities disagree on batch size: { {m: features[m].shape[0] for m in names} }")
         return features
 
+    def _zero_filled(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Missing rows set to zero, whatever they held; a modality every sample has is passed
+        through without a copy. The fast path multiplies by the mask; NaN/inf in a missing row
+        survive that (``nan * 0``), which one reduction detects, and then ``where`` redoes it."""
+        complete = mask.all(dim=0).tolist()
+        out = {}
+        for i, m in enumerate(self.modality_set.names):
+            x = features[m]
+            if complete[i]:
+                out[m] = x
+                continue
+            keep = mask[:, i, None, None]
+            filled = x * keep.to(x.dtype)
+            if not torch.isfinite(filled.sum()):
+                filled = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
+            out[m] = filled
+        return out
+
     def _check_finite(self, features: dict[str, torch.Tensor]) -> None:
         for m, x in features.items():
-            if not torch.isfinite(x).all():
+            # one reduction: a NaN/inf anywhere makes the sum non-finite (so may an overflow,
+            # which the exact check below then clears)
+            if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
                 bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten()[:10].tolist()
                 raise ValueError(f"{m} features hold NaN/inf in available sample(s) {bad}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _backbone_io import DIMS, inputs, record_shapes
 
 import backbones.unimse  # noqa: F401  (registers "unimse")
 from backbones import create_backbone
@@ -11,33 +12,6 @@ from backbones.unimse import PMFFeedForward, UniMSE
 from promptkit.hookspec import hook_spec_for, resolve_module
 
 torch.set_num_threads(1)
-
-DIMS = {"text": 300, "audio": 5, "vision": 20}
-
-
-def inputs(lengths=(50, 50, 50), batch: int = 3, dims=DIMS, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {m: torch.randn(batch, t, d, generator=g) for (m, d), t in zip(dims.items(), lengths)}
-
-
-def record_shapes(model, spec, x) -> dict[str, tuple]:
-    """One forward; the output shape of each signal target, the input shape (``in:<path>``) of each type target."""
-    seen: dict[str, tuple] = {}
-
-    def out_hook(path):
-        return lambda mod, args, out: seen.__setitem__(path, tuple(out.shape))
-
-    def in_hook(path):
-        return lambda mod, args: seen.__setitem__("in:" + path, tuple(args[0].shape))
-
-    handles = [resolve_module(model, t.path).register_forward_hook(out_hook(t.path)) for t in spec.signal.values()]
-    handles += [resolve_module(model, t.path).register_forward_pre_hook(in_hook(t.path)) for t in spec.type]
-    try:
-        model(**x)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
 
 
 @pytest.fixture(scope="module")

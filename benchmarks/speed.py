@@ -82,7 +82,6 @@ class SpeedConfig:
     throughput_batch: int = 256
     matmul_size: int = 2048
     mmgm_batch: int = 64
-    mmgm_shape: str = "unaligned"
     scaling_modalities: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     scaling_batch: int = 32
     scaling_steps: int = 20
@@ -90,6 +89,7 @@ class SpeedConfig:
     prompt_length: int = 16
     compile: bool = False
     autocast: bool = True
+    breakdown: bool = True  # profiler time per op category for each row (CPU)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,8 +101,6 @@ class SpeedConfig:
         for name, lengths in self.shapes.items():
             if set(lengths) != set(self.feature_dims):
                 raise ValueError(f"shape {name!r} gives lengths for {sorted(lengths)}, features are {sorted(self.feature_dims)}")
-        if self.mmgm_shape not in self.shapes:
-            self.mmgm_shape = next(iter(self.shapes))
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "SpeedConfig":
@@ -186,6 +184,60 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with _reference_attention(), FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+# profiler op name -> where the time goes; first match wins, unmatched ops are "other"
+OP_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("attention", ("scaled_dot_product", "softmax", "masked_fill", "DropoutAttention", "aten::bmm", "aten::baddbmm")),
+    ("linear", ("aten::mm", "aten::addmm")),
+    ("dropout", ("uniform_", "bernoulli", "log1p", "cumsum", "index_put", "searchsorted", "addcmul")),
+    ("layer_norm", ("layer_norm",)),
+)
+
+
+def op_category(name: str) -> str:
+    """The :data:`OP_CATEGORIES` bucket of a profiler op name (``aten::mm`` → ``linear``)."""
+    for category, patterns in OP_CATEGORIES:
+        if any(p == name if p.startswith("aten::") else p in name for p in patterns):
+            return category
+    return "other"
+
+
+def time_breakdown(fn: Callable[[], Any], flops_by_op: dict[str, int] | None = None) -> dict[str, Any]:
+    """Where one call's time goes: self time per :data:`OP_CATEGORIES` bucket from the profiler.
+
+    ``seconds`` sums self times (the profiler's own overhead inflates the total a little, so
+    read the shares). With ``flops_by_op`` (``aten.mm`` → FLOPs, from :func:`count_flops_by_op`)
+    the linear layers' achieved FLOP/s comes with it: the GEMMs alone, against the matmul peak.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    runs = []
+    for _ in range(3):  # the first profiled call of a process runs slow: keep the fastest of three
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        seconds: dict[str, float] = {c: 0.0 for c, _ in OP_CATEGORIES} | {"other": 0.0}
+        for e in prof.key_averages():
+            if e.key.startswith("aten::") or "DropoutAttention" in e.key:
+                seconds[op_category(e.key)] += e.self_cpu_time_total / 1e6
+            # python-level ranges (Optimizer.step#..., autograd nodes) have their children counted
+        runs.append(seconds)
+    seconds = min(runs, key=lambda r: sum(r.values()))
+    total = sum(seconds.values())
+    out: dict[str, Any] = {"seconds": seconds, "share": {c: s / total for c, s in seconds.items()}}
+    if flops_by_op is not None:
+        out["linear_flops"] = int(flops_by_op.get("aten.mm", 0) + flops_by_op.get("aten.addmm", 0))
+        out["linear_flops_per_s"] = out["linear_flops"] / seconds["linear"] if seconds["linear"] else float("nan")
+    return out
+
+
+def count_flops_by_op(fn: Callable[[], Any]) -> dict[str, int]:
+    """FLOPs of one call per aten op (``aten.mm``, ``aten.bmm``, ...), on the reference path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with _reference_attention(), FlopCounterMode(display=False) as counter:
+        fn()
+    return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
 
 
 def _reference_attention() -> contextlib.AbstractContextManager:
@@ -353,6 +405,10 @@ def measure_workload(w: Workload, cfg: SpeedConfig, device: torch.device, peak: 
     row["prompt_peak_fraction"] = row["prompt_flops"] / row["prompt_s"] / peak
     row["full_mem_mib"] = peak_memory(full_step, device) / 2**20
     row["prompt_mem_mib"] = peak_memory(prompt_step, device) / 2**20
+    if cfg.breakdown and device.type == "cpu" and not compiled:
+        # where the time goes, so a low fraction of peak can be traced to its ops
+        row["full_breakdown"] = time_breakdown(full_step, count_flops_by_op(full_step))
+        row["prompt_breakdown"] = time_breakdown(prompt_step, count_flops_by_op(prompt_step))
 
     # wrapping overhead: prompts disabled vs the bare backbone, eval forward on the same batch
     w.bare.eval()
@@ -362,9 +418,12 @@ def measure_workload(w: Workload, cfg: SpeedConfig, device: torch.device, peak: 
         with w.prompter.prompts_disabled():
             return _eval_forward(w.prompter, w.inputs, w.mask, autocast)()
 
+    # the same inputs for both: prompts_disabled() runs the backbone on zero-filled inputs
+    zero_filled = {m: x.masked_fill(~w.mask[:, i, None, None], 0.0) for i, (m, x) in enumerate(w.inputs.items())}
+    quick = row["full_s"] < 0.5  # short calls: more rounds, so a 3 % difference stands out of the noise
     fwd = interleaved_medians(
-        {"bare": _eval_forward(w.bare, w.inputs, None, autocast), "wrapped_disabled": disabled},
-        cfg.repeats,
+        {"bare": _eval_forward(w.bare, zero_filled, None, autocast), "wrapped_disabled": disabled},
+        cfg.repeats * (5 if quick else 1),
         max(cfg.warmup, 1),
         device,
     )
@@ -405,11 +464,12 @@ def mmgm_per_sample(mmgm: MissingModalityGenerator, features: dict[str, torch.Te
     return {m: torch.cat(v) for m, v in outs.items()}
 
 
-def measure_mmgm(cfg: SpeedConfig, device: torch.device) -> dict[str, Any]:
-    """Vectorised MMGM vs the per-sample loop: forward (eval, no grad) and forward + backward."""
+def measure_mmgm(cfg: SpeedConfig, device: torch.device, shape: str) -> dict[str, Any]:
+    """Vectorised MMGM vs the per-sample loop on one shape: forward (eval, no grad) and forward +
+    backward."""
     torch.manual_seed(cfg.seed)
     mmgm = MissingModalityGenerator(cfg.feature_dims, prompt_length=cfg.prompt_length).to(device)
-    lengths = cfg.shapes[cfg.mmgm_shape]
+    lengths = cfg.shapes[shape]
     x = make_inputs(cfg.feature_dims, lengths, cfg.mmgm_batch, device, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     mask = ModalitySet(tuple(cfg.feature_dims)).sample_masks(cfg.mmgm_batch, cfg.eta, gen).to(device)
@@ -440,7 +500,7 @@ def measure_mmgm(cfg: SpeedConfig, device: torch.device) -> dict[str, Any]:
     mmgm.train()
     train = interleaved_medians({"vectorised": backward_of(vec_fn), "loop": backward_of(loop_fn)}, cfg.repeats, max(cfg.warmup, 1), device)
     return {
-        "shape": cfg.mmgm_shape,
+        "shape": shape,
         "lengths": dict(lengths),
         "batch": cfg.mmgm_batch,
         "missing_fraction": float((~mask).float().mean()),
@@ -624,7 +684,7 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     result["backbones"] = [r for r in rows if not r["compiled"]] if "backbones" in cfg.sections else []
     if "mmgm" in cfg.sections:
         log("MMGM vectorised vs per-sample loop ...")
-        result["mmgm"] = measure_mmgm(cfg, device)
+        result["mmgm"] = [measure_mmgm(cfg, device, shape) for shape in cfg.shapes]
     if "scaling" in cfg.sections:
         log("scaling in the number of modalities ...")
         result["scaling"] = measure_scaling(cfg, device)
@@ -676,6 +736,7 @@ def print_tables(result: dict[str, Any]) -> None:
                 _fmt_pair(r, "latency", "ms"), _fmt_pair(r, "throughput", "per_s"),
             )
         console.print(t)
+        _print_breakdown(console, result["mult"], peak)
     if result.get("backbones"):
         t = Table(title="Every registered backbone: train step (medians), eager")
         for c in ("backbone", "shape", "full s", "prompt s", "ratio", "FLOP ratio", "% peak full", "% peak prompt",
@@ -693,15 +754,20 @@ def print_tables(result: dict[str, Any]) -> None:
             )
         console.print(t)
     if result.get("mmgm"):
-        r = result["mmgm"]
-        console.print(
-            f"MMGM, {r['shape']} batch {r['batch']} ({100 * r['missing_fraction']:.0f}% of inputs missing): "
-            f"forward {1000 * r['forward_vectorised_s']:.1f} ms vs loop {1000 * r['forward_loop_s']:.1f} ms = "
-            f"{r['forward_speedup']:.1f}x {_mark(r['forward_speedup'] >= g['mmgm_speedup_min'])}; "
-            f"forward+backward {1000 * r['train_vectorised_s']:.1f} ms vs {1000 * r['train_loop_s']:.1f} ms = "
-            f"{r['train_speedup']:.1f}x {_mark(r['train_speedup'] >= g['mmgm_speedup_min'])}; "
-            f"max |diff| {r['max_abs_diff_vs_loop']:.1e}"
-        )
+        t = Table(title=f"MMGM: vectorised vs a per-sample loop (goal ≥{g['mmgm_speedup_min']:.0f}x)")
+        for c in ("shape", "batch", "inputs missing", "fwd ms vec/loop", "fwd speedup", "fwd+bwd ms vec/loop",
+                  "fwd+bwd speedup", "max |diff|"):
+            t.add_column(c, justify="right")
+        for r in result["mmgm"]:
+            t.add_row(
+                r["shape"], str(r["batch"]), f"{100 * r['missing_fraction']:.0f}%",
+                f"{1000 * r['forward_vectorised_s']:.1f}/{1000 * r['forward_loop_s']:.1f}",
+                f"{r['forward_speedup']:.1f}x {_mark(r['forward_speedup'] >= g['mmgm_speedup_min'])}",
+                f"{1000 * r['train_vectorised_s']:.1f}/{1000 * r['train_loop_s']:.1f}",
+                f"{r['train_speedup']:.1f}x {_mark(r['train_speedup'] >= g['mmgm_speedup_min'])}",
+                f"{r['max_abs_diff_vs_loop']:.1e}",
+            )
+        console.print(t)
     if result.get("scaling"):
         t = Table(title="Prompts as M grows (toy backbone, no MMGM)")
         for c in ("M", "cases", "MPLMM params", "per-case params", "MPLMM step ms", "per-case step ms"):
@@ -710,6 +776,27 @@ def print_tables(result: dict[str, Any]) -> None:
             t.add_row(str(r["modalities"]), str(r["cases"]), f"{r['mplmm_prompt_params']:,}", f"{r['per_case_prompt_params']:,}",
                       f"{1000 * r['mplmm_step_s']:.1f}", f"{1000 * r['per_case_step_s']:.1f}")
         console.print(t)
+
+
+def _print_breakdown(console: Any, rows: Sequence[dict[str, Any]], peak: float) -> None:
+    """Share of step time per op category (profiler self time) and the GEMMs' own FLOP/s."""
+    from rich.table import Table
+
+    rows = [r for r in rows if "full_breakdown" in r]
+    if not rows:
+        return
+    categories = list(rows[0]["full_breakdown"]["share"])
+    t = Table(title="MulT train step: where the time goes (profiler self time, % of step)")
+    for c in ("shape", "step", *categories, "linear-layer GEMMs % of peak"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        for step in ("full", "prompt"):
+            b = r[f"{step}_breakdown"]
+            t.add_row(
+                r["shape"], step, *(f"{100 * b['share'][c]:.0f}" for c in categories),
+                f"{100 * b.get('linear_flops_per_s', float('nan')) / peak:.0f}",
+            )
+    console.print(t)
 
 
 def _fmt_pair(r: dict[str, Any], label: str, unit: str, both: bool = False) -> str:
@@ -757,8 +844,6 @@ def config_from_args(args: argparse.Namespace) -> SpeedConfig:
     if unknown:
         raise SystemExit(f"unknown shape(s) {sorted(unknown)}; known: {list(cfg.shapes)}")
     cfg.shapes = {s: cfg.shapes[s] for s in shapes}
-    if cfg.mmgm_shape not in cfg.shapes:
-        cfg.mmgm_shape = shapes[0]  # the MMGM figure runs on a measured shape
     return cfg
 
 

@@ -28,7 +28,6 @@ ROW_KEYS = {
 
 def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
     cfg = speed.SpeedConfig.tiny(backbones=("mult", "misa"), shapes={"unaligned": {"text": 6, "audio": 9, "vision": 11}})
-    assert cfg.mmgm_shape == "unaligned"
     result = speed.run(cfg, log=lambda _: None)
     written = speed.write_results(result, tmp_path / "speed_cpu.json")
     data = json.loads(written["json"].read_text())
@@ -45,7 +44,16 @@ def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
         assert r["full_peak_fraction"] == pytest.approx(r["full_flops"] / r["full_s"] / data["matmul"]["flops_per_s"])
         assert r["full_mem_mib"] > 0 and r["prompt_mem_mib"] > 0
 
-    mmgm = data["mmgm"]
+    for r in data["backbones"]:
+        if r["backbone"] == "mult":
+            for step in ("full", "prompt"):
+                b = r[f"{step}_breakdown"]
+                assert set(b["share"]) == {"attention", "linear", "dropout", "layer_norm", "other"}
+                assert sum(b["share"].values()) == pytest.approx(1.0)
+                assert b["linear_flops"] > 0 and b["seconds"]["linear"] > 0
+
+    [mmgm] = data["mmgm"]  # one entry per measured shape
+    assert mmgm["shape"] == "unaligned"
     assert mmgm["max_abs_diff_vs_loop"] < 1e-5  # the loop baseline computes the same thing
     assert mmgm["forward_speedup"] > 0 and mmgm["train_speedup"] > 0
 
@@ -55,6 +63,15 @@ def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
     steps = [r["per_case_prompt_params"] for r in scaling]
     assert steps[1] / steps[0] == pytest.approx(7 * 3 / (3 * 2))  # (2^M - 1) sets of M targets
     speed.print_tables(data)  # renders without error
+
+
+def test_op_categories():
+    assert speed.op_category("aten::mm") == "linear"
+    assert speed.op_category("aten::bmm") == "attention"
+    assert speed.op_category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert speed.op_category("aten::native_layer_norm_backward") == "layer_norm"
+    assert speed.op_category("aten::mm_something_else") == "other"  # aten names match exactly
+    assert speed.op_category("aten::copy_") == "other"
 
 
 def test_interleaved_medians_and_peak_memory():

@@ -174,8 +174,9 @@ def matmul_rate(device: torch.device, size: int, repeats: int, dtype: torch.dtyp
     return {"size": size, "dtype": str(dtype).replace("torch.", ""), "seconds": t["median_s"], "flops_per_s": flops / t["median_s"]}
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one call by ``torch.utils.flop_counter`` (matmuls, convolutions, attention).
+def count_flops(fn: Callable[[], Any]) -> dict[str, int]:
+    """FLOPs of one call per aten op (``aten.mm``, ``aten.bmm``, ...) by ``torch.utils.flop_counter``
+    (matmuls, convolutions, attention); their sum is the call's total.
 
     Counted on the reference attention path (SDPA), so every score of every attention counts, as
     in the model's nominal FLOPs, also where the fast CPU path skips keys a mask blocks."""
@@ -183,7 +184,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
     with _reference_attention(), FlopCounterMode(display=False) as counter:
         fn()
-    return int(counter.get_total_flops())
+    return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
 
 
 # profiler op name -> where the time goes; first match wins, unmatched ops are "other"
@@ -207,7 +208,7 @@ def time_breakdown(fn: Callable[[], Any], flops_by_op: dict[str, int] | None = N
     """Where one call's time goes: self time per :data:`OP_CATEGORIES` bucket from the profiler.
 
     ``seconds`` sums self times (the profiler's own overhead inflates the total a little, so
-    read the shares). With ``flops_by_op`` (``aten.mm`` → FLOPs, from :func:`count_flops_by_op`)
+    read the shares). With ``flops_by_op`` (``aten.mm`` → FLOPs, from :func:`count_flops`)
     the linear layers' achieved FLOP/s comes with it: the GEMMs alone, against the matmul peak.
     """
     from torch.profiler import ProfilerActivity, profile
@@ -229,15 +230,6 @@ def time_breakdown(fn: Callable[[], Any], flops_by_op: dict[str, int] | None = N
         out["linear_flops"] = int(flops_by_op.get("aten.mm", 0) + flops_by_op.get("aten.addmm", 0))
         out["linear_flops_per_s"] = out["linear_flops"] / seconds["linear"] if seconds["linear"] else float("nan")
     return out
-
-
-def count_flops_by_op(fn: Callable[[], Any]) -> dict[str, int]:
-    """FLOPs of one call per aten op (``aten.mm``, ``aten.bmm``, ...), on the reference path."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with _reference_attention(), FlopCounterMode(display=False) as counter:
-        fn()
-    return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
 
 
 def _reference_attention() -> contextlib.AbstractContextManager:
@@ -388,8 +380,8 @@ def measure_workload(w: Workload, cfg: SpeedConfig, device: torch.device, peak: 
         "params": w.prompter.trainable_summary(),
     }
     # FLOPs: counted eagerly (the counter does not see inside compiled kernels; the math is the same)
-    row["full_flops"] = count_flops(full_step)
-    row["prompt_flops"] = count_flops(prompt_step)
+    flops = {"full": count_flops(full_step), "prompt": count_flops(prompt_step)}
+    row["full_flops"], row["prompt_flops"] = (sum(flops[k].values()) for k in ("full", "prompt"))
     if compiled:
         from promptkit.compile import compile_model
 
@@ -407,8 +399,8 @@ def measure_workload(w: Workload, cfg: SpeedConfig, device: torch.device, peak: 
     row["prompt_mem_mib"] = peak_memory(prompt_step, device) / 2**20
     if cfg.breakdown and device.type == "cpu" and not compiled:
         # where the time goes, so a low fraction of peak can be traced to its ops
-        row["full_breakdown"] = time_breakdown(full_step, count_flops_by_op(full_step))
-        row["prompt_breakdown"] = time_breakdown(prompt_step, count_flops_by_op(prompt_step))
+        row["full_breakdown"] = time_breakdown(full_step, flops["full"])
+        row["prompt_breakdown"] = time_breakdown(prompt_step, flops["prompt"])
 
     # wrapping overhead: prompts disabled vs the bare backbone, eval forward on the same batch
     w.bare.eval()

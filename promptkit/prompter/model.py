@@ -224,9 +224,9 @@ class MissingModalityPrompter(nn.Module):
             mask = self.modality_set.complete_mask(batch).to(next(iter(features.values())).device)
         check_mask(mask, len(self.modality_set), batch)
         raw = features
-        features = self._zero_filled(features, mask)
+        features, finite = self._zero_filled(features, mask)
         if self.config.check_inputs:
-            self._check_finite(features)
+            self._check_finite({m: x for m, x in features.items() if m not in finite})
         self._aux_loss = None
         if not self._enabled:
             return self.backbone(**self._as_kwargs(features))
@@ -280,12 +280,17 @@ class MissingModalityPrompter(nn.Module):
             raise ValueError(f"modalities disagree on batch size: { {m: features[m].shape[0] for m in names} }")
         return features
 
-    def _zero_filled(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _zero_filled(
+        self, features: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], set[str]]:
         """Missing rows set to zero, whatever they held; a modality every sample has is passed
         through without a copy. The fast path multiplies by the mask; NaN/inf in a missing row
-        survive that (``nan * 0``), which one reduction detects, and then ``where`` redoes it."""
+        survive that (``nan * 0``), which one reduction detects, and then ``where`` redoes it.
+
+        Returns the filled features and the modalities that reduction proved finite (the finite
+        check need not look at them again)."""
         complete = mask.all(dim=0).tolist()
-        out = {}
+        out, finite = {}, set()
         for i, m in enumerate(self.modality_set.names):
             x = features[m]
             if complete[i]:
@@ -293,10 +298,12 @@ class MissingModalityPrompter(nn.Module):
                 continue
             keep = mask[:, i, None, None]
             filled = x * keep.to(x.dtype)
-            if not torch.isfinite(filled.sum()):
+            if torch.isfinite(filled.sum()):
+                finite.add(m)
+            else:
                 filled = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
             out[m] = filled
-        return out
+        return out, finite
 
     def _check_finite(self, features: dict[str, torch.Tensor]) -> None:
         for m, x in features.items():

@@ -14,15 +14,18 @@ Differences from MulT's released encoder, none of which changes the function in 
 
 - key and value share one input (one layer norm, one embedding dropout), where MulT draws two
   embedding-dropout masks for the same tensor;
-- padding is given by ``key_padding_mask`` instead of being guessed from ``x[..., 0] == 0``
-  (MulT then drops those steps' positional embedding); here every step gets positions ``1..T``.
+- padding is given by ``key_padding_mask`` instead of being guessed from ``x[..., 0] == 0``;
+  by default (``positions="all"``) every step gets positions ``1..T``, where MulT drops the
+  positional embedding of the steps it takes for padding. ``positions="skip_padding"`` does what
+  MulT does there (see :class:`TransformerEncoder`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+import operator
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +44,21 @@ __all__ = [
     "TransformerEncoderLayer",
     "future_mask",
     "sinusoidal_table",
+    "POSITION_MODES",
+    "PositionMode",
+    "check_position_mode",
 ]
+
+# How TransformerEncoder numbers its input steps; see its docstring.
+POSITION_MODES = ("all", "skip_padding", "skip_padding_renumber")
+PositionMode = Literal["all", "skip_padding", "skip_padding_renumber"]
+
+
+def check_position_mode(positions: str) -> str:
+    """``positions`` if it is one of :data:`POSITION_MODES`, else a ValueError naming them."""
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions must be one of {', '.join(map(repr, POSITION_MODES))}, got {positions!r}")
+    return positions
 
 
 def _check_p(name: str, p: float) -> float:
@@ -49,6 +66,17 @@ def _check_p(name: str, p: float) -> float:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {p}")
     return p
+
+
+def _check_prefix_len(prefix_len, length: int) -> int:
+    """``prefix_len`` as an int if it lies in ``[0, length]``, else a ValueError."""
+    try:
+        n = operator.index(prefix_len) if not isinstance(prefix_len, bool) else None
+    except TypeError:
+        n = None
+    if n is None or not 0 <= n <= length:
+        raise ValueError(f"prefix_len must be an int in [0, T_q] = [0, {length}], got {prefix_len!r}")
+    return n
 
 
 def _xavier_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -481,6 +509,23 @@ class TransformerEncoder(nn.Module):
     keys/values from ``x_k`` (and ``x_v``, default ``x_k``). Each input is embedded as
     ``sqrt(E) * x + pos`` followed by embedding dropout.
 
+    Positions (``positions``), applied alike to queries, keys and values, each numbered on its
+    own sequence:
+
+    - ``"all"`` (default): every step ``t`` (0-based) gets the embedding of position ``t + 1``.
+    - ``"skip_padding"``: what the authors' released MulT does (fairseq's early ``make_positions``
+      with ``padding_idx=0, left_pad=False``). A step is *padding* when its input vector is
+      exactly all-zero; it gets no positional embedding (its embedded input stays exactly 0). A
+      real step keeps the position of its own index, ``t + 1``, so a zero step does not move the
+      steps after it. MulT tests only the first feature (``x[..., 0] == 0``); the whole vector is
+      tested here, so a real step whose first feature happens to be 0 keeps its position.
+    - ``"skip_padding_renumber"``: padding as above, but the real steps are numbered ``1..n`` in
+      order (fairseq's later ``cumsum`` ``make_positions``), so the first real step gets position 1
+      however much padding precedes it.
+
+    Padding steps are still attended (no key padding mask is derived), as in MulT; pass
+    ``key_padding_mask`` to hide them.
+
     Args:
         embed_dim: width E.
         num_heads: attention heads; must divide E.
@@ -488,6 +533,7 @@ class TransformerEncoder(nn.Module):
         attn_dropout, relu_dropout, res_dropout: see :class:`TransformerEncoderLayer`.
         embed_dropout: dropout on the embedded inputs.
         attn_mask: apply MulT's future mask (:func:`future_mask`).
+        positions: ``"all"``, ``"skip_padding"`` or ``"skip_padding_renumber"``, see above.
     """
 
     def __init__(
@@ -500,6 +546,7 @@ class TransformerEncoder(nn.Module):
         res_dropout: float = 0.0,
         embed_dropout: float = 0.0,
         attn_mask: bool = False,
+        positions: PositionMode = "all",
     ) -> None:
         super().__init__()
         if layers < 1:
@@ -508,6 +555,7 @@ class TransformerEncoder(nn.Module):
         self.embed_scale = math.sqrt(embed_dim)
         self.embed_dropout = _check_p("embed_dropout", embed_dropout)
         self.attn_mask = bool(attn_mask)
+        self.position_mode = check_position_mode(positions)
         self.positions = SinusoidalPositions(embed_dim)
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(embed_dim, num_heads, attn_dropout, relu_dropout, res_dropout)
@@ -515,8 +563,32 @@ class TransformerEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim)
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        pos = self.positions(x.shape[1]).to(x.dtype)
+    def position_ids(self, x: torch.Tensor, prefix_len: int = 0) -> torch.Tensor:
+        """The position of each step of ``x`` ``(B, T, E)``: long ``(B, T)``, 0 = no positional embedding.
+
+        The first ``prefix_len`` steps are prompt tokens: position 0, and the rest are numbered
+        as if they were absent. See the class docstring for the modes.
+        """
+        B, T = x.shape[0], x.shape[1]
+        idx = torch.arange(1 - prefix_len, T + 1 - prefix_len, device=x.device).clamp_(min=0)
+        if self.position_mode == "all":
+            return idx.expand(B, T)
+        real = x.abs().amax(dim=-1) != 0
+        if prefix_len:
+            real[:, :prefix_len] = False
+        if self.position_mode == "skip_padding":
+            return idx * real
+        return real.cumsum(dim=1) * real
+
+    def _embed(self, x: torch.Tensor, prefix_len: int = 0) -> torch.Tensor:
+        T = x.shape[1]
+        if self.position_mode == "all" and prefix_len == 0:
+            pos = self.positions(T).to(x.dtype)
+        elif self.position_mode == "all":  # the prompt tokens get none; the others keep 1..T - prefix_len
+            pos = F.pad(self.positions(T - prefix_len), (0, 0, prefix_len, 0)).to(x.dtype)
+        else:  # row 0 of the padded table is the "no position" embedding
+            table = F.pad(self.positions(T - prefix_len), (0, 0, 1, 0)).to(x.dtype)
+            pos = table[self.position_ids(x, prefix_len)]
         return dropout(torch.add(pos, x, alpha=self.embed_scale), self.embed_dropout, self.training)
 
     def _check(self, name: str, x: torch.Tensor, batch: int | None = None) -> None:
@@ -531,6 +603,7 @@ class TransformerEncoder(nn.Module):
         x_k: torch.Tensor | None = None,
         x_v: torch.Tensor | None = None,
         key_padding_mask: torch.Tensor | None = None,
+        prefix_len: int = 0,
     ) -> torch.Tensor:
         """Encode ``x_q`` ``(B, T_q, E)``, attending to itself or to ``x_k`` ``(B, T_k, E)``.
 
@@ -540,11 +613,16 @@ class TransformerEncoder(nn.Module):
             x_v: crossmodal values when they differ from ``x_k``.
             key_padding_mask: bool ``(B, T_k)``, True at padded keys (``T_k = T_q`` in
                 self-attention). Every sample needs at least one visible key.
+            prefix_len: the first ``prefix_len`` steps of ``x_q`` are prompt tokens: they get no
+                positional embedding and the other steps are numbered as if they were absent
+                (in every ``positions`` mode). Attention and masks treat them as ordinary steps;
+                with the future mask on, every later step sees them. ``x_k``/``x_v`` have no prefix.
 
         Returns:
             ``(B, T_q, E)``.
         """
         self._check("x_q", x_q)
+        prefix_len = _check_prefix_len(prefix_len, x_q.shape[1])
         if x_k is None and x_v is not None:
             raise ValueError("x_v given without x_k; pass x_k (and x_v) for crossmodal attention")
         kv = x_q if x_k is None else x_k
@@ -568,7 +646,7 @@ class TransformerEncoder(nn.Module):
                 "every sample needs at least one unpadded key"
             )
 
-        x = self._embed(x_q)
+        x = self._embed(x_q, prefix_len)
         k = v = None
         if x_k is not None:
             k = self._embed(x_k)

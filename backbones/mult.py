@@ -14,12 +14,17 @@ Data path for modalities ``(m0, m1, m2)`` (by default text, audio, vision):
 Lengths may differ per modality (unaligned data). Hook points: ``proj.<m>`` (missing-signal
 prompts, BDT), ``mem.<m>`` (missing-type prompts, first positional argument ``(B, T, 2d)``),
 ``head`` (trainable). A prompter may prepend tokens to a memory's input and strip them from its
-output; the readout takes the last step, so it is unaffected.
+output; the readout takes the last step, so it is unaffected. Passing ``prefix_len=l`` to the
+memory says its first ``l`` steps are such tokens: they get no positional embedding and the real
+steps keep the positions they have without them (the spec's ``prefix_len_arg``).
 
 As in the released MulT/MPLMM code: the first modality's raw features get embedding dropout
 before projection; attention dropout of a crossmodal transformer is that of its key/value
 modality; the memory transformers have ``max(layers, 3)`` layers; the future mask is on.
-Unlike it, the projection is always applied (MulT skips it when ``D_m == d``).
+Unlike it, the projection is always applied (MulT skips it when ``D_m == d``), and by default
+(``positions="all"``) every step of every transformer input gets a positional embedding, where
+MulT gives none to all-zero (padding) steps; ``positions="skip_padding"`` does as MulT does, so a
+zero-filled (missing) modality is not a sequence of pure positional embeddings.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from promptkit.hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarg
 
 from ._registry import register_backbone
 from .base import MSABackbone, Task
-from .layers import PointwiseConv1d, TransformerEncoder, dropout
+from .layers import PointwiseConv1d, PositionMode, TransformerEncoder, check_position_mode, dropout
 
 __all__ = ["MulT", "MulTHead", "mult"]
 
@@ -76,6 +81,12 @@ class MulT(MSABackbone):
             raw features.
         out_dropout: dropout inside the head.
         attn_mask: MulT's future mask in every transformer (the released code's default).
+        positions: positional embeddings of every transformer's inputs (queries and crossmodal
+            keys alike; see :class:`~backbones.layers.TransformerEncoder`). ``"all"`` (default):
+            every step ``t`` gets position ``t + 1``. ``"skip_padding"``: as the authors' released
+            MulT, an all-zero input step gets none and real steps keep ``t + 1``.
+            ``"skip_padding_renumber"``: no position for all-zero steps, real steps numbered
+            ``1..n`` in order. Padding steps are attended in every mode.
     """
 
     def __init__(
@@ -93,6 +104,7 @@ class MulT(MSABackbone):
         embed_dropout: float = 0.25,
         out_dropout: float = 0.0,
         attn_mask: bool = True,
+        positions: PositionMode = "all",
     ) -> None:
         super().__init__(dict(DEFAULT_FEATURE_DIMS) if feature_dims is None else feature_dims, out_dim, task)
         if len(self.modalities) != 3:
@@ -118,6 +130,7 @@ class MulT(MSABackbone):
         self.attn_dropout, self.relu_dropout, self.res_dropout = attn_dropout, relu_dropout, res_dropout
         self.embed_dropout, self.out_dropout, self.attn_mask = embed_dropout, out_dropout, bool(attn_mask)
         self.cross_attn_dropout = self._resolve_cross_dropout(cross_attn_dropout)
+        self.positions = check_position_mode(positions)
 
         d, mods = self.d_model, self.modalities
         shared = dict(
@@ -126,6 +139,7 @@ class MulT(MSABackbone):
             res_dropout=res_dropout,
             embed_dropout=embed_dropout,
             attn_mask=attn_mask,
+            positions=self.positions,
         )
         self.proj = nn.ModuleDict({m: PointwiseConv1d(self.feature_dims[m], d, bias=False) for m in mods})
         self.cross = nn.ModuleDict(
@@ -202,6 +216,7 @@ class MulT(MSABackbone):
             embed_dropout=self.embed_dropout,
             out_dropout=self.out_dropout,
             attn_mask=self.attn_mask,
+            positions=self.positions,
         )
 
 
@@ -221,7 +236,10 @@ def _mult_hook_spec(model: MulT) -> HookSpec:
     return HookSpec(
         features={m: m for m in mods},
         signal={m: SignalTarget(path=f"proj.{m}", layout="BDT", width=d) for m in mods},
-        type=[TypeTarget(path=f"mem.{m}", layout="BTD", arg=0, width=2 * d) for m in mods],
+        type=[
+            TypeTarget(path=f"mem.{m}", layout="BTD", arg=0, width=2 * d, prefix_len_arg="prefix_len")
+            for m in mods
+        ],
         trainable=["head"],
         encoders={
             m: ModalityEncoder(

@@ -64,6 +64,10 @@ class TypeTarget:
             with the prompt tokens, if the module takes one.
         keep: keep the prompt tokens in the module's output (default: they are removed, so the
             output has the original length; a tuple output has its first element trimmed).
+        prefix_len_arg: keyword of the module's forward that tells it how many leading tokens of
+            the sequence are prompts (an int), for modules that can then leave those tokens out of
+            their positional numbering (MulT's memories: ``"prefix_len"``). Needed by
+            ``PrompterConfig(type_positions="prefix")``; None when the module has no such keyword.
     """
 
     path: str
@@ -72,10 +76,22 @@ class TypeTarget:
     width: int | None = None
     padding_mask_arg: str | None = None
     keep: bool = False
+    prefix_len_arg: str | None = None
 
     def __post_init__(self) -> None:
         if self.layout not in ("BTD", "TBD"):
             raise ValueError(f"type target {self.path!r}: layout must be 'BTD' or 'TBD', got {self.layout!r}")
+        if self.prefix_len_arg is not None and not (
+            isinstance(self.prefix_len_arg, str) and self.prefix_len_arg.isidentifier()
+        ):
+            raise ValueError(
+                f"type target {self.path!r}: prefix_len_arg must be a keyword name or None, got {self.prefix_len_arg!r}"
+            )
+        if self.prefix_len_arg is not None and self.prefix_len_arg in (self.arg, self.padding_mask_arg):
+            raise ValueError(
+                f"type target {self.path!r}: prefix_len_arg {self.prefix_len_arg!r} is also its "
+                "sequence or mask argument"
+            )
 
 
 @dataclass

@@ -319,3 +319,169 @@ def test_type_prompt_tokens_prepended_and_stripped_keep_the_readout_working():
         h.remove()
     assert prompted.shape == base.shape
     assert not torch.allclose(prompted, base)  # the prompt tokens reach the last step
+
+
+# --- positional embeddings: padding steps and prompt prefixes ----------------------------------
+
+POSITION_MODES = ["all", "skip_padding", "skip_padding_renumber"]
+
+
+def _padded(b=2, t=7, e=30, seed=0):
+    """Random ``(b, t, e)`` with all-zero steps: sample 0 at 0, 1, 4 (leading + inner), sample 1 at the end."""
+    x = torch.randn(b, t, e, generator=torch.Generator().manual_seed(seed))
+    x[0, [0, 1, 4]] = 0.0
+    x[1, -1] = 0.0
+    return x
+
+
+def test_positions_all_reproduces_the_default_bit_for_bit():
+    x = _features(2, (6, 9, 11))
+    torch.manual_seed(0)
+    default = MulT(layers=2).eval()
+    torch.manual_seed(0)
+    explicit = MulT(layers=2, positions="all").eval()
+    with torch.no_grad():
+        assert torch.equal(default(**x), explicit(**x))
+    enc = explicit.mem["text"]
+    seq = _padded(e=60)
+    want = torch.add(sinusoidal_table(7, 60), seq, alpha=math.sqrt(60))  # every step: positions 1..T
+    assert torch.equal(enc._embed(seq), want)
+    assert enc.position_ids(seq).tolist() == [list(range(1, 8))] * 2
+
+
+def test_skip_padding_gives_zero_steps_no_position_and_real_steps_their_own_index():
+    enc = TransformerEncoder(30, 5, layers=1, positions="skip_padding").eval()
+    x = _padded()
+    emb = enc._embed(x)
+    table = sinusoidal_table(7, 30)
+    for b, pads in ((0, [0, 1, 4]), (1, [6])):
+        for t in range(7):
+            if t in pads:  # sqrt(E) * 0 + no position: exactly zero
+                assert torch.equal(emb[b, t], torch.zeros(30)), (b, t)
+            else:  # position t + 1, as MulT's make_positions (left_pad=False)
+                assert torch.equal(emb[b, t], torch.add(table[t], x[b, t], alpha=math.sqrt(30))), (b, t)
+    assert enc.position_ids(x).tolist() == [[0, 0, 3, 4, 0, 6, 7], [1, 2, 3, 4, 5, 6, 0]]
+    assert torch.equal(emb[1, 0], torch.add(table[0], x[1, 0], alpha=math.sqrt(30)))  # first real step: position 1
+
+
+def test_skip_padding_renumber_counts_real_steps_from_one():
+    enc = TransformerEncoder(30, 5, layers=1, positions="skip_padding_renumber").eval()
+    x = _padded()
+    assert enc.position_ids(x).tolist() == [[0, 0, 1, 2, 0, 3, 4], [1, 2, 3, 4, 5, 6, 0]]
+    emb = enc._embed(x)
+    assert torch.equal(emb[0, 2], torch.add(sinusoidal_table(1, 30)[0], x[0, 2], alpha=math.sqrt(30)))
+    assert torch.equal(emb[0, 4], torch.zeros(30))
+
+
+@pytest.mark.parametrize("mode", ["skip_padding", "skip_padding_renumber"])
+def test_padding_is_the_whole_step_being_zero_not_its_first_feature(mode):
+    enc = TransformerEncoder(30, 5, layers=1, positions=mode)
+    x = torch.randn(1, 4, 30)
+    x[..., 0] = 0.0  # MulT would take every step for padding here
+    x[0, 2] = 0.0
+    assert enc.position_ids(x)[0, [0, 1, 3]].tolist() == ([1, 2, 4] if mode == "skip_padding" else [1, 2, 3])
+    assert enc.position_ids(x)[0, 2] == 0
+
+
+@pytest.mark.parametrize("attn_mask", [False, True])
+def test_skip_padding_zero_keys_look_the_same_at_any_length(attn_mask):
+    """A zero-filled (missing) key modality: with no positions all its steps are identical, so the
+    output does not depend on how many there are; with positions 1..T it does."""
+    torch.manual_seed(5)
+    q = torch.randn(2, 6, 30)
+    out = {}
+    for mode in ("all", "skip_padding"):
+        torch.manual_seed(6)
+        enc = TransformerEncoder(30, 5, layers=2, attn_mask=attn_mask, positions=mode).eval()
+        with torch.no_grad():
+            out[mode] = [enc(q, torch.zeros(2, t, 30)) for t in (5, 17)]
+    torch.testing.assert_close(out["skip_padding"][0], out["skip_padding"][1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out["all"][0], out["all"][1], atol=1e-3)
+
+
+def test_skip_padding_keys_use_their_own_padding(monkeypatch):
+    """Keys are numbered on their own sequence: a zero query step does not move the keys' positions."""
+    enc = TransformerEncoder(30, 5, layers=1, positions="skip_padding").eval()
+    k = _padded(seed=1)
+    q = torch.randn(2, 3, 30)
+    q[:, 0] = 0.0
+    seen = []
+    embed = enc._embed
+
+    def recording(x, prefix_len=0):
+        seen.append(enc.position_ids(x, prefix_len))
+        return embed(x, prefix_len)
+
+    monkeypatch.setattr(enc, "_embed", recording)
+    enc(q, k)
+    assert seen[0].tolist() == [[0, 2, 3]] * 2
+    assert seen[1].tolist() == [[0, 0, 3, 4, 0, 6, 7], [1, 2, 3, 4, 5, 6, 0]]
+
+
+def test_mult_positions_reach_every_transformer_and_round_trip_through_config(tmp_path):
+    from promptkit.train.pretrain import load_backbone, save_backbone
+
+    torch.manual_seed(0)
+    model = MulT(layers=1, positions="skip_padding").eval()
+    encoders = [*model.cross.values(), *model.mem.values()]
+    assert len(encoders) == 9 and {e.position_mode for e in encoders} == {"skip_padding"}
+    cfg = model.config()
+    assert cfg["positions"] == "skip_padding"
+    x = _features(2, (5, 6, 7))
+    x["audio"] = torch.zeros_like(x["audio"])
+    loaded = load_backbone(save_backbone(model, tmp_path / "m.safetensors", "mult"))
+    assert loaded.positions == "skip_padding"
+    with torch.no_grad():
+        assert torch.equal(loaded(**x), model(**x))
+    torch.manual_seed(0)
+    model_all = MulT(layers=1).eval()
+    with torch.no_grad():
+        assert not torch.allclose(model_all(**x), model(**x))  # the option changes the function
+    old = dict(model_all.config())
+    del old["positions"]  # a config saved before the option existed
+    rebuilt = MulT(**old)
+    assert rebuilt.positions == "all" and rebuilt.config() == model_all.config()
+
+
+def test_bad_positions_and_prefix_len_are_clear_errors():
+    modes = "'all', 'skip_padding', 'skip_padding_renumber'"
+    with pytest.raises(ValueError, match=f"positions must be one of {modes}, got 'none'"):
+        MulT(positions="none")
+    with pytest.raises(ValueError, match="positions must be one of"):
+        TransformerEncoder(30, 5, layers=1, positions="padding")
+    enc = TransformerEncoder(30, 5, layers=1)
+    x = torch.randn(2, 4, 30)
+    for bad in (-1, 5, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"prefix_len must be an int in \[0, T_q\] = \[0, 4\]"):
+            enc(x, prefix_len=bad)
+    assert enc(x, prefix_len=4).shape == (2, 4, 30)  # all prompt tokens: allowed
+
+
+@pytest.mark.parametrize("mode", POSITION_MODES)
+def test_prefix_tokens_get_no_position_and_leave_the_real_steps_positions_alone(mode):
+    enc = TransformerEncoder(30, 5, layers=1, positions=mode).eval()
+    x = _padded()
+    tokens = torch.randn(2, 3, 30)
+    tokens[0, 1] = 0.0  # a zero prompt token is still a prompt token
+    seq = torch.cat([tokens, x], dim=1)
+    ids = enc.position_ids(seq, prefix_len=3)
+    assert ids[:, :3].eq(0).all() and torch.equal(ids[:, 3:], enc.position_ids(x))
+    emb = enc._embed(seq, prefix_len=3)
+    assert torch.equal(emb[:, 3:], enc._embed(x))
+    assert torch.equal(emb[:, :3], tokens * math.sqrt(30))
+
+
+def test_prefix_tokens_under_the_future_mask_are_seen_by_every_real_step():
+    torch.manual_seed(7)
+    enc = TransformerEncoder(30, 5, layers=2, attn_mask=True).eval()
+    x, tokens = torch.randn(2, 6, 30), torch.randn(2, 3, 30)
+    seq = torch.cat([tokens, x], 1)
+    with torch.no_grad():
+        out = enc(seq, prefix_len=3)
+        # the causal fast path and the explicit future mask agree with a prefix too
+        no_pad = torch.zeros(2, 9, dtype=torch.bool)
+        torch.testing.assert_close(out, enc(seq, key_padding_mask=no_pad, prefix_len=3), atol=1e-5, rtol=1e-5)
+        other = enc(torch.cat([torch.randn(2, 3, 30), x], 1), prefix_len=3)
+        later = enc(torch.cat([tokens, torch.randn(2, 6, 30)], 1), prefix_len=3)
+    assert (out[:, 3:] - other[:, 3:]).abs().amax(-1).gt(1e-4).all()  # every real step sees the prompts
+    torch.testing.assert_close(out[:, :3], later[:, :3])  # the prompts do not see the real steps

@@ -316,3 +316,110 @@ def test_spec_listing_modalities_in_another_order_maps_them_by_name():
     reordered.eval(), plain.eval()
     x, mask = toy_inputs(DIMS), mixed_mask()
     torch.testing.assert_close(reordered(**x, mask=mask), plain(**x, mask=mask), rtol=0, atol=0)
+
+
+# --- type_positions: prompt tokens that do not shift the real steps' positions -------------------
+
+
+def _mult_prompter(type_positions: str, positions: str = "all", hooks=None):
+    import backbones.mult  # noqa: F401  (registers MulT's hook spec)
+    from backbones.mult import MulT
+
+    torch.manual_seed(0)
+    backbone = MulT(layers=1, positions=positions).eval()
+    cfg = PrompterConfig(prompt_length=4, type_positions=type_positions)
+    return backbone, promptkit.wrap(backbone, hooks=hooks, config=cfg)
+
+
+def _mult_inputs(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    dims = {"text": 300, "audio": 5, "vision": 20}
+    return {m: torch.randn(batch, t, d, generator=g) for (m, d), t in zip(dims.items(), (5, 7, 9))}
+
+
+def _record_memory_embeddings(backbone):
+    """Per memory: (its input sequence, the prefix_len it was called with, its embedded input)."""
+    seen, handles = {}, []
+    for m, mem in backbone.mem.items():
+        def pre(mod, args, kwargs, m=m):
+            seen[m] = [args[0], kwargs.get("prefix_len", 0)]
+
+        def after(mod, args, kwargs, out, m=m):
+            seen[m].append(mod._embed(args[0], kwargs.get("prefix_len", 0)))
+
+        handles.append(mem.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(mem.register_forward_hook(after, with_kwargs=True))
+    return seen, handles
+
+
+@pytest.mark.parametrize("positions", ["all", "skip_padding"])
+def test_type_positions_prefix_keeps_the_memories_real_steps_positions(positions):
+    backbone, prompter = _mult_prompter("prefix", positions)
+    assert all(t.prefix_len_arg == "prefix_len" for t in prompter.spec.type)
+    seen, handles = _record_memory_embeddings(backbone)  # registered after the prompter's: sees the prompted call
+    with torch.no_grad():
+        out = prompter(**_mult_inputs(), mask=mixed_mask())
+    for h in handles:
+        h.remove()
+    assert out.shape == (6, 1)
+    for m, (seq, prefix_len, emb) in seen.items():
+        mem = backbone.mem[m]
+        assert prefix_len == 4 and seq.shape[1] == 4 + {"text": 5, "audio": 7, "vision": 9}[m]
+        ids = mem.position_ids(seq, prefix_len)
+        assert ids[:, :4].eq(0).all()  # the prompt tokens get no position
+        assert torch.equal(ids[:, 4:], mem.position_ids(seq[:, 4:]))  # the real steps: as without prompts
+        assert torch.equal(emb[:, 4:], mem._embed(seq[:, 4:]))
+        assert torch.equal(emb[:, :4], seq[:, :4] * mem.embed_scale)
+
+
+def test_type_positions_shift_is_todays_behaviour():
+    backbone, shifted = _mult_prompter("shift")
+    assert PrompterConfig().type_positions == "shift"
+    seen, handles = _record_memory_embeddings(backbone)
+    x, mask = _mult_inputs(), mixed_mask()
+    with torch.no_grad():
+        out = shifted(**x, mask=mask)
+    for h in handles:
+        h.remove()
+    for m, (seq, prefix_len, _) in seen.items():
+        assert prefix_len == 0  # no prefix_len is passed: the tokens take positions 1..l_p
+        assert backbone.mem[m].position_ids(seq)[:, 4:].tolist() == [list(range(5, seq.shape[1] + 1))] * 6
+    _, prefixed = _mult_prompter("prefix")  # same seed: the same backbone and prompts
+    with torch.no_grad():
+        assert torch.equal(shifted(**x, mask=mask), out)
+        assert not torch.allclose(prefixed(**x, mask=mask), out)  # the option changes the function
+
+
+def test_type_positions_prefix_needs_prefix_len_arg_on_every_type_target():
+    import backbones.mult  # noqa: F401
+    from backbones.mult import MulT
+    from promptkit.hookspec import hook_spec_for
+
+    spec = hook_spec_for(MulT(layers=1)).to_dict()
+    spec["type"][1]["prefix_len_arg"] = None
+    with pytest.raises(ValueError, match=r"type target 'mem.audio' has no prefix_len_arg"):
+        _mult_prompter("prefix", hooks=spec)
+    _mult_prompter("shift", hooks=spec)  # fine without a prefix
+    make(config=PrompterConfig(type=False, type_positions="prefix"))  # no type prompts: nothing to check
+    with pytest.raises(ValueError, match="type_positions must be 'shift' or 'prefix', got 'front'"):
+        PrompterConfig(type_positions="front")
+    with pytest.raises(ValueError, match="prefix_len_arg must be a keyword name"):
+        HookSpec.from_dict({"features": {"a": "a"}, "type": [{"path": "x", "prefix_len_arg": 3}]})
+
+
+def test_type_positions_prefix_round_trips_through_save_and_load(tmp_path):
+    backbone, prompter = _mult_prompter("prefix")
+    prompter.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "promptkit_config.json").read_text())
+    assert saved["prompter_config"]["type_positions"] == "prefix"
+    assert {t["prefix_len_arg"] for t in saved["hook_spec"]["type"]} == {"prefix_len"}
+    loaded = MissingModalityPrompter.from_pretrained(prompter.unwrap(), tmp_path)
+    assert loaded.config.type_positions == "prefix"
+    x, mask = _mult_inputs(), mixed_mask()
+    with torch.no_grad():
+        a = loaded(**x, mask=mask)
+    loaded.unwrap()
+    _, again = _mult_prompter("prefix")
+    again.load_state_dict(loaded.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(again(**x, mask=mask), a)

@@ -25,6 +25,14 @@ class PrompterConfig:
     type: bool = field(
         default=True, metadata={"help": "Missing-type prompts as extra encoder tokens (eq. 4-5)."}
     )
+    type_positions: str = field(
+        default="shift",
+        metadata={
+            "help": "Positional numbering around the missing-type tokens. 'shift': they are ordinary leading "
+            "steps, so the real steps sit at positions l_p+1..l_p+T. 'prefix': they get no positional embedding "
+            "and the real steps keep positions 1..T, as without prompts (each type target needs prefix_len_arg)."
+        },
+    )
     mmgm_dim: int = field(default=32, metadata={"help": "Hidden width of MMGM's source maps and attention."})
     mmgm_heads: int = field(default=4, metadata={"help": "Attention heads in MMGM; must divide mmgm_dim."})
     init_std: float = field(
@@ -36,6 +44,22 @@ class PrompterConfig:
         metadata={
             "help": "promptkit extension, off in the paper: weight of an MSE loss between MMGM's output and "
             "the real features of modalities that were dropped on purpose (simulated missingness only)."
+        },
+    )
+    init_scale: str = field(
+        default="fixed",
+        metadata={
+            "help": "'fixed': every prompt starts at std init_std. 'data': init_std is relative to the tensor a "
+            "prompt joins, measured on one training batch before training (calibrate_init): signal prompts to the "
+            "RMS of the projected sequence, type tokens to the RMS of the encoder input, MMGM's output to the "
+            "features' scale."
+        },
+    )
+    train_backbone: bool = field(
+        default=False,
+        metadata={
+            "help": "Control, not MPLMM: every backbone weight trains (with all prompt types off this is full "
+            "fine-tuning at the training missing rate, the paper's MD). The adapter then holds the whole backbone."
         },
     )
     check_inputs: bool = field(
@@ -53,6 +77,10 @@ class PrompterConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.reconstruction_weight < 0:
             raise ValueError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
+        if self.init_scale not in ("fixed", "data"):
+            raise ValueError(f"init_scale must be 'fixed' or 'data', got {self.init_scale!r}")
+        if self.type_positions not in ("shift", "prefix"):
+            raise ValueError(f"type_positions must be 'shift' or 'prefix', got {self.type_positions!r}")
         if self.init_std <= 0:
             raise ValueError(f"init_std must be positive (zero-initialised prompts never train), got {self.init_std}")
 

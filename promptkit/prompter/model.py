@@ -81,6 +81,14 @@ class MissingModalityPrompter(nn.Module):
         self.type_widths = [self._width(t.path, t.width, "type") for t in self.spec.type]
         if cfg.type and not self.spec.type:
             raise ValueError("config.type is on but the hook spec names no type targets")
+        self._type_prefix = cfg.type and cfg.type_positions == "prefix"
+        for target in self.spec.type if self._type_prefix else ():
+            if target.prefix_len_arg is None:
+                raise ValueError(
+                    f"config.type_positions='prefix' needs every type target to name the keyword that takes the "
+                    f"prompt count, but type target {target.path!r} has no prefix_len_arg; set "
+                    f"TypeTarget(prefix_len_arg=...) or use type_positions='shift'"
+                )
         self.type_prompts = (
             MissingTypePrompts(self.signal_widths, self.type_widths, cfg.prompt_length, cfg.prompt_length)
             if cfg.type
@@ -121,7 +129,7 @@ class MissingModalityPrompter(nn.Module):
 
     def _freeze_backbone(self) -> None:
         for p in self.backbone.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(self.config.train_backbone)
         for path in self.spec.trainable:
             for p in resolve_module(self.backbone, path).parameters():
                 p.requires_grad_(True)
@@ -183,6 +191,8 @@ class MissingModalityPrompter(nn.Module):
                 kwargs[target.arg] = seq
             else:
                 args[target.arg] = seq
+            if self._type_prefix:  # the tokens get no position; the real steps keep theirs
+                kwargs[target.prefix_len_arg] = (kwargs.get(target.prefix_len_arg) or 0) + tokens.shape[1]
             pad = target.padding_mask_arg
             if pad is not None and kwargs.get(pad) is not None:
                 keep = torch.zeros(tokens.shape[0], tokens.shape[1], dtype=kwargs[pad].dtype, device=seq.device)
@@ -328,6 +338,8 @@ class MissingModalityPrompter(nn.Module):
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """Prompts, MMGM and the spec's trainable backbone modules - nothing else."""
+        if self.config.train_backbone:  # a fine-tuning control: the whole backbone is the "adapter"
+            return dict(self.state_dict())
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         for path in self.spec.trainable:
             module = resolve_module(self.backbone, path)
@@ -360,6 +372,84 @@ class MissingModalityPrompter(nn.Module):
             for m, ps in self.type_prompts.modality_parameters().items():
                 out[m] += ps
         return out
+
+    def prompt_tensors(self) -> list[nn.Parameter]:
+        """The prompts themselves (P_G, P_NMS/P_MS, P_MT and M_m), e.g. for their own learning rate."""
+        out: list[nn.Parameter] = []
+        if self.mmgm is not None:
+            out += list(self.mmgm.generative_prompts.parameters())
+        if self.signal_prompts is not None:
+            out += list(self.signal_prompts.parameters())
+        if self.type_prompts is not None:
+            out += list(self.type_prompts.parameters())
+        return out
+
+    @torch.no_grad()
+    def calibrate_init(self, features: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Scale the random init to the tensors the prompts join (``config.init_scale == "data"``).
+
+        Runs the frozen backbone once on ``features`` (complete, e.g. one training batch ``(B, T_m,
+        D_m)`` per modality) and measures, at the hook points, the RMS of each projected sequence
+        (signal targets' outputs) and of each encoder input (type targets' sequence argument). Then
+        the signal prompts are rescaled to ``init_std`` times their sequence's RMS, the type
+        prompts so that their tokens have ``init_std`` times their encoder input's RMS, and MMGM's
+        output layers so that generated features start at the real features' per-feature mean and
+        ``init_std`` times their spread. Without this the prompts start 50-100x smaller than
+        the tensors they are added to. Returns the measured RMS values.
+        """
+        features = self._check_features(dict(features))
+        measured: dict[str, float] = {}
+        handles = []
+
+        def rms(x: torch.Tensor) -> float:
+            return float(x.detach().float().pow(2).mean().sqrt())
+
+        for m, target in self.spec.signal.items():
+            module = resolve_module(self.backbone, target.path)
+            handles.append(module.register_forward_hook(
+                lambda mod, args, out, m=m: measured.__setitem__(f"signal.{m}", rms(out))))
+        for j, target in enumerate(self.spec.type):
+            module = resolve_module(self.backbone, target.path)
+
+            def pre(mod, args, kwargs, j=j, target=target):
+                seq = kwargs[target.arg] if isinstance(target.arg, str) else args[target.arg]
+                measured[f"type.{j}"] = rms(seq)
+
+            handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        was_training = self.training
+        self.eval()
+        try:
+            with self.prompts_disabled():
+                self.backbone(**self._as_kwargs(features))
+        finally:
+            for h in handles:
+                h.remove()
+            self.train(was_training)
+        std = self.config.init_std
+        if self.signal_prompts is not None:
+            for m in self.signal_prompts.widths:
+                for table in (self.signal_prompts.real, self.signal_prompts.generated):
+                    p = table[m]
+                    p.mul_(std * measured.get(f"signal.{m}", 1.0) / max(rms(p), 1e-12))
+        if self.type_prompts is not None:
+            pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
+            batch = next(iter(features.values())).shape[0]
+            missing = ~self.modality_set.sample_masks(batch, 0.7, torch.Generator().manual_seed(0)).to(
+                next(iter(features.values())).device)
+            tokens = self.type_prompts(pairs, missing)
+            for j, (p, tok) in enumerate(zip(self.type_prompts.type_prompts, tokens)):
+                p.mul_(std * measured.get(f"type.{j}", 1.0) / max(rms(tok), 1e-12))
+        if self.mmgm is not None:
+            for m, x in features.items():
+                valid = x.abs().amax(-1) > 0  # (B, T): padding steps are exactly 0
+                rows = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
+                mean, spread = rows.mean(0), rows.std(0).mean()
+                last = self.mmgm.out_maps[m][-1]
+                last.bias.copy_(mean)
+                out = self.mmgm.out_maps[m](torch.randn(256, self.mmgm.dim, device=x.device))
+                last.weight.mul_(std * float(spread) / max(float((out - mean).std()), 1e-12))
+                measured[f"features.{m}"] = float(spread)
+        return measured
 
     def trainable_summary(self) -> dict[str, float]:
         backbone = sum(p.numel() for p in self.backbone.parameters())

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from promptkit._atomic import atomic_write_bytes
-from promptkit.report import rows_to_csv
+from promptkit.evaluation import rows_to_csv
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -1,0 +1,231 @@
+"""The evaluation protocol for missing modalities: fixed cases and a seeded missing-rate sweep.
+
+Every test sample is evaluated under the complete case and under each incomplete case of the data's
+:class:`~promptkit.modalities.ModalitySet` (fixed, not drawn at random - the authors' code drew cases
+at random in its test loader), their average, and under missing rates 10..100 % with masks drawn
+once per rate from a fixed seed, so two models are always compared on the very same masks.
+
+A *setting* is one mask per test sample, keyed by name: the case names (``"{a}"``, ``"{a,t}"``, ...),
+``"complete"`` and ``"rate=0.1"`` etc. (see :func:`rate_key`). :func:`protocol_masks` gives every
+setting's masks; :func:`evaluate_protocol` runs a model on each and keeps, besides the metrics, the
+per-sample predictions, which :mod:`promptkit.evaluation.paired` compares between two models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..data import MSADataset
+from ..metrics import metrics_for
+from ..modalities import ModalitySet
+
+__all__ = [
+    "AVG",
+    "COMPLETE",
+    "DEFAULT_RATES",
+    "Forward",
+    "ProtocolResult",
+    "evaluate_masks",
+    "evaluate_protocol",
+    "predict_masks",
+    "prompted_forward",
+    "protocol_masks",
+    "rate_key",
+    "zero_filled_forward",
+]
+
+Forward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+"""``(features {name: (B, T_m, D_m)}, mask (B, M) bool) -> predictions (B, out_dim)``."""
+
+DEFAULT_RATES: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
+COMPLETE = "complete"
+AVG = "avg"
+"""Key of the incomplete cases' average in :attr:`ProtocolResult.cases` (metrics only, no masks)."""
+
+
+def prompted_forward(prompter: nn.Module) -> Forward:
+    """A prompter's forward: MMGM and prompts see the mask."""
+    return lambda features, mask: prompter(**features, mask=mask)
+
+
+def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str]) -> Forward:
+    """The bare backbone with every missing input replaced by zeros (the paper's baseline).
+
+    Args:
+        backbone: called as ``backbone(**features)``.
+        modalities: the mask's column order.
+    """
+
+    def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        filled = {m: features[m] * mask[:, i, None, None].to(features[m].dtype) for i, m in enumerate(modalities)}
+        return backbone(**filled)
+
+    return forward
+
+
+def rate_key(rate: float) -> str:
+    """Setting key of a missing rate: ``rate_key(0.1) == "rate=0.1"``, ``rate_key(1) == "rate=1.0"``."""
+    return f"rate={round(float(rate), 6)!r}"
+
+
+def _rate_generator(seed: int, rate: float) -> torch.Generator:
+    """The generator of one rate's masks: a function of ``(seed, rate)`` only, never of the model."""
+    return torch.Generator().manual_seed(int(seed) * 1000 + int(round(float(rate) * 100)))
+
+
+def protocol_masks(
+    modalities: ModalitySet | Sequence[str], n: int, rates: Sequence[float] = DEFAULT_RATES, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Every setting's availability masks for ``n`` samples.
+
+    Keys, in this order: each incomplete case's name by case id (``"{t}"``, ``"{a}"``, ...), then
+    ``"complete"``, then ``rate_key(r)`` for each rate. A case's mask is that case for every sample; a
+    rate's mask is :meth:`ModalitySet.sample_masks` ``(n, rate)`` from a generator seeded by
+    ``(seed, rate)`` alone, so every model evaluated with the same seed sees the same masks.
+
+    Returns:
+        setting key → mask ``(n, M)`` bool.
+    """
+    ms = modalities if isinstance(modalities, ModalitySet) else ModalitySet(modalities)
+    names = [c.name for c in ms.cases]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"modalities {list(ms.names)} share an initial, so case names such as {names[0]!r} collide; "
+            "rename the modalities so their first letters differ"
+        )
+    masks = {c.name: ms.case_mask(c, n) for c in ms.incomplete_cases}
+    masks[COMPLETE] = ms.complete_mask(n)
+    for rate in rates:
+        key = rate_key(rate)
+        if key in masks:
+            raise ValueError(f"missing rate {rate} is listed twice in rates={list(rates)}")
+        masks[key] = ms.sample_masks(n, float(rate), _rate_generator(seed, rate))
+    return masks
+
+
+@dataclass
+class ProtocolResult:
+    """Metrics per case and per missing rate, plus the per-sample predictions behind them.
+
+    Attributes:
+        cases: case name (``"{a,t}"``, ``"complete"``, ``"avg"``) → metric → value.
+        rates: missing rate → metric → value.
+        kind: the metric kind (:func:`promptkit.metrics.metrics_for`).
+        modalities: the data's modality order (the masks' columns).
+        predictions: setting key (see :func:`protocol_masks`) → predictions ``(N,)`` or ``(N, C...)``,
+            float32 on the CPU. Not written by :meth:`to_dict`; empty after :meth:`from_dict`.
+        labels: the test labels ``(N,)`` or ``(N, K)``; ``None`` after :meth:`from_dict`.
+    """
+
+    cases: dict[str, dict[str, float]]
+    rates: dict[float, dict[str, float]] = field(default_factory=dict)
+    kind: str = ""
+    modalities: tuple[str, ...] = ()
+    predictions: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    labels: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def case_names(self) -> list[str]:
+        """The incomplete cases evaluated, in evaluation order (no ``"avg"``, no ``"complete"``)."""
+        return [c for c in self.cases if c not in (AVG, COMPLETE)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready metrics (predictions and labels are left out to keep files small)."""
+        out: dict[str, Any] = {"cases": self.cases, "rates": {str(r): m for r, m in self.rates.items()}}
+        if self.kind:
+            out["kind"] = self.kind
+        if self.modalities:
+            out["modalities"] = list(self.modalities)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProtocolResult":
+        """Read :meth:`to_dict`'s output back (e.g. from ``protocol.json``); no predictions."""
+        if "cases" not in d:
+            raise KeyError(f"a protocol result needs a 'cases' entry, got keys {sorted(d)}")
+        return cls(
+            cases={c: {k: float(v) for k, v in m.items()} for c, m in d["cases"].items()},
+            rates={float(r): {k: float(v) for k, v in m.items()} for r, m in d.get("rates", {}).items()},
+            kind=str(d.get("kind", "")),
+            modalities=tuple(d.get("modalities", ())),
+        )
+
+
+@torch.no_grad()
+def predict_masks(
+    forward: Forward,
+    dataset: MSADataset,
+    masks: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Predictions of ``forward`` on ``dataset`` with one mask per sample.
+
+    Args:
+        masks: ``(N, M)`` bool, ``N = len(dataset)``.
+
+    Returns:
+        ``(N,)`` for a one-output model, else ``(N, out_dim)``; float32 on the CPU.
+    """
+    if masks.shape[0] != len(dataset):
+        raise ValueError(f"need one mask per sample: {masks.shape[0]} masks for {len(dataset)} samples")
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        sl = slice(start, start + batch_size)
+        feats = {m: x[sl].to(device) for m, x in dataset.features.items()}
+        preds = forward(feats, masks[sl].to(device)).float().cpu()
+        out.append(preds.squeeze(-1) if preds.dim() > 1 and preds.shape[-1] == 1 else preds)
+    return torch.cat(out)
+
+
+def _metrics(preds: torch.Tensor, labels: torch.Tensor, metric_kind: str) -> dict[str, float]:
+    metric = metrics_for(metric_kind)
+    metric.update(preds, labels)
+    return {k: float(v) for k, v in metric.compute().items()}
+
+
+def evaluate_masks(
+    forward: Forward,
+    dataset: MSADataset,
+    masks: torch.Tensor,
+    metric_kind: str,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Metrics of ``forward`` on ``dataset`` with one availability mask per sample ``(N, M)``."""
+    return _metrics(predict_masks(forward, dataset, masks, batch_size, device), dataset.labels, metric_kind)
+
+
+def evaluate_protocol(
+    forward: Forward,
+    dataset: MSADataset,
+    metric_kind: str,
+    rates: Sequence[float] = DEFAULT_RATES,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> ProtocolResult:
+    """Every fixed case, their average, and the missing-rate sweep on :func:`protocol_masks`' masks.
+
+    ``cases["avg"]`` is the plain mean of the incomplete cases' metrics (each case weighs the same).
+    """
+    masks = protocol_masks(dataset.modalities, len(dataset), rates, seed)
+    predictions = {key: predict_masks(forward, dataset, m, batch_size, device) for key, m in masks.items()}
+    metrics = {key: _metrics(p, dataset.labels, metric_kind) for key, p in predictions.items()}
+    case_names = [c.name for c in ModalitySet(dataset.modalities).incomplete_cases]
+    cases = {name: metrics[name] for name in case_names}
+    keys = next(iter(cases.values())).keys() if cases else []
+    cases[AVG] = {k: sum(c[k] for c in cases.values()) / len(cases) for k in keys}
+    cases[COMPLETE] = metrics[COMPLETE]
+    return ProtocolResult(
+        cases=cases,
+        rates={float(r): metrics[rate_key(r)] for r in rates},
+        kind=metric_kind,
+        modalities=tuple(dataset.modalities),
+        predictions=predictions,
+        labels=dataset.labels.clone(),
+    )

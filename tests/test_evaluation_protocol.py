@@ -1,0 +1,180 @@
+"""The evaluation protocol: fixed case masks, the seeded sweep, stored predictions and metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from promptkit.data import MSADataset
+from promptkit.evaluation import (
+    COMPLETE,
+    ProtocolResult,
+    evaluate_protocol,
+    protocol_masks,
+    rate_key,
+    zero_filled_forward,
+)
+from promptkit.metrics import classification_metrics, regression_metrics
+from promptkit.modalities import ModalitySet
+
+MODS = ("text", "audio", "vision")
+RATES = (0.1, 0.5, 1.0)
+
+
+def make_dataset(n: int = 30, modalities=MODS, seed: int = 0, classes: int = 0) -> MSADataset:
+    g = torch.Generator().manual_seed(seed)
+    feats = {m: torch.randn(n, 3 + i, 2, generator=g) for i, m in enumerate(modalities)}
+    feats[modalities[0]][:, 0, 0] = torch.arange(n, dtype=torch.float32)  # sample id, read by IdForward
+    if classes:
+        labels = torch.randint(classes, (n,), generator=g)
+    else:
+        labels = torch.round(torch.randn(n, generator=g) * 2)  # some labels exactly 0
+    return MSADataset(feats, labels, modalities)
+
+
+class IdForward:
+    """Records every mask; predicts ``10 * sample id + case id`` so predictions reveal the masks."""
+
+    def __init__(self, modalities=MODS) -> None:
+        self.ms = ModalitySet(modalities)
+        self.first = modalities[0]
+        self.masks: list[torch.Tensor] = []
+
+    def __call__(self, features, mask):
+        self.masks.append(mask.clone())
+        return (10 * features[self.first][:, 0, 0] + self.ms.case_ids_from_masks(mask)).unsqueeze(-1)
+
+
+def decode(pred: torch.Tensor, modalities=MODS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sample ids, masks)`` from IdForward's predictions."""
+    ids = torch.div(pred, 10, rounding_mode="floor").long()
+    return ids, ModalitySet(modalities).masks_from_case_ids(pred.long() % 10)
+
+
+class LinearForward:
+    """A deterministic model: weighted means of the available features."""
+
+    def __init__(self, weights, out_dim: int = 1, seed: int = 1) -> None:
+        self.w = weights
+        self.head = torch.randn(1, out_dim, generator=torch.Generator().manual_seed(seed))
+        self.masks: list[torch.Tensor] = []
+
+    def __call__(self, features, mask):
+        self.masks.append(mask.clone())
+        s = sum(w * mask[:, i].float() * features[m].mean((1, 2)) for i, (m, w) in enumerate(zip(MODS, self.w)))
+        return s[:, None] * self.head + 0.1
+
+
+def test_every_sample_of_a_case_gets_exactly_that_case_mask():
+    data = make_dataset()
+    ms = ModalitySet(MODS)
+    result = evaluate_protocol(IdForward(), data, "mosi", rates=RATES, batch_size=7)
+    assert set(result.case_names) == {c.name for c in ms.incomplete_cases} and len(result.case_names) == 6
+    for case in ms.incomplete_cases:
+        ids, masks = decode(result.predictions[case.name])
+        assert torch.equal(ids, torch.arange(len(data)))  # row i is sample i, across batch boundaries
+        assert torch.equal(masks, ms.case_mask(case, len(data))), case.name
+    _, complete = decode(result.predictions[COMPLETE])
+    assert complete.all()
+
+
+def test_evaluate_protocol_uses_protocol_masks():
+    data = make_dataset()
+    result = evaluate_protocol(IdForward(), data, "mosi", rates=RATES, seed=3)
+    expected = protocol_masks(MODS, len(data), RATES, seed=3)
+    assert list(result.predictions) == list(expected)
+    assert list(expected)[-3:] == ["rate=0.1", "rate=0.5", "rate=1.0"] and "{a}" in expected
+    for key, mask in expected.items():
+        assert torch.equal(decode(result.predictions[key])[1], mask), key
+
+
+def test_sweep_masks_are_identical_across_calls_and_models_and_change_with_the_seed():
+    data = make_dataset()
+    a, b, c = IdForward(), LinearForward((1.0, -2.0, 0.5)), IdForward()
+    evaluate_protocol(a, data, "mosi", rates=RATES, seed=5, batch_size=8)
+    evaluate_protocol(b, data, "mosi", rates=RATES, seed=5, batch_size=8)
+    evaluate_protocol(c, data, "mosi", rates=RATES, seed=5, batch_size=8)
+    assert torch.equal(torch.cat(a.masks), torch.cat(b.masks))
+    assert torch.equal(torch.cat(a.masks), torch.cat(c.masks))
+    first, again = protocol_masks(MODS, 200, RATES, seed=5), protocol_masks(MODS, 200, RATES, seed=5)
+    other = protocol_masks(MODS, 200, RATES, seed=6)
+    for key in first:
+        assert torch.equal(first[key], again[key])
+    assert not torch.equal(first["rate=0.5"], other["rate=0.5"])
+    assert torch.equal(first["{a}"], other["{a}"])
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.7, 1.0])
+def test_rate_masks_have_about_the_requested_missing_share(rate):
+    mask = protocol_masks(MODS, 4000, (rate,), seed=0)[rate_key(rate)]
+    incomplete = (~mask.all(1)).float().mean().item()
+    assert abs(incomplete - rate) < 0.03
+    assert mask.any(1).all()  # never every modality missing
+
+
+def test_colliding_initials_are_refused():
+    with pytest.raises(ValueError, match="initial"):
+        protocol_masks(("audio", "acoustic"), 4, ())
+
+
+def test_stored_predictions_match_a_direct_forward():
+    data = make_dataset()
+    model = LinearForward((1.0, -2.0, 0.5))
+    result = evaluate_protocol(model, data, "mosi", rates=RATES, batch_size=4)
+    masks = protocol_masks(MODS, len(data), RATES)
+    for key in ("{a,t}", COMPLETE, "rate=0.5"):
+        direct = model(data.features, masks[key]).squeeze(-1)
+        torch.testing.assert_close(result.predictions[key], direct)
+    assert torch.equal(result.labels, data.labels)
+
+
+def test_metrics_equal_the_pure_functions_on_the_stored_predictions():
+    data = make_dataset()
+    result = evaluate_protocol(LinearForward((1.0, -2.0, 0.5)), data, "mosi", rates=RATES)
+    for case in result.case_names + [COMPLETE]:
+        assert result.cases[case] == pytest.approx(regression_metrics(result.predictions[case], data.labels), nan_ok=True)
+    for rate in RATES:
+        expected = regression_metrics(result.predictions[rate_key(rate)], data.labels)
+        assert result.rates[rate] == pytest.approx(expected, nan_ok=True)
+    mean_acc = sum(result.cases[c]["non0_acc2"] for c in result.case_names) / 6
+    assert result.cases["avg"]["non0_acc2"] == pytest.approx(mean_acc)
+
+
+def test_classification_predictions_keep_their_class_dimension():
+    data = make_dataset(classes=3)
+    result = evaluate_protocol(LinearForward((1.0, 1.0, 1.0), out_dim=3), data, "classification", rates=())
+    assert result.predictions["{v}"].shape == (len(data), 3) and result.rates == {}
+    assert result.cases["{v}"] == pytest.approx(classification_metrics(result.predictions["{v}"], data.labels))
+
+
+def test_to_dict_leaves_predictions_out_and_from_dict_reads_it_back():
+    data = make_dataset()
+    result = evaluate_protocol(LinearForward((1.0, -2.0, 0.5)), data, "mosi", rates=RATES)
+    text = json.dumps(result.to_dict())
+    assert "predictions" not in text and "labels" not in text
+    back = ProtocolResult.from_dict(json.loads(text))
+    assert back.rates.keys() == result.rates.keys() and back.kind == "mosi" and back.modalities == MODS
+    for case, metrics in result.cases.items():
+        for k, v in metrics.items():
+            assert math.isnan(v) and math.isnan(back.cases[case][k]) or back.cases[case][k] == v
+    assert back.predictions == {} and back.labels is None
+
+
+def test_zero_filled_forward_zeroes_exactly_the_missing_inputs():
+    seen = {}
+
+    def backbone(**x):
+        seen.update(x)
+        return torch.zeros(next(iter(x.values())).shape[0], 1)
+
+    data = make_dataset(n=4)
+    mask = torch.tensor([[True, False, True], [False, True, False], [True, True, True], [False, False, True]])
+    zero_filled_forward(backbone, MODS)(data.features, mask)
+    for i, m in enumerate(MODS):
+        for b in range(4):
+            assert bool((seen[m][b] == 0).all()) != bool(mask[b, i]) or not data.features[m][b].any()
+            if mask[b, i]:
+                assert torch.equal(seen[m][b], data.features[m][b])

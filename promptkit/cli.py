@@ -227,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = load_recipe_data(recipe, args.data)
     out = args.out or default_run_dir(recipe)
     run_pipeline(recipe, data, out, device=args.device, resume=args.resume, overwrite=args.overwrite,
-                 progress=not args.quiet, cggm=args.cggm)
+                 progress=not args.quiet, cggm=args.cggm, data_path=args.data)
     return 0
 
 

@@ -55,6 +55,12 @@ class DataSection:
     ``path`` (or the ``--data`` path given on the command line) in ``format``. ``metric`` is a
     :mod:`promptkit.metrics` kind (it also fixes the task). ``feature_dims``, when given, must
     match the data (checked before training).
+
+    Where the backbone is pre-trained (the paper pre-trains on CMU-MOSEI and adapts on
+    CMU-MOSI): ``pretrain_on = "target"`` pre-trains on the same data the prompts adapt on;
+    ``"source"`` pre-trains on the synthetic generator's large source domain (``source_sizes``,
+    same seed and generator options, complete data) or, for file data, on ``pretrain_path``.
+    Source and target must agree on modalities and feature sizes (checked when loaded).
     """
 
     source: Literal["synthetic", "file"] = "synthetic"
@@ -66,6 +72,9 @@ class DataSection:
     sizes: dict[str, int] | None = None
     feature_dims: dict[str, int] | None = None
     synthetic: dict[str, Any] = field(default_factory=dict)
+    pretrain_on: Literal["target", "source"] = "target"
+    source_sizes: dict[str, int] | None = None
+    pretrain_path: str | None = None
 
 
 @dataclass
@@ -90,24 +99,44 @@ class StageSection:
     early_stop_patience: int | None = None
     seed: int = 0
     compile: bool | str = False
+    checkpoint: str | None = None
 
 
 @dataclass
 class PromptSection(StageSection):
     """``[prompt]``: the prompt stage; ``eta`` is the training missing rate, ``prompter`` the
-    ``PrompterConfig`` keywords (validated by the prompter)."""
+    ``PrompterConfig`` keywords (validated by the prompter).
+
+    ``prompt_lr`` is the learning rate of the prompt tensors themselves (P_G, P_NMS/P_MS, P_MT,
+    M_m); MMGM's networks and the head train at ``lr``. ``controls`` names the comparison
+    methods ``promptkit run`` trains beside the prompts, on the same masks and data:
+    ``"head_only"`` (every prompt type off, the same trainable head, the same eta) and
+    ``"full_finetune"`` (every backbone weight trained at the same eta, the paper's MD).
+
+    In ``[pretrain]``, ``checkpoint`` names a pre-trained backbone file (``backbone.safetensors``,
+    relative paths from the recipe's folder; ``{seed}`` in it is replaced by ``[data] seed``): the
+    stage then loads it instead of training (``python -m benchmarks.pretrained`` writes them).
+    """
 
     epochs: int = 30
     eta: float = 0.7
+    prompt_lr: float | None = None
+    controls: list[str] = field(default_factory=list)
     prompter: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class EvalSection:
-    """``[eval]``: missing rates of the test protocol and the seed its masks are drawn from."""
+    """``[eval]``: missing rates of the test protocol and the seed its masks are drawn from.
+
+    ``max_se`` (percentage points): the standard error a paired accuracy difference on the test
+    split should reach; a test split too small for it is warned about before training, with the
+    SE it can reach.
+    """
 
     missing_rates: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7])
     seed: int = 0
+    max_se: float | None = None
 
 
 @dataclass
@@ -366,16 +395,40 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
         if not 0 < s.plateau_factor < 1:
             raise RecipeError(f"{where}: [{name}] plateau_factor must lie in (0, 1), got {s.plateau_factor}")
         check_compile_backend(s.compile, f"{where}: [{name}] compile")
+    if r.prompt.prompt_lr is not None and r.prompt.prompt_lr <= 0:
+        raise RecipeError(f"{where}: [prompt] prompt_lr must be > 0 (leave it out to use lr), got {r.prompt.prompt_lr}")
+    from .train.methods import CONTROLS
+
+    for c in r.prompt.controls:
+        if c not in CONTROLS:
+            close = difflib.get_close_matches(c, list(CONTROLS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(f"{where}: [prompt] controls has unknown control {c!r}{hint} (known: {', '.join(CONTROLS)})")
+    if len(set(r.prompt.controls)) != len(r.prompt.controls):
+        raise RecipeError(f"{where}: [prompt] controls lists a control twice: {r.prompt.controls}")
+    if r.eval.max_se is not None and r.eval.max_se <= 0:
+        raise RecipeError(f"{where}: [eval] max_se must be > 0 percentage points, got {r.eval.max_se}")
+    if r.prompt.checkpoint is not None:
+        raise RecipeError(f"{where}: [prompt] checkpoint is not used; a pre-trained backbone goes in [pretrain] checkpoint")
+    d = r.data
+    if d.source == "synthetic" and d.pretrain_path is not None:
+        raise RecipeError(f"{where}: [data] pretrain_path is for file data; synthetic data pre-trains on its source "
+                          "domain with pretrain_on = 'source'")
+    if d.source_sizes is not None and not (d.source == "synthetic" and d.pretrain_on == "source"):
+        raise RecipeError(f"{where}: [data] source_sizes applies only to synthetic data with pretrain_on = 'source'")
+    if d.source == "file" and d.pretrain_on == "source" and d.pretrain_path is None:
+        raise RecipeError(f"{where}: [data] pretrain_on = 'source' with file data needs pretrain_path (e.g. CMU-MOSEI)")
     if not 0.0 <= r.prompt.eta <= 1.0:
         raise RecipeError(f"{where}: [prompt] eta must lie in [0, 1], got {r.prompt.eta}")
     bad = [m for m in r.eval.missing_rates if not 0.0 <= m <= 1.0]
     if bad:
         raise RecipeError(f"{where}: [eval] missing_rates must lie in [0, 1], got {bad}")
     _validate_passthrough(r, where)
-    if r.data.sizes is not None:
-        unknown = set(r.data.sizes) - {"train", "valid", "test"}
+    for key in ("sizes", "source_sizes"):
+        sizes = getattr(r.data, key)
+        unknown = set(sizes or {}) - {"train", "valid", "test"}
         if unknown:
-            raise RecipeError(f"{where}: [data] sizes has unknown split(s) {sorted(unknown)}; allowed: train, valid, test")
+            raise RecipeError(f"{where}: [data] {key} has unknown split(s) {sorted(unknown)}; allowed: train, valid, test")
 
 
 def _validate_passthrough(r: Recipe, where: str) -> None:
@@ -409,7 +462,8 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
 
     d, where = recipe.data, f"recipe {recipe.source or '<dict>'}"
     if data_path is None and d.source == "synthetic":
-        data = load_data("synthetic", seed=d.seed, aligned=d.aligned, sizes=d.sizes, **{**d.synthetic, **synthetic})
+        options = {"seed": d.seed, "aligned": d.aligned, "sizes": d.sizes, **d.synthetic, **synthetic}
+        data = load_data("synthetic", **options)
     else:
         if synthetic:
             raise ValueError(f"synthetic generator options {sorted(synthetic)} were given for file data")
@@ -426,3 +480,53 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
             + f", but {data.description} is {data.task} with out_dim {data.out_dim}"
         )
     return data
+
+
+def load_pretrain_data(recipe: Recipe, target: Any, data_path: str | Path | None = None):
+    """The data the backbone pre-trains on: ``target`` itself, or the source domain (see
+    :class:`DataSection`), checked to agree with ``target`` on modalities and feature sizes.
+
+    Raises:
+        RecipeError: source and target disagree on the modality order or a feature size.
+    """
+    from .data import load_data
+
+    d, where = recipe.data, f"recipe {recipe.source or '<dict>'}"
+    if d.pretrain_on == "target":
+        return target
+    if d.source == "synthetic" and data_path is None:
+        source = load_recipe_data(recipe, None, domain="source", sizes=d.source_sizes)
+    else:
+        if d.pretrain_path is None:
+            raise RecipeError(f"{where}: [data] pretrain_on = 'source' with file data needs [data] pretrain_path")
+        task = "regression" if d.metric in _REGRESSION_KINDS else "classification"
+        source = load_data(str(d.pretrain_path), format=d.format, task=task)
+    if tuple(source.modalities) != tuple(target.modalities):
+        raise RecipeError(
+            f"{where}: the pre-training data ({source.description}) has modalities {list(source.modalities)}, "
+            f"the target ({target.description}) {list(target.modalities)}; they must be the same, in the same order"
+        )
+    if dict(source.feature_dims) != dict(target.feature_dims):
+        raise RecipeError(
+            f"{where}: the pre-training data ({source.description}) has feature_dims {dict(source.feature_dims)}, "
+            f"the target ({target.description}) {dict(target.feature_dims)}; a backbone fits only one"
+        )
+    if source.task != target.task or source.out_dim != target.out_dim:
+        raise RecipeError(
+            f"{where}: the pre-training data is {source.task} with out_dim {source.out_dim}, the target "
+            f"{target.task} with out_dim {target.out_dim}"
+        )
+    return source
+
+
+def resolve_recipe_file(recipe: Recipe, path: str) -> Path:
+    """A path a recipe names (e.g. ``[pretrain] checkpoint``): absolute, else from the recipe's folder,
+    else from the working directory."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    if recipe.source and Path(recipe.source).is_file():
+        beside = Path(recipe.source).resolve().parent / p
+        if beside.exists():
+            return beside
+    return p

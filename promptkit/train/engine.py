@@ -246,11 +246,28 @@ def _check_params(model: nn.Module, params: Sequence[nn.Parameter] | None) -> li
 
 
 # --- optimizer and scheduler ---------------------------------------------------------------------
-def build_optimizer(params: Sequence[nn.Parameter], stage: Any) -> torch.optim.Optimizer:
-    """timm's ``create_optimizer_v2`` over exactly ``params``."""
+def build_optimizer(params: Sequence[nn.Parameter] | Sequence[dict], stage: Any) -> torch.optim.Optimizer:
+    """timm's ``create_optimizer_v2`` over exactly ``params`` (tensors, or parameter groups
+    ``{"params": [...], "lr": ...}``; a group without ``lr`` uses ``stage.lr``)."""
     from timm.optim import create_optimizer_v2
 
     return create_optimizer_v2(list(params), opt=stage.optimizer, lr=stage.lr, weight_decay=stage.weight_decay)
+
+
+def _split_groups(params: Sequence[Any] | None) -> tuple[list[nn.Parameter] | None, list[dict] | None]:
+    """``params`` as a flat tensor list, and the parameter groups when it was given as groups."""
+    if params is None:
+        return None, None
+    params = list(params)
+    if params and all(isinstance(g, dict) for g in params):
+        for i, g in enumerate(params):
+            if "params" not in g:
+                raise ValueError(f"parameter group {i} lacks 'params'; got keys {sorted(g)}")
+        groups = [{**g, "params": list(g["params"])} for g in params if list(g["params"])]
+        return [p for g in groups for p in g["params"]], groups
+    if any(isinstance(g, dict) for g in params):
+        raise TypeError("params mixes tensors and parameter-group dicts; give one or the other")
+    return params, None
 
 
 class _Scheduler:
@@ -637,7 +654,7 @@ def fit(
     out_dir: str | Path,
     *,
     forward: ForwardFn | None = None,
-    params: Sequence[nn.Parameter] | None = None,
+    params: Sequence[nn.Parameter] | Sequence[dict] | None = None,
     mask_fn: MaskFn | None = None,
     plugins: Sequence[Any] = (),
     metric_kind: str = "mosi",
@@ -658,8 +675,9 @@ def fit(
         out_dir: where ``run.json``, checkpoints and results go.
         forward: ``forward(model, batch) -> preds (B, out_dim)``; default
             ``model(**features)`` (plus ``mask=batch["mask"]`` when ``mask_fn`` is given).
-        params: the tensors to train (default: every parameter with ``requires_grad``); the
-            optimizer holds only these.
+        params: the tensors to train (default: every parameter with ``requires_grad``), or
+            parameter groups ``[{"params": [...], "lr": ...}, ...]`` (e.g. prompts at their own
+            learning rate); the optimizer holds only these.
         mask_fn: ``mask_fn(batch, epoch, generator) -> mask (B, M)`` replaces ``batch["mask"]``
             in training (a generator per epoch, seeded by ``(seed, epoch)``) and in evaluation
             (``epoch`` 0, a generator seeded per split so every evaluation sees the same masks).
@@ -684,6 +702,7 @@ def fit(
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: continue the run in out_dir, or replace it")
     primary, higher = primary_metric(metric_kind)
+    params, groups = _split_groups(params)
     params = _check_params(model, params)
     plugins = list(plugins)
     for p in plugins:
@@ -712,7 +731,7 @@ def fit(
     _prepare_out_dir(out_dir, identity, resume, overwrite)
 
     seed_everything(derive_seed(int(stage.seed), "setup"))
-    optimizer = build_optimizer(params, stage)
+    optimizer = build_optimizer(groups or params, stage)
     loop = _Loop(
         model=model, data=data, stage=stage, out_dir=out_dir,
         forward=forward or default_forward(data.modalities, mask_fn is not None),

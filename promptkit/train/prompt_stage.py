@@ -17,7 +17,8 @@ from torch import nn
 from ..modalities import ModalitySet
 from ..prompter import MissingModalityPrompter, PrompterConfig, wrap
 from ..recipes import Recipe
-from .engine import FitResult, fit
+from .engine import FitResult, derive_seed, fit, seed_everything
+from .methods import PROMPTS, method_config
 from .plugins import TrainPlugin
 
 ADAPTER_DIR = "adapter"
@@ -45,6 +46,39 @@ def wrap_for_data(backbone: nn.Module, data: Any, config: PrompterConfig, hooks=
     return prompter
 
 
+def build_prompter(
+    recipe: Recipe, data: Any, backbone: nn.Module, *, hooks=None, method: str = PROMPTS
+) -> MissingModalityPrompter:
+    """Wrap ``backbone`` for ``method`` (the prompts or a control), initialised reproducibly.
+
+    The random init is drawn from a generator seeded by ``([prompt] seed, method)``, so a recipe
+    and seed give the same prompts through the CLI and the API, whatever ran before. With
+    ``init_scale = "data"`` the init is then rescaled on the first training batch
+    (:meth:`~promptkit.MissingModalityPrompter.calibrate_init`).
+    """
+    config = method_config(method, PrompterConfig.from_dict(dict(recipe.prompt.prompter or {})))
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(derive_seed(int(recipe.prompt.seed), "prompt-init", method))
+        prompter = wrap_for_data(backbone, data, config, hooks)
+    if config.init_scale == "data":
+        train = data.splits["train"]
+        n = min(len(train), 256)
+        device = next(backbone.parameters()).device
+        prompter.calibrate_init({m: x[:n].to(device) for m, x in train.features.items()})
+    return prompter
+
+
+def param_groups(prompter: MissingModalityPrompter, prompt_lr: float | None) -> list[dict] | None:
+    """The prompt tensors at ``prompt_lr``, every other trainable tensor at the stage's lr (None: one lr)."""
+    if prompt_lr is None:
+        return None
+    prompts = {id(p) for p in prompter.prompt_tensors()}
+    trainable = [p for p in prompter.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) in prompts], "lr": float(prompt_lr)},
+              {"params": [p for p in trainable if id(p) not in prompts]}]
+    return [g for g in groups if g["params"]]
+
+
 def prompt_tune(
     recipe: Recipe,
     data: Any,
@@ -52,26 +86,29 @@ def prompt_tune(
     out_dir: str | Path,
     *,
     hooks=None,
+    method: str = PROMPTS,
     plugins: Sequence[TrainPlugin] = (),
     cggm: bool = False,
     **opts: Any,
 ) -> tuple[MissingModalityPrompter, FitResult]:
-    """Train MPLMM prompts on a frozen ``backbone``; save the adapter to ``out_dir/adapter``.
+    """Train MPLMM prompts (or a control) on ``backbone``; save the adapter to ``out_dir/adapter``.
 
     Args:
-        recipe: ``[prompt]`` gives the stage settings, ``eta`` and the ``prompter`` table. With
-            ``[prompt] compile``, the prompter's backbone is compiled in place (hooks and all, see
-            :mod:`promptkit.compile`); the saved adapter is unaffected and the returned prompter
-            stays compiled.
+        recipe: ``[prompt]`` gives the stage settings, ``eta``, ``prompt_lr`` and the ``prompter``
+            table. With ``[prompt] compile``, the prompter's backbone is compiled in place (hooks
+            and all, see :mod:`promptkit.compile`); the saved adapter is unaffected and the
+            returned prompter stays compiled.
         data: a ``DataBundle``.
         backbone: the pre-trained backbone (it is frozen, except the spec's trainable modules).
         hooks: a HookSpec for backbones without a registered one.
+        method: ``"mplmm"`` (the recipe's prompts) or a control of :mod:`promptkit.train.methods`
+            (``"head_only"``, ``"full_finetune"``), trained the same way.
         cggm: add the CGGM plug-in over each modality's encoder, prompts and MMGM parts.
         **opts: passed to :func:`~promptkit.train.engine.fit`.
     """
     out_dir = Path(out_dir)
-    config = PrompterConfig.from_dict(dict(recipe.prompt.prompter or {}))
-    prompter = wrap_for_data(backbone, data, config, hooks)
+    prompter = build_prompter(recipe, data, backbone, hooks=hooks, method=method)
+    config = prompter.config
     built = list(plugins)
     if cggm:
         from ..cggm import CGGM
@@ -81,10 +118,12 @@ def prompt_tune(
                 prompter.backbone, prompter.spec, recipe.cggm or {}, extra_params=prompter.modality_parameters()
             )
         )
-    run_info = {"backbone": recipe.backbone.name, "prompter": config.to_dict(), "eta": recipe.prompt.eta}
+    run_info = {"backbone": recipe.backbone.name, "prompter": config.to_dict(), "eta": recipe.prompt.eta,
+                "method": method}
     result = fit(
         prompter, data, recipe.prompt, out_dir, mask_fn=eta_mask_fn(data.modalities, recipe.prompt.eta),
-        plugins=built, metric_kind=recipe.data.metric, run_info=run_info, **opts,
+        params=param_groups(prompter, recipe.prompt.prompt_lr), plugins=built, metric_kind=recipe.data.metric,
+        run_info=run_info, **opts,
     )
     prompter.save_pretrained(out_dir / ADAPTER_DIR)
     return prompter, result

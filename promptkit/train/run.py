@@ -1,18 +1,79 @@
-"""``promptkit run``: pretrain → wrap → prompt stage → evaluation protocol, in one call."""
+"""``promptkit run``: backbone → prompts and controls → the evaluation protocol → paired comparisons.
+
+In the order the work happens:
+
+1. **Backbone.** ``[pretrain] checkpoint`` loads a pre-trained backbone file (what a user of a
+   released model does); otherwise the pretrain stage trains one on complete data, on the target
+   itself or on the source domain (``[data] pretrain_on = "source"``, the paper's design:
+   pre-train on CMU-MOSEI, adapt on CMU-MOSI).
+2. **Adaptation.** The MPLMM prompts, then each control of ``[prompt] controls`` (head only;
+   full fine-tuning), each on its own fresh copy of the backbone, with the same data, eta,
+   epochs and seed.
+3. **Evaluation.** The zero-filled frozen backbone and every trained model on the test split,
+   under the same fixed case masks and the same seeded missing-rate sweep.
+4. **Comparisons.** Paired per-case differences (mean ± SE over test samples), the per-case
+   ridge ceiling and headroom, and the share of the headroom each method recovers.
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..recipes import Recipe
+from ..evaluation import (
+    check_precision,
+    compare_protocols,
+    evaluate_protocol,
+    prompted_forward,
+    zero_filled_forward,
+)
+from ..evaluation.ceiling import ridge_ceilings
+from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
+from .methods import LABELS, PROMPTS
 from .pretrain import BACKBONE_FILE, load_backbone, pretrain
 from .prompt_stage import prompt_tune
-from .protocol import evaluate_protocol, prompted_forward, zero_filled_forward
 
-BASELINE = "zero-filled (frozen backbone)"
-PROMPTED = "MPLMM prompts (promptkit)"
+ZERO_FILLED = "zero_filled"
+STAGE_DIRS: dict[str, str] = {PROMPTS: "prompt", "head_only": "head_only", "full_finetune": "full_finetune"}
+
+
+def comparisons(methods: list[str]) -> list[tuple[str, str]]:
+    """The paired comparisons ``(a, b)`` to report for ``a − b``: each method against zero-fill,
+    then the prompts against each control."""
+    pairs = [(m, ZERO_FILLED) for m in methods]
+    pairs += [(PROMPTS, c) for c in methods if c != PROMPTS and PROMPTS in methods]
+    return pairs
+
+
+def comparison_key(a: str, b: str) -> str:
+    """``"mplmm_vs_head_only"``: a JSON key that says what minus what."""
+    return f"{a}_vs_{b}"
+
+
+def obtain_backbone(
+    recipe: Recipe, data: Any, out_dir: Path, *, data_path: str | Path | None = None, cggm: bool = False, **opts: Any
+) -> tuple[Path, dict[str, Any]]:
+    """The pre-trained backbone file: ``[pretrain] checkpoint``, or one the pretrain stage trains."""
+    if recipe.pretrain.checkpoint is not None:
+        path = resolve_recipe_file(recipe, recipe.pretrain.checkpoint.format(seed=recipe.data.seed))
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"[pretrain] checkpoint {recipe.pretrain.checkpoint!r} of recipe {recipe.source} does not exist "
+                f"(looked for {path}); regenerate it with the command in its recipe's comment"
+            )
+        backbone = load_backbone(path)
+        if dict(backbone.feature_dims) != dict(data.feature_dims):
+            raise ValueError(
+                f"backbone {path} expects feature_dims {dict(backbone.feature_dims)}, the data "
+                f"({data.description}) has {dict(data.feature_dims)}"
+            )
+        return path, {"checkpoint": str(path)}
+    source = load_pretrain_data(recipe, data, data_path)
+    result = pretrain(recipe, source, out_dir / "pretrain", cggm=cggm, **opts)
+    return out_dir / "pretrain" / BACKBONE_FILE, {"data": source.description, "test": result.test,
+                                                    "best_epoch": result.best_epoch}
 
 
 def run_pipeline(
@@ -25,62 +86,127 @@ def run_pipeline(
     overwrite: bool = False,
     progress: bool = True,
     cggm: bool = False,
+    data_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run every stage and write ``out_dir/{pretrain,prompt}/`` and ``out_dir/protocol.{json,csv,png}``.
+    """Run every stage; write ``out_dir/{pretrain,prompt,<control>}/`` and ``out_dir/protocol.{json,csv,png}``.
 
     Each stage is compiled when its ``compile`` setting asks for it; a backend that cannot run here
-    is refused before the pretrain stage starts. The evaluation uses the compiled prompter.
+    is refused before the first stage starts.
 
     Returns:
-        a summary: stage seconds, trainable share, and the protocol results per model.
+        the summary written to ``protocol.json``: stage seconds, trainable share, the protocol
+        results per model, paired comparisons, ceilings and headroom.
     """
-    from .. import report
+    from ..evaluation import report
     from .engine import check_compile, resolve_device
 
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     for stage in (recipe.pretrain, recipe.prompt):
         check_compile(stage)  # both stages' backends, before the first one trains
+    kind = recipe.data.metric
+    acc = report.ACC_F1_KEYS[kind][0]
+    test = data.splits["test"]
+    if recipe.eval.max_se is not None:
+        check_precision(_scored(test, kind), recipe.eval.max_se, f"test split of {data.description}")
     opts = dict(device=dev, resume=resume, overwrite=overwrite, progress=progress)
     times: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    pre = pretrain(recipe, data, out_dir / "pretrain", cggm=cggm, **opts)
+    backbone_file, pretrained = obtain_backbone(recipe, data, out_dir, data_path=data_path, cggm=cggm, **opts)
     times["pretrain_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    backbone = load_backbone(out_dir / "pretrain" / BACKBONE_FILE, device=dev)
-    prompter, prompt_result = prompt_tune(recipe, data, backbone, out_dir / "prompt", cggm=cggm, **opts)
-    times["prompt_s"] = time.perf_counter() - t0
+    methods = [PROMPTS, *recipe.prompt.controls]
+    trained, best_epochs, shares = {}, {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        backbone = load_backbone(backbone_file, device=dev)
+        model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], method=method,
+                                    cggm=cggm and method == PROMPTS, **opts)
+        model.eval()
+        trained[method], best_epochs[method] = model, result.best_epoch
+        shares[method] = model.trainable_summary()
+        times[f"{method}_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    kind = recipe.data.metric
-    test = data.splits["test"]
     eval_kw = dict(rates=recipe.eval.missing_rates, seed=recipe.eval.seed, batch_size=256, device=dev)
-    bare = load_backbone(out_dir / "pretrain" / BACKBONE_FILE, device=dev)  # the pre-trained head, untouched
-    prompter.eval()
-    results = {
-        BASELINE: evaluate_protocol(zero_filled_forward(bare, data.modalities), test, kind, **eval_kw),
-        PROMPTED: evaluate_protocol(prompted_forward(prompter), test, kind, **eval_kw),
-    }
+    bare = load_backbone(backbone_file, device=dev)  # the pre-trained head, untouched
+    results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities), test, kind, **eval_kw)}
+    for method, model in trained.items():
+        results[method] = evaluate_protocol(prompted_forward(model), test, kind, **eval_kw)
+    paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}
+    ceiling = ridge_ceilings(data, kind) if data.task == "regression" else None
     times["eval_s"] = time.perf_counter() - t0
-    share = prompter.trainable_summary()
+
+    headroom = _headroom(results, ceiling, acc) if ceiling else None
     summary = {
         "data": data.description,
         "recipe": recipe.source,
+        "metric": acc,
+        "methods": {m: LABELS.get(m, m) for m in [ZERO_FILLED, *methods]},
+        "backbone": pretrained,
         "seconds": times,
-        "trainable": share,
-        "pretrain_test": pre.test,
-        "prompt_best_epoch": prompt_result.best_epoch,
+        "trainable": shares,
+        "best_epoch": best_epochs,
+        "paired": {k: {s: d.to_dict() for s, d in v.items()} for k, v in paired.items()},
+        "ceiling": ceiling,
+        "headroom": headroom,
     }
+    labelled = {LABELS.get(k, k): r for k, r in results.items()}
     report.save_protocol_results(out_dir, results, summary)
-    report.plot_rate_sweep(out_dir / "protocol.png", results, kind, f"ours on {data.description}")
+    report.plot_rate_sweep(out_dir / "protocol.png", labelled, kind, f"ours on {data.description}")
     if progress:
-        report.print_table1(results, kind, data.description)
-        report.print_rate_sweep(results, kind)
-        prompter.print_trainable_parameters()
-        print(
-            f"time: pretrain {times['pretrain_s']:.0f} s, prompt stage {times['prompt_s']:.0f} s, "
-            f"evaluation {times['eval_s']:.0f} s; results in {out_dir}/protocol.json, .csv, .png"
+        report.print_table1(labelled, kind, data.description, modalities=data.modalities)
+        report.print_paired(
+            {f"{LABELS.get(a, a)} − {LABELS.get(b, b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},
+            f"{data.description}; SE over the {len(test)} test samples",
         )
+        if headroom:
+            _print_headroom(headroom, results, methods)
+        report.print_rate_sweep(labelled, kind)
+        trained[PROMPTS].print_trainable_parameters()
+        spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in times.items())
+        print(f"time: {spent}; results in {out_dir}/protocol.json, .csv, .png")
     return {**summary, "results": {k: r.to_dict() for k, r in results.items()}}
+
+
+def _scored(dataset: Any, kind: str) -> int:
+    """Test samples that count for the binary accuracy (non-zero labels for MOSI/MOSEI)."""
+    if kind in ("mosi", "mosei"):
+        return int((dataset.labels != 0).sum())
+    return len(dataset)
+
+
+def _headroom(results: dict[str, Any], ceiling: dict[str, Any], acc: str) -> dict[str, dict[str, float]]:
+    """Per case: ridge ceiling, zero-fill, headroom and each method's share recovered (points)."""
+    from ..evaluation import share_recovered
+
+    out: dict[str, dict[str, float]] = {}
+    for case, entry in ceiling.items():
+        if case not in results[ZERO_FILLED].cases:
+            continue
+        top = 100 * entry["metrics"][acc]
+        base = 100 * results[ZERO_FILLED].cases[case][acc]
+        row = {"ceiling": top, "zero_filled": base, "headroom": top - base}
+        for m, r in results.items():
+            if m != ZERO_FILLED:
+                row[f"share_{m}"] = share_recovered({case: 100 * r.cases[case][acc]}, {case: base}, {case: top})[case]
+        out[case] = row
+    return out
+
+
+def _print_headroom(headroom: dict[str, dict[str, float]], results: dict[str, Any], methods: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Per-case headroom: ridge ceiling on the available modalities − zero-fill, and the share "
+                        "each method recovers")
+    for col in ["case", "ceiling", "zero-filled", "headroom", *(f"share {LABELS.get(m, m)}" for m in methods)]:
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for case, row in headroom.items():
+        shares = [f"{100 * row[f'share_{m}']:.0f} %" if row[f"share_{m}"] == row[f"share_{m}"] else "-"
+                  for m in methods]
+        table.add_row(case, f"{row['ceiling']:.1f}", f"{row['zero_filled']:.1f}", f"{row['headroom']:+.1f}", *shares)
+    Console(width=max(Console().width, 120)).print(table)
+    if any(row["headroom"] <= 0 for row in headroom.values()):
+        warnings.warn("some cases have no headroom over zero-fill (ceiling <= zero-fill): nothing to recover there")

@@ -1,25 +1,39 @@
-"""benchmarks.table2 runs end to end on a tiny configuration and writes its files."""
+"""benchmarks.table2 runs end to end on a tiny configuration, writes its files, and resumes."""
 
 from __future__ import annotations
 
 import json
+import math
 
 from benchmarks import table2
 
 
-def test_table2_code_path_runs_end_to_end(tmp_path):
-    payload = table2.main(
-        ["--quick", "--epochs", "1", "--seeds", "0", "1", "--backbones", "mult,mmim", "--out", str(tmp_path), "--quiet",
-         "--device", "cpu"]
-    )
-    assert set(payload["summary"]) == {"mult", "mmim"}
-    for name, s in payload["summary"].items():
-        for col in table2.COLUMNS:
-            mean, std = s[col]
-            assert 0.0 <= mean <= 100.0 and std >= 0.0
-        assert 0 < s["prompt_share"] < s["trainable_share"] < 1
+def test_table2_code_path_runs_end_to_end_and_resumes(tmp_path):
+    argv = ["--quick", "--seeds", "0", "1", "--backbones", "mult", "--out", str(tmp_path), "--quiet",
+            "--device", "cpu", "--work", str(tmp_path / "work")]
+    payload = table2.main(argv)
+    s = payload["summary"]["mult"]
+    for col in table2.COLUMNS:
+        assert 0.0 <= s[col]["mean"] <= 100.0 and s[col]["se"] >= 0.0
+    for key, *_ in table2.PAIRED:
+        assert set(s[key]) >= {"mean", "se", "per_seed"} and len(s[key]["per_seed"]) == 2
+    # the paired mean over runs is the mean of the per-run paired differences, which are the
+    # differences of the two models' accuracies on the same samples
+    runs = payload["per_seed"]["mult"]
+    per_run = [r["incom_prompted"] - r["incom"] for r in runs]
+    assert s["incom_prompted_vs_incom"]["per_seed"] == [
+        __import__("pytest").approx(v, abs=1e-6) for v in per_run
+    ]
+    assert 0 < s["prompt_share"] < s["trainable_share"] < 1
     saved = json.loads((tmp_path / "table2.json").read_text())
-    assert "NOT CMU-MOSI" in saved["data"]
+    assert saved["seeds"] == [0, 1] and "NOT CMU-MOSI" in saved["data"]
     assert (tmp_path / "table2.png").stat().st_size > 1000
     rows = (tmp_path / "table2.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4  # header + 2 backbones x 2 seeds
+    assert len(rows) == 1 + 2
+    # a second start reads the finished runs back instead of training again
+    marker = tmp_path / "work" / "mult" / "d0" / "s1" / "protocol.json"
+    record = json.loads(marker.read_text())
+    record["results"]["mplmm"]["cases"]["avg"]["non0_acc2"] = 0.123
+    marker.write_text(json.dumps(record))
+    again = table2.main(argv)
+    assert math.isclose(again["per_seed"]["mult"][1]["incom_prompted"], 12.3)

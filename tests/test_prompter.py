@@ -423,3 +423,100 @@ def test_type_positions_prefix_round_trips_through_save_and_load(tmp_path):
     again.load_state_dict(loaded.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(again(**x, mask=mask), a)
+
+
+# --- missing-signal prompts: P_NMS where the sample has the modality, P_MS where it was generated ---
+
+
+def _record_after_prompter(module):
+    """A forward hook registered after the prompter's (so it runs after it): the module's input
+    and its output as prompted."""
+    seen = {}
+
+    def hook(mod, args, out):
+        seen["input"], seen["output"] = args[0].detach().clone(), out.detach().clone()
+
+    return seen, module.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("m", ["audio", "vision"])
+@pytest.mark.parametrize("constant_on", ["generated", "real"])
+def test_signal_prompt_real_goes_to_present_samples_generated_to_missing_ones(m, constant_on):
+    backbone, prompter = make()
+    prompter.eval()
+    col, big = list(DIMS).index(m), 100.0
+    with torch.no_grad():
+        getattr(prompter.signal_prompts, constant_on)[m].fill_(big)
+        getattr(prompter.signal_prompts, "real" if constant_on == "generated" else "generated")[m].zero_()
+    module = backbone.proj[m]
+    assert prompter.spec.signal[m].path == f"proj.{m}" and prompter.spec.signal[m].layout == "BDT"
+    seen, handle = _record_after_prompter(module)
+    order = list(module._forward_hooks)  # hooks run in registration order
+    assert len(order) == 2 and order[-1] == handle.id  # the prompter's hook first, then the recorder
+    mask = torch.ones(6, 3, dtype=torch.bool)
+    mask[[0, 3, 4], col] = False  # samples 1, 2, 5 have m; 0, 3, 4 miss it
+    mask[3, 0] = False  # and some other modality missing too, so it is not the only one
+    with torch.no_grad():
+        prompter(**toy_inputs(DIMS), mask=mask)
+        handle.remove()
+        base = module(seen["input"])  # the unprompted projection of what m's projection received
+    added = seen["output"] - base  # (B, d, T)
+    has, misses = mask[:, col], ~mask[:, col]
+    zeros_on, const_on = (has, misses) if constant_on == "generated" else (misses, has)
+    assert torch.equal(seen["output"][zeros_on], base[zeros_on]), "a zero prompt changed these samples"
+    torch.testing.assert_close(added[const_on], torch.full_like(added[const_on], big), rtol=0, atol=1e-3)
+
+
+def _manual_type_tokens(prompter, missing: torch.Tensor) -> list[torch.Tensor]:
+    """Eq. 4-5 written out per sample: MP = sum_m P^m M_m with P^m = P_MS^m (generated) where m is
+    missing, P_NMS^m (real) where present; tokens_j = P_MT_j MP."""
+    sp, tp = prompter.signal_prompts, prompter.type_prompts
+    out = []
+    for j, width in enumerate(tp.target_widths):
+        rows = []
+        for b in range(missing.shape[0]):
+            mp = sum(
+                (sp.generated[m] if missing[b, i] else sp.real[m]) @ tp.modality_maps[f"{m}_{width}"]
+                for i, m in enumerate(prompter.modality_set.names)
+            )
+            rows.append(tp.type_prompts[j] @ mp)
+        out.append(torch.stack(rows))
+    return out
+
+
+def test_type_prompt_tokens_use_the_generated_signal_prompt_of_a_missing_modality():
+    backbone, prompter = make()
+    prompter.eval()
+    sp = prompter.signal_prompts
+    for m in DIMS:
+        assert not torch.allclose(sp.real[m], sp.generated[m])
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    mask[0, 1] = False  # sample 0 misses audio; sample 1 has everything
+    mask[2, 2] = False  # sample 2 misses vision
+    mask[3, [0, 1]] = False  # sample 3 has only vision
+    missing = ~mask
+    with torch.no_grad():
+        pairs = {m: sp.pair(m) for m in prompter.modality_set.names}
+        direct = prompter.type_prompts(pairs, missing)
+        want = _manual_type_tokens(prompter, missing)
+        for got, exp in zip(direct, want):
+            torch.testing.assert_close(got, exp, rtol=1e-5, atol=1e-6)
+        # the only difference between samples 0 and 1: audio's P_MS instead of its P_NMS
+        width = prompter.type_prompts.target_widths[0]
+        delta = prompter.type_prompts.type_prompts[0] @ (
+            (sp.generated["audio"] - sp.real["audio"]) @ prompter.type_prompts.modality_maps[f"audio_{width}"])
+        torch.testing.assert_close(direct[0][0] - direct[0][1], delta, rtol=1e-4, atol=1e-6)
+
+        # and through the forward pass: the tokens the encoders receive in front of the sequence
+        seen, handles = {}, []
+        for j, target in enumerate(prompter.spec.type):
+            enc = backbone.enc[list(DIMS)[j]]
+            assert target.path == f"enc.{list(DIMS)[j]}"
+            handles.append(enc.register_forward_pre_hook(
+                lambda mod, args, j=j: seen.__setitem__(j, args[0].detach().clone())))
+        prompter(**toy_inputs(DIMS, batch=4), mask=mask)
+        for h in handles:
+            h.remove()
+    length = prompter.config.prompt_length
+    for j, exp in enumerate(want):
+        torch.testing.assert_close(seen[j][:, :length], exp, rtol=1e-5, atol=1e-6)

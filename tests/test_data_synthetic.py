@@ -80,8 +80,8 @@ def test_sequences_are_left_padded_with_zeros():
     assert (np.diff(step_is_zero.astype(int), axis=1) <= 0).all()
 
 
-def test_text_alone_beats_audio_or_vision_alone():
-    bundle = make_synthetic_mosi(seed=0, sizes=(600, 10, 500), seq_lens={"text": 20, "audio": 20, "vision": 20})
+def test_v1_text_alone_beats_audio_or_vision_alone():
+    bundle = make_synthetic_mosi(seed=0, sizes=(600, 10, 500), seq_lens={"text": 20, "audio": 20, "vision": 20}, version=1)
     acc = {k: _ridge_acc2(bundle, mods) for k, mods in
            {"t": ["text"], "a": ["audio"], "v": ["vision"], "tav": ["text", "audio", "vision"]}.items()}
     assert acc["t"] > 0.72
@@ -90,13 +90,15 @@ def test_text_alone_beats_audio_or_vision_alone():
     assert acc["tav"] >= acc["t"] - 0.02
 
 
-def test_target_domain_shift_moves_away_from_source():
+@pytest.mark.parametrize("version", [1, 2])
+def test_target_domain_shift_moves_away_from_source(version):
     lens = {"text": 10, "audio": 10, "vision": 10}
-    src = make_synthetic_mosi(seed=2, domain="source", sizes=(600, 5, 5), seq_lens=lens)
+    src = make_synthetic_mosi(seed=2, domain="source", sizes=(600, 5, 5), seq_lens=lens, version=version)
     mods = ["text", "audio", "vision"]
 
     def transfer(shift):
-        tgt = make_synthetic_mosi(seed=2, domain="target", domain_shift=shift, sizes=(5, 5, 400), seq_lens=lens)
+        tgt = make_synthetic_mosi(seed=2, domain="target", domain_shift=shift, sizes=(5, 5, 400), seq_lens=lens,
+                                  version=version)
         mixed = type("B", (), {"splits": {"train": src.splits["train"], "test": tgt.splits["test"]}})
         return _ridge_acc2(mixed, mods)
 
@@ -120,6 +122,10 @@ def test_default_source_is_larger_than_target():
         (dict(sizes=(10, 0, 3)), "'valid' must be a positive int"),
         (dict(seq_lens={"depth": 3}), "unknown modality"),
         (dict(seed=-1), "seed"),
+        (dict(version=3), r"version must be one of \[1, 2\]"),
+        (dict(version=0), r"version must be one of \[1, 2\]"),
+        (dict(version="2"), r"version must be one of \[1, 2\]"),
+        (dict(version=True), r"version must be one of \[1, 2\]"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
@@ -134,3 +140,144 @@ def test_load_data_synthetic_forwards_kwargs_and_batches():
     assert batch["text"].shape == (8, 12, 300) and batch["labels"].shape == (8,)
     assert batch["mask"].shape == (8, 3) and batch["mask"].all()
     assert collate_msa([bundle.splits["test"][0]])["index"].tolist() == [0]
+
+
+# --- version 2 and the pinned version 1 -------------------------------------------------------
+# sha256 over every split's feature and label bytes of version 1, computed before version 2
+# existed (commit 2a771a4): version=1 must keep regenerating exactly these data sets.
+V1_PINNED = [
+    (dict(seed=0, **SMALL), "2b7345176bc935d4200f490fd4d27a254e46765bba7887e6648b1a725db798f9"),
+    (dict(seed=3, domain="source", **SMALL), "c0155b1295817d86cbb4af769f484c243599c143da0875b92fe8a9071553dac7"),
+    (dict(seed=1, aligned=False, sizes=(5, 3, 4)), "d1cc47a42b388e995694e65c3d6cfba0d487da1840257ed638dc7c08e87da62a"),
+    (dict(seed=2, domain_shift=0.7, sizes=(8, 3, 3), seq_lens={"text": 7}, feature_dims={"text": 16}),
+     "ae47d9332ab95cde7f1161540ce8ec46a9aabb887e104ce45bfbb2cfbfafe10b"),
+]
+LENS20 = {"text": 20, "audio": 20, "vision": 20}
+
+
+def _sha256(bundle):
+    import hashlib
+
+    h = hashlib.sha256()
+    for b in _all_bytes(bundle):
+        h.update(b)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("kwargs, digest", V1_PINNED, ids=["small", "source", "unaligned", "dims"])
+def test_v1_bytes_are_pinned(kwargs, digest):
+    assert _sha256(make_synthetic_mosi(version=1, **kwargs)) == digest
+
+
+def test_v1_pinned_values():
+    # the same data as V1_PINNED[0] and [2], as readable numbers (to tell a platform's float
+    # differences from a changed generator when a digest fails)
+    b = make_synthetic_mosi(version=1, seed=0, **SMALL)
+    assert b.splits["train"].features["text"][0, -1, 0].item() == pytest.approx(-0.8066532611846924, rel=1e-6)
+    assert b.splits["test"].features["audio"][1, -1, 2].item() == pytest.approx(0.15896941721439362, rel=1e-6)
+    np.testing.assert_allclose(b.splits["train"].labels[:5].numpy(), [-0.8, 0.8, 0.0, 0.6, -2.0], atol=1e-6)
+    u = make_synthetic_mosi(version=1, seed=1, aligned=False, sizes=(5, 3, 4))
+    assert u.splits["train"].features["text"][0, -1, 0].item() == pytest.approx(-0.5318729877471924, rel=1e-6)
+    assert b.info["version"] == 1 and "generator v1" in b.description
+
+
+def test_version_2_is_the_default_and_is_recorded():
+    b = make_synthetic_mosi(seed=0, **SMALL)
+    assert b.info["version"] == 2 and "generator v2, seed=0" in b.description
+    assert _all_bytes(b) == _all_bytes(make_synthetic_mosi(seed=0, version=2, **SMALL))
+    assert _all_bytes(b) != _all_bytes(make_synthetic_mosi(seed=0, version=1, **SMALL))
+    assert _all_bytes(load_data("synthetic", version=1, seed=0, **SMALL)) == _all_bytes(
+        make_synthetic_mosi(version=1, seed=0, **SMALL))
+
+
+def test_v2_same_seed_gives_same_bytes_and_other_seed_differs():
+    for kw in (SMALL, dict(aligned=False, sizes=(4, 2, 3)), dict(domain="source", **SMALL)):
+        a, b, c = (make_synthetic_mosi(seed=s, version=2, **kw) for s in (7, 7, 8))
+        assert _all_bytes(a) == _all_bytes(b)
+        assert all(x != y for x, y in zip(_all_bytes(a), _all_bytes(c)))
+
+
+def test_v2_shapes_dtypes_and_label_grid():
+    b = make_synthetic_mosi(seed=1, sizes=(300, 7, 9), seq_lens={"audio": 9})
+    assert b.seq_lens == {"text": 50, "audio": 9, "vision": 50}
+    assert b.splits["valid"].features["text"].shape == (7, 50, 300)
+    assert b.splits["test"].features["vision"].shape == (9, 50, 20)
+    assert all(x.dtype == torch.float32 for x in b.splits["train"].features.values())
+    y = b.splits["train"].labels.numpy()
+    assert y.dtype == np.float32 and -3 <= y.min() < -1.5 and 1.5 < y.max() <= 3
+    np.testing.assert_allclose(y * 5, np.round(y * 5), atol=1e-4)
+    u = make_synthetic_mosi(aligned=False, sizes=(3, 2, 2))
+    assert u.seq_lens == {"text": 50, "audio": 375, "vision": 500}
+
+
+def test_v2_default_source_sizes_are_cmu_mosei_like_and_v1_keeps_its_own():
+    from promptkit.data.synthetic import SOURCE_SIZES, SOURCE_SIZES_V1
+
+    tiny = dict(seq_lens={"text": 1, "audio": 1, "vision": 1}, feature_dims={"text": 1, "audio": 1, "vision": 1})
+    b = make_synthetic_mosi(domain="source", **tiny)
+    assert {s: len(ds) for s, ds in b.splits.items()} == SOURCE_SIZES == {"train": 16326, "valid": 1871, "test": 4659}
+    b1 = make_synthetic_mosi(domain="source", version=1, **tiny)
+    assert {s: len(ds) for s, ds in b1.splits.items()} == SOURCE_SIZES_V1 == {"train": 2568, "valid": 458, "test": 1372}
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_v2_padding_is_exactly_zero_and_valid_steps_carry_an_offset(aligned):
+    b = make_synthetic_mosi(seed=0, aligned=aligned, sizes=(200, 2, 2), seq_lens=None if not aligned else LENS20)
+    for m in b.modalities:
+        x = b.splits["train"].features[m].numpy()  # (N, T, D)
+        pad = (x == 0).all(-1)
+        assert pad[:, 0].any() and not pad[:, -1].any()
+        assert (np.diff(pad.astype(int), axis=1) <= 0).all()  # padding is a prefix
+        assert not (x[~pad] == 0).any()  # no exact zero on a valid step
+        valid = x[~pad]  # (n_valid_steps, D)
+        offset = np.sqrt((valid.mean(0) ** 2).mean())  # RMS over features of the per-feature mean
+        assert offset > {"text": 2.0, "audio": 0.25, "vision": 0.25}[m], (m, offset)
+    t = b.splits["train"].features["text"].numpy()
+    t_valid = t[~(t == 0).all(-1)]
+    assert np.sqrt((t_valid.mean(0) ** 2).mean()) > 1.5 * t_valid.std(0).mean()  # far from zero-mean
+
+
+def _masked_mean(x):
+    """Time average over the valid (non-padding) steps; 0 for an all-zero (missing) sequence."""
+    x = x.numpy()
+    n_valid = np.maximum((x != 0).any(-1).sum(1, keepdims=True), 1)
+    return x.sum(1) / n_valid
+
+
+class _Ridge:
+    def __init__(self, bundle, mods, lam=10.0):
+        self.mods = mods
+        x, y = self.feats(bundle.splits["train"]), bundle.splits["train"].labels.numpy()
+        self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
+        a = np.c_[(x - self.mu) / self.sd, np.ones(len(x))]
+        self.beta = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ y)
+
+    def feats(self, ds, present=None):
+        present = self.mods if present is None else present
+        return np.concatenate([_masked_mean(ds.features[m] if m in present else torch.zeros_like(ds.features[m]))
+                               for m in self.mods], 1)
+
+    def acc2(self, ds, present=None):
+        """Non-zero binary accuracy; modalities outside ``present`` zero-filled (raw) before standardising."""
+        x, y = self.feats(ds, present), ds.labels.numpy()
+        pred = np.c_[(x - self.mu) / self.sd, np.ones(len(x))] @ self.beta
+        nz = y != 0
+        return float(np.mean((pred[nz] > 0) == (y[nz] > 0)))
+
+
+def test_v2_complete_trained_ridge_collapses_without_text():
+    # measured here (seed 0): alone t 0.79, a 0.64, v 0.68, tav 0.83; complete-trained, zero-filled:
+    # {t} 0.79, {a,t} 0.81, {t,v} 0.80, {a} = {v} = {a,v} 0.51. Over seeds 0-9 the worst were
+    # t 0.77, a 0.60, v 0.64, zero-filled text-present 0.74, text-less 0.53.
+    b = make_synthetic_mosi(seed=0, sizes=(1500, 2, 1000), seq_lens=LENS20)
+    test = b.splits["test"]
+    alone = {m: _Ridge(b, [m]).acc2(test) for m in b.modalities}
+    full = _Ridge(b, list(b.modalities))
+    zf = {k: full.acc2(test, present) for k, present in
+          {"t": ["text"], "a": ["audio"], "v": ["vision"], "av": ["audio", "vision"],
+           "at": ["text", "audio"], "tv": ["text", "vision"]}.items()}
+    assert alone["text"] >= 0.72 and alone["audio"] >= 0.57 and alone["vision"] >= 0.57
+    assert full.acc2(test) >= alone["text"] - 0.01
+    assert max(zf["a"], zf["v"], zf["av"]) <= 0.56  # text-less cases collapse toward chance ...
+    assert min(zf["t"], zf["at"], zf["tv"]) >= 0.68  # ... text-present cases stay near the text level
+    assert alone["audio"] >= zf["a"] + 0.05  # an audio-only model is the ceiling a method can recover

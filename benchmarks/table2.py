@@ -104,6 +104,8 @@ def row(record: dict[str, Any]) -> dict[str, Any]:
         "incom_full_finetune": 100 * res["full_finetune"]["cases"]["avg"][acc],
         "cases": {m: {c: 100 * v[acc] for c, v in r["cases"].items()} for m, r in res.items()},
         "paired": {key: record["paired"][comparison_key(a, b)][setting] for key, a, b, setting in PAIRED},
+        "paired_all": {k: {s: {"mean": d["mean"], "se": d["se"]} for s, d in v.items()}
+                       for k, v in record["paired"].items()},
         "headroom": record["headroom"],
         "trainable_share": record["trainable"][PROMPTS]["trainable_share"],
         "prompt_share": record["trainable"][PROMPTS]["prompt_share"],

@@ -1,0 +1,154 @@
+"""``python -m benchmarks.readme``: write the README's result tables from the committed JSON.
+
+Every measured figure in README.md sits between ``<!-- BEGIN generated:NAME -->`` and
+``<!-- END generated:NAME -->`` and is produced here from ``benchmarks/results/*.json``, so the
+README and the results cannot disagree. ``--check`` changes nothing and exits 1 when the README is
+stale (the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ._common import RESULTS_DIR
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+CASES = ("{a}", "{v}", "{t}", "{a,v}", "{a,t}", "{t,v}")
+METHODS = (("zero_filled", "zero-filled frozen backbone"), ("head_only", "head only (control)"),
+           ("full_finetune", "full fine-tuning at η (MD)"), ("mplmm", "MPLMM prompts"))
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pm(s: dict[str, Any], digits: int = 1, sign: bool = False) -> str:
+    mean, se = s["mean"], s["se"]
+    m = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    return m if se is None or (isinstance(se, float) and math.isnan(se)) else f"{m} ± {se:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main_job(t2: dict[str, Any]) -> str:
+    """The mult-synth run (data seed 0, training seed 0): per-case accuracy of each model and paired differences."""
+    run = next(r for r in t2["per_seed"]["mult"] if r["data_seed"] == 0 and r["seed"] == 0)
+    rows = []
+    for key, label in METHODS:
+        c = run["cases"][key]
+        rows.append([label, *(f"{c[k]:.1f}" for k in CASES), f"{c['avg']:.1f}", f"{c['complete']:.1f}"])
+    head = ["model", *CASES, "avg", "complete"]
+    out = [_table(head, rows), ""]
+    prow = []
+    for key, label in (("mplmm_vs_zero_filled", "prompts − zero-fill"), ("mplmm_vs_head_only", "prompts − head only"),
+                       ("mplmm_vs_full_finetune", "prompts − full fine-tuning")):
+        p = run["paired_all"][key]
+        prow.append([label, *(_pm(p[k], 1, True) for k in (*CASES, "avg", "complete"))])
+    out += [_table(["paired difference (points, ± SE over test samples)", *CASES, "avg", "complete"], prow), ""]
+    hr = run["headroom"]
+    out += [_table(["", *CASES], [
+        ["ridge ceiling (available modalities)", *(f"{hr[k]['ceiling']:.1f}" for k in CASES)],
+        ["headroom over zero-fill", *(f"{hr[k]['headroom']:+.1f}" for k in CASES)],
+        ["share recovered by the prompts", *(_share(hr[k]["share_mplmm"]) for k in CASES)],
+    ])]
+    return "\n".join(out)
+
+
+def _share(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f} %"
+
+
+def table2(t2: dict[str, Any]) -> str:
+    """Per backbone: Com, Com†, Incom, Incom†, the controls, and the paired differences over runs."""
+    rows = []
+    for name, s in t2["summary"].items():
+        paper = t2["paper_cmu_mosi"].get(name, {})
+        pin, pout = paper.get("incom"), paper.get("incom_prompted")
+        rows.append([
+            name, str(s["runs"]), _pm(s["com"]), _pm(s["com_prompted"]), _pm(s["incom"]), _pm(s["incom_head_only"]),
+            _pm(s["incom_full_finetune"]), _pm(s["incom_prompted"]), _pm(s["incom_prompted_vs_incom"], 2, True),
+            _pm(s["incom_prompted_vs_head_only"], 2, True), _pm(s["incom_prompted_vs_full_finetune"], 2, True),
+            _pm(s["com_prompted_vs_com"], 2, True),
+            f"{pin:.1f} → {pout:.1f}" if pin is not None else "–",
+        ])
+    head = ["backbone", "runs", "Com", "Com†", "Incom", "Incom head only", "Incom full FT", "Incom†",
+            "Incom† − Incom", "Incom† − head only", "Incom† − full FT", "Com† − Com", "paper Incom → Incom† (CMU-MOSI)"]
+    return _table(head, rows)
+
+
+def table2_cases(t2: dict[str, Any]) -> str:
+    """MulT per case over runs: zero-fill, head only, prompts, ceiling and share recovered."""
+    s = t2["summary"]["mult"]
+    rows = []
+    for key, label in METHODS:
+        rows.append([label, *(_pm(s["cases"][key][c]) for c in CASES)])
+    if s.get("headroom"):
+        rows.append(["ridge ceiling", *(_pm(s["headroom"][c]["ceiling"]) for c in CASES)])
+        rows.append(["share recovered by the prompts", *(_share(s["headroom"][c]["share_mplmm"]["mean"]) for c in CASES)])
+    return _table(["MulT, mean ± SE over runs", *CASES], rows)
+
+
+def ablation(ab: dict[str, Any]) -> str:
+    rows = []
+    for name, e in ab["summary"].items():
+        vs = e.get("vs_head_only")
+        rows.append([f"`{name}`", json.dumps(ab["variants"][name]), _pm(e["avg"], 2),
+                     _pm(vs, 2, True) if vs else "–",
+                     f"{e['prompt_change_rel_rms']:.2f}" if e.get("prompt_change_rel_rms") is not None else "–"])
+    return _table(["variant", "settings", "six-case avg (valid)", "− head only (paired, valid)",
+                   "prompt change / init RMS"], rows)
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "main-job": ("table2.json", main_job),
+    "table2": ("table2.json", table2),
+    "table2-cases": ("table2.json", table2_cases),
+    "ablation": ("ablation.json", ablation),
+}
+_BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
+
+
+def render(text: str) -> str:
+    """``text`` with every generated block rewritten from its JSON (a block whose JSON is absent says so)."""
+
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in SECTIONS:
+            raise KeyError(f"README block {name!r} has no generator; known: {sorted(SECTIONS)}")
+        source, fn = SECTIONS[name]
+        payload = _load(source)
+        body = fn(payload) if payload is not None else f"*(not measured yet: benchmarks/results/{source} is absent)*"
+        note = f"<!-- generated by `python -m benchmarks.readme` from benchmarks/results/{source}; do not edit -->\n"
+        return m.group(1) + note + body + "\n" + m.group(4)
+
+    return _BLOCK.sub(sub, text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the JSON gives")
+    args = p.parse_args(argv)
+    text = README.read_text(encoding="utf-8")
+    new = render(text)
+    if args.check:
+        if new != text:
+            print("README.md is stale: run python -m benchmarks.readme", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

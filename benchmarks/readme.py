@@ -110,7 +110,27 @@ def ablation(ab: dict[str, Any]) -> str:
                    "prompt change / init RMS"], rows)
 
 
+def calibration(cal: dict[str, Any]) -> str:
+    """Per generator version: ridge alone / zero-filled per case, and the paper's CMU-MOSI LB row."""
+    cases = (*CASES, "complete")
+    rows = []
+    for version, v in sorted(cal["versions"].items()):
+        for key, label in (("alone", "alone (ceiling)"), ("zero_filled", "zero-filled, complete-trained")):
+            cells = []
+            for c in cases:
+                e = v["cases"].get(c, {}).get(key)
+                cells.append("–" if e is None else f"{100 * e['mean']:.1f} ± {100 * e['sd']:.1f}"
+                             if e["mean"] <= 1.0 else f"{e['mean']:.1f} ± {e['sd']:.1f}")
+            rows.append([f"v{version} {label}", *cells])
+    lb = (cal.get("paper_cmu_mosi_lb") or {}).get("LB")
+    if lb:
+        rows.append(["paper LB, CMU-MOSI (printed)", *(f"{lb[c]:.1f}" if c in lb else "–" for c in cases)])
+    return _table(["synthetic target, ridge", *cases], rows) + (
+        f"\n\n{len(cal['seeds'])} seeds, {cal['seq_len']}-step sequences; " + cal["data"])
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "calibration": ("calibration.json", calibration),
     "main-job": ("table2.json", main_job),
     "table2": ("table2.json", table2),
     "table2-cases": ("table2.json", table2_cases),

@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 
 from promptkit._atomic import atomic_write_bytes
-from promptkit.recipes import Recipe, load, load_pretrain_data, load_recipe_data, resolve_recipe_file
+from promptkit.recipes import Recipe, load, load_pretrain_data, load_recipe_data
 from promptkit.train.pretrain import BACKBONE_FILE, pretrain
 
 
@@ -38,7 +38,10 @@ def checkpoint_path(recipe: Recipe, data_seed: int) -> Path:
     """Where ``recipe`` keeps its backbone for ``data_seed`` (``{seed}`` filled in)."""
     if recipe.pretrain.checkpoint is None:
         raise ValueError(f"recipe {recipe.source} names no [pretrain] checkpoint to write")
-    return resolve_recipe_file(recipe, recipe.pretrain.checkpoint.format(seed=data_seed))
+    path = Path(recipe.pretrain.checkpoint.format(seed=data_seed))
+    if path.is_absolute() or not recipe.source:
+        return path
+    return Path(recipe.source).resolve().parent / path  # beside the recipe, where run_pipeline looks
 
 
 def for_data_seed(recipe: Recipe, data_seed: int) -> Recipe:
@@ -72,7 +75,8 @@ def train_one(recipe: Recipe, data_seed: int, out: Path, device: str, progress: 
         "seconds": time.perf_counter() - t0,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "command": f"python -m benchmarks.pretrained --recipe {recipe.source} --data-seeds {data_seed}",
+        "command": f"OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmarks.pretrained --recipe {recipe.source} "
+                   f"--data-seeds {data_seed}",
     }
 
 

@@ -36,6 +36,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "type_prefix": {"prompter": {"type_positions": "prefix"}},
     "reconstruction": {"prompter": {"reconstruction_weight": 1.0}},
     "lr_data_prefix": {"prompt_lr": 1e-2, "prompter": {"init_scale": "data", "init_std": 0.1, "type_positions": "prefix"}},
+    "lr_3e-3": {"lr": 3e-3},
+    "epochs_20": {"epochs": 20},
+    "head_only_epochs_20": {"method": "head_only", "epochs": 20},
 }
 
 

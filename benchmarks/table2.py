@@ -210,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--work", type=Path, default=Path("runs/table2"), help="per-run results (resume from here)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where table2.{json,csv,png} go")
     p.add_argument("--quick", action="store_true", help="tiny synthetic data: a smoke run of the code path")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="train nothing: summarise only the runs already finished in --work (the table says how many)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
@@ -227,19 +229,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         cache: dict[tuple[str, int], tuple[Recipe, Any]] = {}
         for name, data_seed, seed in cells:
             bar.update(task, description=f"{name} data seed {data_seed}, seed {seed}")
+            cell_dir = args.work / name / f"d{data_seed}" / f"s{seed}"
+            if args.skip_missing and not (cell_dir / "protocol.json").is_file():
+                bar.advance(task)
+                continue
             recipe = recipe_for(name, data_seed, seed, args.quick, args.epochs)
             if (name, data_seed) not in cache:
                 data = load_recipe_data(recipe)
-                cache[(name, data_seed)] = (pretrained_for(recipe, data, args.work / name / f"d{data_seed}", device), data)
+                pre = recipe if args.skip_missing else pretrained_for(recipe, data, args.work / name / f"d{data_seed}", device)
+                cache[(name, data_seed)] = (pre, data)
             pretrained, data = cache[(name, data_seed)]
             recipe = recipe.replace(pretrain=pretrained.pretrain)
             data_label = data.description.replace(f"seed={data_seed}", "seeds " + ",".join(map(str, args.data_seeds)))
-            record = run_cell(recipe, data, args.work / name / f"d{data_seed}" / f"s{seed}", device)
+            record = run_cell(recipe, data, cell_dir, device)
             per_backbone.setdefault(name, []).append({"data_seed": data_seed, "seed": seed, **row(record)})
             bar.advance(task)
     seconds = time.perf_counter() - t_all
     summary = {name: summarize(rows) for name, rows in per_backbone.items()}
-    runs = f"{len(args.seeds)} training seeds x {len(args.data_seeds)} data seeds"
+    runs = f"training seeds {args.seeds} x data seeds {args.data_seeds} (runs per backbone in the JSON)"
     if not args.quiet:
         print_table(summary, data_label, runs)
         print(f"total time {seconds:.0f} s for {len(cells)} runs (finished runs are read back, not rerun)")

@@ -44,7 +44,7 @@ def test_quick_run_writes_json_csv_png_and_reports_both_runs(tmp_path):
 def test_imbalanced_data_adds_the_label_cue_to_the_easy_modality_only():
     s = bench.Settings.quick_settings()
     data = bench.make_imbalanced_data(s)
-    plain = bench.make_synthetic_mosi(seed=0, sizes=s.sizes, seq_lens={m: s.seq_len for m in data.modalities})
+    plain = bench.make_synthetic_mosi(seed=0, sizes=s.sizes, version=1, seq_lens={m: s.seq_len for m in data.modalities})
     for split in ("train", "test"):
         a, b = data.splits[split], plain.splits[split]
         assert torch.equal(a.labels, b.labels)

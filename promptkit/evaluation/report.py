@@ -244,7 +244,7 @@ def print_paired(
         table.add_column(c, justify="right")
     for row in paired_rows(comparisons, columns):
         table.add_row(*row)
-    Console(width=max(Console().width, 120)).print(table)
+    Console(width=max(Console().width, 170)).print(table)
 
 
 def paired_to_csv(comparisons: Comparisons) -> bytes:

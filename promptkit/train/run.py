@@ -18,7 +18,6 @@ In the order the work happens:
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from .prompt_stage import prompt_tune
 
 ZERO_FILLED = "zero_filled"
 STAGE_DIRS: dict[str, str] = {PROMPTS: "prompt", "head_only": "head_only", "full_finetune": "full_finetune"}
+SHORT: dict[str, str] = {ZERO_FILLED: "zero-fill", PROMPTS: "prompts", "head_only": "head only", "full_finetune": "full FT"}
 
 
 def comparisons(methods: list[str]) -> list[tuple[str, str]]:
@@ -158,7 +158,7 @@ def run_pipeline(
     if progress:
         report.print_table1(labelled, kind, data.description, modalities=data.modalities)
         report.print_paired(
-            {f"{LABELS.get(a, a)} − {LABELS.get(b, b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},
+            {f"{SHORT.get(a, a)} − {SHORT.get(b, b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},
             f"{data.description}; SE over the {len(test)} test samples",
         )
         if headroom:
@@ -181,9 +181,12 @@ def _headroom(results: dict[str, Any], ceiling: dict[str, Any], acc: str) -> dic
     """Per case: ridge ceiling, zero-fill, headroom and each method's share recovered (points)."""
     from ..evaluation import share_recovered
 
+    from ..evaluation import case_columns
+
     out: dict[str, dict[str, float]] = {}
-    for case, entry in ceiling.items():
-        if case not in results[ZERO_FILLED].cases:
+    for case in [*case_columns(results[ZERO_FILLED].modalities), "complete"]:
+        entry = ceiling.get(case)
+        if entry is None or case not in results[ZERO_FILLED].cases:
             continue
         top = 100 * entry["metrics"][acc]
         base = 100 * results[ZERO_FILLED].cases[case][acc]
@@ -200,7 +203,7 @@ def _print_headroom(headroom: dict[str, dict[str, float]], results: dict[str, An
     from rich.table import Table
 
     table = Table(title="Per-case headroom: ridge ceiling on the available modalities − zero-fill, and the share "
-                        "each method recovers")
+                        "each method recovers (– where there is no headroom)")
     for col in ["case", "ceiling", "zero-filled", "headroom", *(f"share {LABELS.get(m, m)}" for m in methods)]:
         table.add_column(col, justify="left" if col == "case" else "right")
     for case, row in headroom.items():
@@ -208,5 +211,3 @@ def _print_headroom(headroom: dict[str, dict[str, float]], results: dict[str, An
                   for m in methods]
         table.add_row(case, f"{row['ceiling']:.1f}", f"{row['zero_filled']:.1f}", f"{row['headroom']:+.1f}", *shares)
     Console(width=max(Console().width, 120)).print(table)
-    if any(row["headroom"] <= 0 for row in headroom.values()):
-        warnings.warn("some cases have no headroom over zero-fill (ceiling <= zero-fill): nothing to recover there")

@@ -100,14 +100,23 @@ def table2_cases(t2: dict[str, Any]) -> str:
 
 
 def ablation(ab: dict[str, Any]) -> str:
+    """Per variant: six-case average and the paired difference to head only, on the validation split.
+
+    With one seed the ± is the paired SE over validation samples; with several, the SE over seeds."""
+    one_seed = len(ab["seeds"]) == 1
     rows = []
     for name, e in ab["summary"].items():
         vs = e.get("vs_head_only")
-        rows.append([f"`{name}`", json.dumps(ab["variants"][name]), _pm(e["avg"], 2),
+        if vs and one_seed:
+            vs = {"mean": vs["mean"], "se": vs["within_run_se"]}
+        rows.append([f"`{name}`", "`" + json.dumps(ab["variants"][name]) + "`", _pm(e["avg"], 2),
+                     *(_pm(e["cases"][c], 1) for c in ("{a}", "{v}", "{a,v}", "complete")),
                      _pm(vs, 2, True) if vs else "–",
                      f"{e['prompt_change_rel_rms']:.2f}" if e.get("prompt_change_rel_rms") is not None else "–"])
-    return _table(["variant", "settings", "six-case avg (valid)", "− head only (paired, valid)",
-                   "prompt change / init RMS"], rows)
+    se = "paired SE over validation samples" if one_seed else "SE over seeds"
+    return _table(["variant", "settings", "six-case avg", "{a}", "{v}", "{a,v}", "complete",
+                   f"− head only ({se})", "prompt change / init RMS"], rows) + (
+        f"\n\nValidation split (1000 samples), training seed(s) {ab['seeds']}, `{ab['recipe']}`.")
 
 
 def calibration(cal: dict[str, Any]) -> str:

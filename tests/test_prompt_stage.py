@@ -201,3 +201,7 @@ def test_a_test_split_too_small_for_the_requested_precision_warns(data, tmp_path
         run_pipeline(recipe, data, tmp_path / "run", progress=False)
     msgs = [str(w.message) for w in caught if "SE" in str(w.message) or "se" in str(w.message)]
     assert msgs, [str(w.message) for w in caught]
+    # the protocol is the one reading of the test split: the prompt stage itself leaves it unread
+    import json
+
+    assert json.loads((tmp_path / "run" / "prompt" / "results.json").read_text())["test"] == {}

@@ -663,6 +663,7 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
+    evaluate_test: bool = True,
 ) -> FitResult:
     """Train ``params`` of ``model`` on ``data`` and report the test split with the best weights.
 
@@ -690,6 +691,9 @@ def fit(
         progress: rich progress bars and a result table; quiet when False.
         run_info: extra settings that identify the run (e.g. backbone and data), hashed into
             ``run.json`` with the stage so a different run in ``out_dir`` is refused.
+        evaluate_test: score the test split with the best weights at the end (``FitResult.test``);
+            False leaves it unread (``test`` is empty), for callers whose own protocol is the one
+            reading of the test split.
 
     Raises:
         RuntimeError: ``stage.compile`` asks for a backend that cannot run here (before anything
@@ -757,10 +761,11 @@ def fit(
     st = loop.state
     result = FitResult(
         out_dir=out_dir, primary=primary, higher_is_better=higher, best_epoch=st["best_epoch"],
-        best_valid=loop.best_valid, test=loop.evaluate("test"), history=st["history"], epochs_run=st["epoch"],
+        best_valid=loop.best_valid, test=loop.evaluate("test") if evaluate_test else {}, history=st["history"],
+        epochs_run=st["epoch"],
         stopped_early=st["stopped_early"],
     )
     _write_results(out_dir, result, {"metric_kind": metric_kind, "data": identity["data"], "split": "test"})
-    if progress:
+    if progress and evaluate_test:
         print_results(result)
     return result

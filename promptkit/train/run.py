@@ -122,7 +122,7 @@ def run_pipeline(
         t0 = time.perf_counter()
         backbone = load_backbone(backbone_file, device=dev)
         model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], method=method,
-                                    cggm=cggm and method == PROMPTS, **opts)
+                                    cggm=cggm and method == PROMPTS, evaluate_test=False, **opts)
         model.eval()
         trained[method], best_epochs[method] = model, result.best_epoch
         shares[method] = model.trainable_summary()

@@ -87,6 +87,22 @@ def table2(t2: dict[str, Any]) -> str:
     return _table(head, rows)
 
 
+def table2_verdict(t2: dict[str, Any]) -> str:
+    """One line per backbone: which claims hold by the 2-SE rule over runs."""
+    lines = []
+    for name, s in t2["summary"].items():
+        z, h, f, c = (s[k] for k in ("incom_prompted_vs_incom", "incom_prompted_vs_head_only",
+                                      "incom_prompted_vs_full_finetune", "com_prompted_vs_com"))
+        mark = lambda ok: "holds" if ok else "does **not** hold"  # noqa: E731
+        lines.append(
+            f"* **{name}** ({s['runs']} runs): prompts − zero-fill {_pm(z, 2, True)} points "
+            f"({mark(s['prompts_beat_zero_fill'])}); prompts − head only {_pm(h, 2, True)} "
+            f"({mark(s['prompts_beat_head_only'])}); prompts − full fine-tuning {_pm(f, 2, True)}; "
+            f"complete case {_pm(c, 2, True)} ({'not hurt' if s['complete_not_hurt'] else '**hurt**'})."
+        )
+    return "\n".join(lines)
+
+
 def table2_cases(t2: dict[str, Any]) -> str:
     """MulT per case over runs: zero-fill, head only, prompts, ceiling and share recovered."""
     s = t2["summary"]["mult"]
@@ -143,6 +159,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "main-job": ("table2.json", main_job),
     "table2": ("table2.json", table2),
     "table2-cases": ("table2.json", table2_cases),
+    "table2-verdict": ("table2.json", table2_verdict),
     "ablation": ("ablation.json", ablation),
 }
 _BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)

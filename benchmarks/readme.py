@@ -154,7 +154,16 @@ def calibration(cal: dict[str, Any]) -> str:
         f"\n\n{len(cal['seeds'])} seeds, {cal['seq_len']}-step sequences; " + cal["data"])
 
 
+def contribution(c: dict[str, Any]) -> str:
+    """Removal cost of each part of the trained prompter (validation), per run and over runs."""
+    parts = list(c["summary"])
+    rows = [[r["run"].split("table2/")[-1], *(_pm(r["removal_cost"][q], 2, True) for q in parts)] for r in c["runs"]]
+    rows.append(["mean ± SE over runs", *(_pm(c["summary"][q], 2, True) for q in parts)])
+    return _table(["run", *(f"without {q[3:]}" for q in parts)], rows)
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "contribution": ("contribution.json", contribution),
     "calibration": ("calibration.json", calibration),
     "main-job": ("table2.json", main_job),
     "table2": ("table2.json", table2),

@@ -162,7 +162,24 @@ def contribution(c: dict[str, Any]) -> str:
     return _table(["run", *(f"without {q[3:]}" for q in parts)], rows)
 
 
+def source_size(small: dict[str, Any]) -> str:
+    """MulT pre-trained on fewer source samples against the shipped 16,326-sample backbone, same runs."""
+    full = _load("table2.json")
+    rows = []
+    cells = {(r["data_seed"], r["seed"]) for r in small["per_seed"]["mult"]}
+    for label, t2 in ((f"{small['source_train']:,} source samples", small), ("16,326 (shipped)", full)):
+        if t2 is None:
+            continue
+        runs = [r for r in t2["per_seed"]["mult"] if (r["data_seed"], r["seed"]) in cells]
+        mean = lambda k: sum(r[k] for r in runs) / len(runs)  # noqa: E731
+        pair = lambda k: sum(r["paired"][k]["mean"] for r in runs) / len(runs)  # noqa: E731
+        rows.append([label, str(len(runs)), f"{mean('com'):.1f}", f"{mean('incom'):.1f}", f"{mean('incom_prompted'):.1f}",
+                     f"{mean('incom_head_only'):.1f}", f"{pair('incom_prompted_vs_head_only'):+.2f}"])
+    return _table(["MulT pre-trained on", "runs", "Com", "Incom", "Incom†", "Incom head only", "Incom† − head only"], rows)
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "source-size": ("table2_source2000/table2.json", source_size),
     "contribution": ("contribution.json", contribution),
     "calibration": ("calibration.json", calibration),
     "main-job": ("table2.json", main_job),

@@ -94,8 +94,14 @@ def table2_verdict(t2: dict[str, Any]) -> str:
         z, h, f, c = (s[k] for k in ("incom_prompted_vs_incom", "incom_prompted_vs_head_only",
                                       "incom_prompted_vs_full_finetune", "com_prompted_vs_com"))
         mark = lambda ok: "holds" if ok else "does **not** hold"  # noqa: E731
+        seeds = s.get("data_seeds", [])
+        scope = f"{s['runs']} runs, data seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        if s.get("pretraining_failed"):
+            lines.append(f"* **{name}** ({scope}): its pre-training on the source domain **failed** (complete-data "
+                         f"accuracy {_pm(s['com'])} %, chance): the row supports no claim about the prompts.")
+            continue
         lines.append(
-            f"* **{name}** ({s['runs']} runs): prompts − zero-fill {_pm(z, 2, True)} points "
+            f"* **{name}** ({scope}): prompts − zero-fill {_pm(z, 2, True)} points "
             f"({mark(s['prompts_beat_zero_fill'])}); prompts − head only {_pm(h, 2, True)} "
             f"({mark(s['prompts_beat_head_only'])}); prompts − full fine-tuning {_pm(f, 2, True)}; "
             f"complete case {_pm(c, 2, True)} ({'not hurt' if s['complete_not_hurt'] else '**hurt**'})."

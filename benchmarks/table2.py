@@ -53,6 +53,8 @@ PAIRED: tuple[tuple[str, str, str, str], ...] = (
     ("com_prompted_vs_com", PROMPTS, ZERO_FILLED, "complete"),
     ("com_prompted_vs_head_only", PROMPTS, "head_only", "complete"),
 )
+CHANCE_MARGIN = 55.0
+"""Complete-data accuracy (%) below which a pre-trained backbone counts as failed (chance is ~50)."""
 QUICK = {"sizes": {"train": 48, "valid": 24, "test": 48}, "source_sizes": {"train": 48, "valid": 24, "test": 24},
          "seq_lens": {"text": 6, "audio": 8, "vision": 7}}
 
@@ -136,10 +138,14 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         c: {k: summarize_over_seeds([r["headroom"][c][k] for r in rows]) for k in rows[0]["headroom"][c]}
         for c in rows[0]["headroom"]
     } if rows[0]["headroom"] else None
+    # a backbone whose pre-training failed (complete-data accuracy near chance) supports no claim
+    out["pretraining_failed"] = bool(out["com"]["mean"] < CHANCE_MARGIN)
+    out["data_seeds"] = sorted({r["data_seed"] for r in rows})
     vs_head = out["incom_prompted_vs_head_only"]
-    out["prompts_beat_head_only"] = bool(vs_head["mean"] > 2 * vs_head["se"])
-    out["prompts_beat_zero_fill"] = bool(out["incom_prompted_vs_incom"]["mean"] > 2 * out["incom_prompted_vs_incom"]["se"])
-    out["complete_not_hurt"] = bool(out["com_prompted_vs_com"]["mean"] > -2 * out["com_prompted_vs_com"]["se"])
+    ok = not out["pretraining_failed"]
+    out["prompts_beat_head_only"] = ok and bool(vs_head["mean"] > 2 * vs_head["se"])
+    out["prompts_beat_zero_fill"] = ok and bool(out["incom_prompted_vs_incom"]["mean"] > 2 * out["incom_prompted_vs_incom"]["se"])
+    out["complete_not_hurt"] = ok and bool(out["com_prompted_vs_com"]["mean"] > -2 * out["com_prompted_vs_com"]["se"])
     for k in ("backbone_params", "prompt_share", "trainable_share"):
         out[k] = rows[0][k]
     out["runs"] = len(rows)

@@ -15,14 +15,6 @@ TINY = ["--sizes", "300", "150", "300", "--source-sizes", "300", "150", "300", "
 TEXTLESS = ("{a}", "{v}", "{a,v}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """version → (payload returned, JSON read back) of one tiny invocation each."""

@@ -84,14 +84,6 @@ def finished_run(tmp_path_factory):
     return recipe, out, proc
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mask(available, n):
     row = torch.tensor([m in available for m in MODALITIES], dtype=torch.bool)
     return row.expand(n, len(MODALITIES)).clone()

@@ -309,6 +309,27 @@ def _make_world(rng: np.random.Generator, dims: Mapping[str, int]) -> dict:
     return world
 
 
+def _draw_latents(rng: np.random.Generator, n: int):
+    """Steps 1-2 and the time draws of step 5, in the order both versions draw them: latents
+    ``z (N, 6)``, labels ``(N,)`` and the temporal-profile parameters."""
+    z = rng.standard_normal((n, N_LATENT))
+    y = 1.5 * z[:, :N_SENT] @ SENTIMENT_WEIGHTS + 0.3 * rng.standard_normal(n)
+    labels = (np.round(np.clip(y, -3.0, 3.0) * 5.0) / 5.0).astype(np.float32)
+    frac = rng.uniform(0.3, 1.0, n)
+    centers = rng.uniform(0.0, 1.0, (n, 2))
+    widths = rng.uniform(0.05, 0.25, (n, 2))
+    heights = rng.uniform(0.5, 2.0, (n, 2))
+    return z, labels, (frac, centers, widths, heights)
+
+
+def _draw_view(rng: np.random.Generator, z: np.ndarray, v: ModalityView) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3-4's draws for one modality: its noisy view ``h (N, 6)`` and nuisance ``u (N, r)``."""
+    n = z.shape[0]
+    gains = np.array([v.verbal_gain, v.nonverbal_gain] + [v.shared_gain] * N_SHARED)
+    h = gains * z + v.view_noise * rng.standard_normal((n, N_LATENT))
+    return h, rng.standard_normal((n, v.nuisance_rank))
+
+
 def _generate_split(
     rng: np.random.Generator,
     n: int,
@@ -317,21 +338,12 @@ def _generate_split(
     noise_mult: float,
     lens: Mapping[str, int],
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    z = rng.standard_normal((n, N_LATENT))
-    y = 1.5 * z[:, :N_SENT] @ SENTIMENT_WEIGHTS + 0.3 * rng.standard_normal(n)
-    labels = (np.round(np.clip(y, -3.0, 3.0) * 5.0) / 5.0).astype(np.float32)
-
-    frac = rng.uniform(0.3, 1.0, n)
-    centers = rng.uniform(0.0, 1.0, (n, 2))
-    widths = rng.uniform(0.05, 0.25, (n, 2))
-    heights = rng.uniform(0.5, 2.0, (n, 2))
+    z, labels, (frac, centers, widths, heights) = _draw_latents(rng, n)
 
     feats = {}
     for m in MODALITIES:
         v = VIEWS[m]
-        gains = np.array([v.verbal_gain, v.nonverbal_gain] + [v.shared_gain] * N_SHARED)
-        h = gains * z + v.view_noise * rng.standard_normal((n, N_LATENT))
-        u = rng.standard_normal((n, v.nuisance_rank))
+        h, u = _draw_view(rng, z, v)
         static = h @ mixing[m] + u @ nuisance[m]  # (N, D)
         profile = _temporal_profile(frac, centers, widths, heights, lens[m])  # (N, T)
         x = rng.standard_normal((n, lens[m], static.shape[1]), dtype=np.float32)
@@ -383,21 +395,12 @@ def _generate_split_v2(
     noise_mult: float,
     lens: Mapping[str, int],
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    z = rng.standard_normal((n, N_LATENT))
-    y = 1.5 * z[:, :N_SENT] @ SENTIMENT_WEIGHTS + 0.3 * rng.standard_normal(n)
-    labels = (np.round(np.clip(y, -3.0, 3.0) * 5.0) / 5.0).astype(np.float32)
-
-    frac = rng.uniform(0.3, 1.0, n)
-    centers = rng.uniform(0.0, 1.0, (n, 2))
-    widths = rng.uniform(0.05, 0.25, (n, 2))
-    heights = rng.uniform(0.5, 2.0, (n, 2))
+    z, labels, (frac, centers, widths, heights) = _draw_latents(rng, n)
 
     feats = {}
     for m in MODALITIES:
         v = VIEWS_V2[m]
-        gains = np.array([v.verbal_gain, v.nonverbal_gain] + [v.shared_gain] * N_SHARED)
-        h = gains * z + v.view_noise * rng.standard_normal((n, N_LATENT))
-        u = rng.standard_normal((n, v.nuisance_rank))
+        h, u = _draw_view(rng, z, v)
         static = (h @ mixing[m] + u @ nuisance[m]).astype(np.float32)  # (N, D)
         profile = _temporal_profile(frac, centers, widths, heights, lens[m]).astype(np.float32)  # (N, T)
         valid = profile > 0

@@ -8,8 +8,8 @@ produces those files: for each data seed it runs the recipe's pretrain stage on 
 ``[pretrain] checkpoint`` path (``{seed}`` there is the data seed), with a JSON record beside
 it (command, seconds, torch version and thread count, sha256 of the file).
 
-The training is seeded end to end, so the same command on the same torch version and thread
-count writes the same bytes (``--check`` retrains and compares the sha256). Synthetic data,
+The training is seeded end to end, so the same command on the same torch version, thread count and
+CPU should write the same bytes; ``--check`` retrains and compares the sha256. Synthetic data,
 NOT CMU-MOSI.
 
     python -m benchmarks.pretrained --recipe recipes/mult-synth.toml --data-seeds 0 1

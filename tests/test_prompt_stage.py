@@ -54,6 +54,18 @@ def test_prompt_init_is_seeded_by_the_recipe_not_by_the_global_rng(data):
     assert any(not torch.equal(a[k], other[k]) for k in a)
 
 
+def test_data_scaled_init_does_not_depend_on_the_global_rng(data):
+    """calibrate_init once drew its probe from the global RNG: the CLI and a benchmark then trained
+    different prompts from the same recipe and seed."""
+    recipe = _recipe(prompter={"prompt_length": 4, "init_scale": "data", "init_std": 0.1})
+    states = []
+    for global_seed in (0, 999):
+        torch.manual_seed(global_seed)
+        states.append(_prompt_state(build_prompter(recipe, data, _backbone(recipe, data))))
+    a, b = states
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_build_prompter_leaves_the_global_rng_alone(data):
     recipe = _recipe()
     backbone = _backbone(recipe, data)

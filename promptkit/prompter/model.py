@@ -446,7 +446,8 @@ class MissingModalityPrompter(nn.Module):
                 mean, spread = rows.mean(0), rows.std(0).mean()
                 last = self.mmgm.out_maps[m][-1]
                 last.bias.copy_(mean)
-                out = self.mmgm.out_maps[m](torch.randn(256, self.mmgm.dim, device=x.device))
+                probe = torch.randn(256, self.mmgm.dim, generator=torch.Generator().manual_seed(0)).to(x.device)
+                out = self.mmgm.out_maps[m](probe)  # a fixed probe: the init must not depend on the global RNG
                 last.weight.mul_(std * float(spread) / max(float((out - mean).std()), 1e-12))
                 measured[f"features.{m}"] = float(spread)
         return measured

@@ -41,19 +41,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def main_job(t2: dict[str, Any]) -> str:
-    """The mult-synth run (data seed 0, training seed 0): per-case accuracy of each model and paired differences."""
-    run = next(r for r in t2["per_seed"]["mult"] if r["data_seed"] == 0 and r["seed"] == 0)
+def main_job(run: dict[str, Any]) -> str:
+    """The main job's own results: per-case accuracy of each model, paired differences, headroom."""
+    acc = run["metric"]
     rows = []
     for key, label in METHODS:
-        c = run["cases"][key]
-        rows.append([label, *(f"{c[k]:.1f}" for k in CASES), f"{c['avg']:.1f}", f"{c['complete']:.1f}"])
+        c = run["results"][key]["cases"]
+        rows.append([label, *(f"{100 * c[k][acc]:.1f}" for k in (*CASES, "avg", "complete"))])
     head = ["model", *CASES, "avg", "complete"]
     out = [_table(head, rows), ""]
     prow = []
     for key, label in (("mplmm_vs_zero_filled", "prompts − zero-fill"), ("mplmm_vs_head_only", "prompts − head only"),
                        ("mplmm_vs_full_finetune", "prompts − full fine-tuning")):
-        p = run["paired_all"][key]
+        p = run["paired"][key]
         prow.append([label, *(_pm(p[k], 1, True) for k in (*CASES, "avg", "complete"))])
     out += [_table(["paired difference (points, ± SE over test samples)", *CASES, "avg", "complete"], prow), ""]
     hr = run["headroom"]
@@ -62,6 +62,9 @@ def main_job(t2: dict[str, Any]) -> str:
         ["headroom over zero-fill", *(f"{hr[k]['headroom']:+.1f}" for k in CASES)],
         ["share recovered by the prompts", *(_share(hr[k]["share_mplmm"]) for k in CASES)],
     ])]
+    secs = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in run["seconds"].items())
+    out += ["", f"`{run['command']}`: {run['wall_seconds'] / 60:.1f} min wall time on {run['machine']['cores']} cores "
+                f"({run['machine']['torch_threads']} torch threads; {secs})."]
     return "\n".join(out)
 
 
@@ -188,7 +191,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "source-size": ("table2_source2000/table2.json", source_size),
     "contribution": ("contribution.json", contribution),
     "calibration": ("calibration.json", calibration),
-    "main-job": ("table2.json", main_job),
+    "main-job": ("main_job.json", main_job),
     "table2": ("table2.json", table2),
     "table2-cases": ("table2.json", table2_cases),
     "table2-verdict": ("table2.json", table2_verdict),

@@ -179,23 +179,17 @@ def _scored(dataset: Any, kind: str) -> int:
 
 def _headroom(results: dict[str, Any], ceiling: dict[str, Any], acc: str) -> dict[str, dict[str, float]]:
     """Per case: ridge ceiling, zero-fill, headroom and each method's share recovered (points)."""
-    from ..evaluation import share_recovered
+    from ..evaluation import case_columns, headroom, share_recovered
 
-    from ..evaluation import case_columns
-
-    out: dict[str, dict[str, float]] = {}
-    for case in [*case_columns(results[ZERO_FILLED].modalities), "complete"]:
-        entry = ceiling.get(case)
-        if entry is None or case not in results[ZERO_FILLED].cases:
-            continue
-        top = 100 * entry["metrics"][acc]
-        base = 100 * results[ZERO_FILLED].cases[case][acc]
-        row = {"ceiling": top, "zero_filled": base, "headroom": top - base}
-        for m, r in results.items():
-            if m != ZERO_FILLED:
-                row[f"share_{m}"] = share_recovered({case: 100 * r.cases[case][acc]}, {case: base}, {case: top})[case]
-        out[case] = row
-    return out
+    base_cases = results[ZERO_FILLED].cases
+    order = [c for c in [*case_columns(results[ZERO_FILLED].modalities), "complete"] if c in ceiling and c in base_cases]
+    top = {c: 100 * ceiling[c]["metrics"][acc] for c in order}
+    base = {c: 100 * base_cases[c][acc] for c in order}
+    room = headroom(top, base)
+    shares = {m: share_recovered({c: 100 * r.cases[c][acc] for c in order}, base, top)
+              for m, r in results.items() if m != ZERO_FILLED}
+    return {c: {"ceiling": top[c], "zero_filled": base[c], "headroom": room[c],
+                **{f"share_{m}": s[c] for m, s in shares.items()}} for c in order}
 
 
 def _print_headroom(headroom: dict[str, dict[str, float]], results: dict[str, Any], methods: list[str]) -> None:

@@ -1,13 +1,24 @@
 """Atomic safetensors checkpoints: tensors plus a JSON ``meta`` dict, never pickle.
 
-A promptkit checkpoint is a safetensors file whose string metadata holds
+A promptkit checkpoint (format version 2) is a safetensors file whose string metadata holds
 
 - ``format`` = ``"promptkit"`` and ``version``: refuse anything else;
-- ``kind``: what the file is (``"backbone"``, ``"train-state"``, ``"weights"``, ...);
+- ``kind``: what the file is (``"backbone"``, ``"train-state"``, ``"adapter"``, ``"weights"``);
 - ``meta``: the caller's JSON;
-- ``fingerprint``: sha256 of the model tensors' names and shapes (those under ``model_prefix``),
-  so a checkpoint of a different model is refused by name rather than loaded wrongly;
-- ``sha256``: a checksum of the tensor bytes, so a damaged file is refused.
+- ``model_prefix`` and ``fingerprint``: sha256 of the model tensors' names and shapes (those under
+  ``model_prefix``), so a checkpoint of a different model is refused by name, not loaded wrongly;
+- ``integrity``: JSON ``{"tensors": {name: sha256}, "metadata": {key: sha256}}``. A tensor's digest
+  covers its name, its header dtype and shape and the bytes its header offsets point at, so a
+  damaged byte, two same-shape tensors' offsets swapped in the header, or a dtype relabelled
+  (``F32`` → ``I32``) is refused naming the tensor; each other metadata key's value is covered
+  too (an edited ``kind``, ``meta`` or ``model_prefix`` is refused naming the key). safetensors
+  itself refuses data bytes outside every tensor, so nothing that changes what loads is unchecked.
+
+Older files: version 1 files (written by promptkit before the ``integrity`` key existed; the
+shipped ``recipes/pretrained/*.safetensors`` are such files) still load, with a
+:class:`LegacyCheckpointWarning`, under the checks that format had - a checksum of the tensor bytes
+and the names/shapes fingerprint, which do not catch an offset swap or a dtype relabel. Loading one
+and saving it again writes version 2.
 
 Files are written to a temporary file in the same directory, fsynced, then ``os.replace``-d over
 the target: a crash leaves either the old file or the new one, never half of one.
@@ -17,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -29,11 +41,17 @@ from torch import nn
 from ._atomic import atomic_write_bytes
 
 FORMAT = "promptkit"
-VERSION = 1
+VERSION = 2
+LEGACY_VERSIONS = ("1",)
+INTEGRITY_KEY = "integrity"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+class LegacyCheckpointWarning(UserWarning):
+    """A file in an older promptkit format was loaded under that format's weaker checks."""
 
 
 # --- fingerprints ---------------------------------------------------------------------------
@@ -70,8 +88,85 @@ def _serialize(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> byte
 
 
 def _data_checksum(blob: bytes) -> str:
+    """Format version 1's checksum: the tensor data section only (not the header)."""
     n = int.from_bytes(blob[:8], "little")
     return hashlib.sha256(blob[8 + n :]).hexdigest()
+
+
+def _is_int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in value)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a key twice in one object is an error (readers could disagree on which wins)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {k!r} appears twice")
+        out[k] = v
+    return out
+
+
+def _split(path: Path, blob: bytes) -> tuple[dict[str, dict[str, Any]], dict[str, str], memoryview]:
+    """``(tensor entries, string metadata, data section)`` of a safetensors ``blob`` read from ``path``.
+
+    Raises:
+        CheckpointError: a short file, a header that is not JSON, a malformed tensor entry or
+            metadata, or offsets past the end of the data.
+    """
+    if len(blob) < 8:
+        raise CheckpointError(f"checkpoint {path} is truncated or not a safetensors file ({len(blob)} bytes)")
+    n = int.from_bytes(blob[:8], "little")
+    if 8 + n > len(blob):
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a safetensors file "
+            f"(header says {n} bytes, file has {len(blob) - 8} after the length)"
+        )
+    try:
+        header = json.loads(blob[8 : 8 + n], object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"checkpoint {path} has a corrupt header ({e}); it is not a usable safetensors file") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} has a corrupt header (not a JSON object)")
+    info = header.pop("__metadata__", None) or {}
+    if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+        raise CheckpointError(f"checkpoint {path} has a corrupt header: '__metadata__' must map strings to strings")
+    for name, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("dtype"), str)
+            and _is_int_list(entry.get("shape"))
+            and _is_int_list(offsets)
+            and len(offsets) == 2
+            and offsets[0] <= offsets[1]
+        ):
+            raise CheckpointError(
+                f"checkpoint {path} has a corrupt header (bad tensor entries): tensor {name!r} is {entry!r}, "
+                "expected {'dtype': str, 'shape': [int, ...], 'data_offsets': [start, end]}"
+            )
+    need = max((e["data_offsets"][1] for e in header.values()), default=0)
+    if len(blob) - 8 - n < need:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated: {len(blob) - 8 - n} of {need} bytes of tensor data present"
+        )
+    return header, info, memoryview(blob)[8 + n :]
+
+
+def _tensor_digest(name: str, entry: Mapping[str, Any], data: memoryview) -> str:
+    """sha256 of a tensor's name, header dtype and shape, then the bytes its header offsets select."""
+    start, end = entry["data_offsets"]
+    h = hashlib.sha256(json.dumps([name, entry["dtype"], entry["shape"]], separators=(",", ":")).encode() + b"\0")
+    h.update(data[start:end])
+    return h.hexdigest()
+
+
+def _integrity(entries: Mapping[str, Mapping[str, Any]], info: Mapping[str, str], data: memoryview) -> dict:
+    """The ``integrity`` record: a digest per tensor (sorted by name) and per metadata value."""
+    return {
+        "tensors": {name: _tensor_digest(name, entries[name], data) for name in sorted(entries)},
+        "metadata": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(info.items()) if k != INTEGRITY_KEY},
+    }
 
 
 def save_checkpoint(
@@ -82,7 +177,7 @@ def save_checkpoint(
     kind: str = "weights",
     model_prefix: str = "",
 ) -> Path:
-    """Write ``tensors`` and JSON ``meta`` to ``path`` atomically.
+    """Write ``tensors`` and JSON ``meta`` to ``path`` atomically (format version 2).
 
     Args:
         tensors: name → tensor (copied to CPU, contiguous; shared storage is fine).
@@ -100,7 +195,7 @@ def save_checkpoint(
         meta_json = json.dumps(meta or {})  # key order kept: it can carry meaning (modality order)
     except TypeError as e:
         raise TypeError(f"checkpoint meta for {path} is not JSON-serialisable: {e}") from None
-    header = {
+    info = {
         "format": FORMAT,
         "version": str(VERSION),
         "kind": kind,
@@ -108,48 +203,108 @@ def save_checkpoint(
         "model_prefix": model_prefix,
         "fingerprint": fingerprint(model),
     }
-    header["sha256"] = _data_checksum(_serialize(flat, header))
-    blob = _serialize(flat, header)
+    entries, _, data = _split(path, _serialize(flat, info))
+    info[INTEGRITY_KEY] = json.dumps(_integrity(entries, info, data), separators=(",", ":"))
+    blob = _serialize(flat, info)
+    if _split(path, blob)[0] != entries:  # the digests were taken on the first layout
+        raise RuntimeError(f"safetensors laid out the tensors for {path} differently on a second serialisation")
     atomic_write_bytes(path, blob)
     return path
 
 
-def _open(path: Path) -> tuple[bytes, dict[str, str]]:
-    """The file's bytes and promptkit metadata; a short, corrupt or foreign file is an error."""
-    if not path.is_file():
+def _open(path: Path) -> tuple[bytes, dict[str, dict[str, Any]], dict[str, str], memoryview]:
+    """The file's bytes, tensor entries, promptkit metadata and data section.
+
+    A missing path, a directory, a short, corrupt or foreign file, or an unknown version is an error.
+    """
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.safetensors"))[:3]
+        hint = f"; it holds {inside}, pass one of those" if inside else "; expected a .safetensors file"
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file{hint}")
+    if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     blob = path.read_bytes()
-    if len(blob) < 8:
-        raise CheckpointError(f"checkpoint {path} is truncated or not a safetensors file ({len(blob)} bytes)")
-    n = int.from_bytes(blob[:8], "little")
-    if 8 + n > len(blob):
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or not a safetensors file "
-            f"(header says {n} bytes, file has {len(blob) - 8} after the length)"
-        )
-    try:
-        header = json.loads(blob[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path} has a corrupt header ({e}); it is not a usable safetensors file") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"checkpoint {path} has a corrupt header (not a JSON object)")
-    try:
-        need = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-    except (TypeError, KeyError, IndexError, ValueError):
-        raise CheckpointError(f"checkpoint {path} has a corrupt header (bad tensor entries)") from None
-    if len(blob) - 8 - n < need:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated: {len(blob) - 8 - n} of {need} bytes of tensor data present"
-        )
-    info = header.get("__metadata__") or {}
+    entries, info, data = _split(path, blob)
     if info.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a safetensors file but not a promptkit checkpoint (metadata format="
             f"{info.get('format')!r}, expected {FORMAT!r})"
         )
-    if info.get("version") != str(VERSION):
-        raise CheckpointError(f"checkpoint {path} has format version {info.get('version')!r}; this promptkit reads {VERSION}")
-    return blob, info
+    if info.get("version") not in (str(VERSION), *LEGACY_VERSIONS):
+        raise CheckpointError(
+            f"checkpoint {path} has format version {info.get('version')!r}; this promptkit reads "
+            f"{VERSION} (and the older {', '.join(LEGACY_VERSIONS)})"
+        )
+    return blob, entries, info, data
+
+
+def _verify(path: Path, entries: Mapping[str, Mapping[str, Any]], info: Mapping[str, str], data: memoryview) -> None:
+    """Refuse a version-2 file whose tensors or metadata differ from what was saved, naming them."""
+    raw = info.get(INTEGRITY_KEY)
+    if raw is None:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or was edited: it lacks the {INTEGRITY_KEY!r} metadata key "
+            f"every version-{VERSION} checkpoint has (its checksum)"
+        )
+    try:
+        stored = json.loads(raw)
+        want_t, want_m = stored["tensors"], stored["metadata"]
+        if not all(isinstance(d, dict) and all(isinstance(v, str) for v in d.values()) for d in (want_t, want_m)):
+            raise TypeError
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its {INTEGRITY_KEY!r} metadata is not "
+            "{'tensors': {name: sha256}, 'metadata': {key: sha256}} (its checksum cannot be read)"
+        ) from None
+    got = _integrity(entries, info, data)
+    got_t, got_m = got["tensors"], got["metadata"]
+    problems = []
+    for name in sorted(set(want_t) | set(got_t)):
+        if name not in got_t:
+            problems.append(f"tensor {name!r} was saved but the header no longer lists it")
+        elif name not in want_t:
+            problems.append(f"tensor {name!r} is in the header but was not saved")
+        elif want_t[name] != got_t[name]:
+            e = entries[name]
+            problems.append(
+                f"tensor {name!r} (header: {e['dtype']} {e['shape']} at data offsets {e['data_offsets']}) does not "
+                "match its stored checksum: its bytes, dtype, shape or offsets changed after saving"
+            )
+    for key in sorted(set(want_m) | set(got_m)):
+        if key not in got_m:
+            problems.append(f"metadata key {key!r} was saved but is gone")
+        elif key not in want_m:
+            problems.append(f"metadata key {key!r} was added after saving")
+        elif want_m[key] != got_m[key]:
+            problems.append(f"metadata key {key!r} does not match its stored checksum: its value was edited")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or was edited after saving: {'; '.join(problems[:3])}{more}"
+        )
+
+
+def _verify_legacy(path: Path, blob: bytes, info: Mapping[str, str]) -> None:
+    """Format version 1's checks (data checksum; the fingerprint is checked by the caller), with a warning."""
+    version = info.get("version")
+    if INTEGRITY_KEY in info:
+        raise CheckpointError(
+            f"checkpoint {path} was edited: it says format version {version!r}, which has no "
+            f"{INTEGRITY_KEY!r} metadata key, but it has one (expected version {VERSION})"
+        )
+    warnings.warn(
+        f"checkpoint {path} was written by an older promptkit (checkpoint format version {version}), whose "
+        "checksum covers the tensor bytes but not the header: swapped tensor offsets or a relabelled dtype "
+        f"would go unnoticed. Load it and save it again (save_checkpoint) to write format version {VERSION}.",
+        LegacyCheckpointWarning,
+        stacklevel=3,
+    )
+    if _data_checksum(blob) != info.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its tensor data does not match the stored checksum ('sha256')"
+        )
 
 
 def load_checkpoint(
@@ -160,6 +315,10 @@ def load_checkpoint(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
+    Every tensor's name, dtype, shape and bytes and every metadata value are checked against
+    the file's ``integrity`` record before anything is returned. A version-1 file (older
+    promptkit) loads under that format's weaker checks with a :class:`LegacyCheckpointWarning`.
+
     Args:
         kind: refuse a file of another kind.
         expect: the model layout (name → tensor/shape, or a module's ``state_dict``) the
@@ -169,15 +328,17 @@ def load_checkpoint(
         ``(tensors, meta)``; tensors on CPU.
 
     Raises:
-        CheckpointError: missing, truncated or corrupt file; not a promptkit checkpoint; wrong
-            kind; a different model's layout.
+        CheckpointError: missing path, a directory, truncated, corrupt or edited file; not a
+            promptkit checkpoint; wrong kind; a different model's layout.
     """
     path = Path(path)
-    blob, info = _open(path)
+    blob, entries, info, data = _open(path)
+    if info["version"] == str(VERSION):
+        _verify(path, entries, info, data)
+    else:
+        _verify_legacy(path, blob, info)
     if kind is not None and info.get("kind") != kind:
         raise CheckpointError(f"checkpoint {path} holds {info.get('kind')!r}, expected a {kind!r} checkpoint")
-    if _data_checksum(blob) != info.get("sha256"):
-        raise CheckpointError(f"checkpoint {path} is corrupt: its tensor data does not match the stored checksum")
     try:
         tensors = _st_load(blob)
     except SafetensorError as e:
@@ -185,13 +346,17 @@ def load_checkpoint(
     prefix = info.get("model_prefix", "")
     model = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if fingerprint(model) != info.get("fingerprint"):
-        raise CheckpointError(f"checkpoint {path} is corrupt: tensor layout does not match its stored fingerprint")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: tensor layout does not match its stored fingerprint ('fingerprint')"
+        )
     if expect is not None:
         check_layout(path, model, expect)
     try:
         meta = json.loads(info.get("meta", "{}"))
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"checkpoint {path} has corrupt meta JSON: {e}") from None
+        raise CheckpointError(f"checkpoint {path} has corrupt meta JSON ('meta'): {e}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: metadata 'meta' is {type(meta).__name__}, expected a JSON object")
     return tensors, meta
 
 

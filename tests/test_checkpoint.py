@@ -1,5 +1,6 @@
 """Atomic safetensors checkpoints: round trip, damaged / foreign / non-promptkit files refused
-with the file named, optimizer state flattened and restored exactly."""
+with the file named, optimizer state flattened and restored exactly. Hand-edited headers, adapter
+configs and older-format files: tests/test_integrity.py."""
 
 from __future__ import annotations
 
@@ -80,8 +81,23 @@ def test_plain_safetensors_and_garbage_are_not_promptkit_checkpoints(tmp_path):
     junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(CheckpointError, match=r"junk\.safetensors has a corrupt header"):
         load_checkpoint(junk)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match=r"nope\.safetensors does not exist"):
         load_checkpoint(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match=r"is a directory, not a checkpoint file"):
+        load_checkpoint(tmp_path)  # not "does not exist"
+
+
+def test_header_with_a_key_twice_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", {"a": torch.ones(2), "b": torch.zeros(2)}, {})
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    text = blob[8 : 8 + n].decode().rstrip()
+    entry = text[text.index('"a":') : text.index("}", text.index('"a":')) + 1]  # the 'a' entry, once more
+    text = (text[:-1] + "," + entry + "}").encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + n :])
+    with pytest.raises(CheckpointError, match=r"c\.safetensors has a corrupt header \(key 'a' appears twice\)"):
+        load_checkpoint(path)
 
 
 def test_foreign_model_checkpoint_is_refused_with_the_differences(tmp_path):

@@ -2,11 +2,12 @@
 
 __version__ = "0.1.0"
 
-from .hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarget, register_hook_spec
+from .hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarget, call_backbone, register_hook_spec
 from .modalities import ModalitySet
-from .prompter import MissingModalityPrompter, PrompterConfig, wrap
+from .prompter import HookError, MissingModalityPrompter, PrompterConfig, unwrap, wrap
 
 __all__ = [
+    "HookError",
     "HookSpec",
     "MissingModalityPrompter",
     "ModalityEncoder",
@@ -15,6 +16,8 @@ __all__ = [
     "SignalTarget",
     "TypeTarget",
     "__version__",
+    "call_backbone",
     "register_hook_spec",
+    "unwrap",
     "wrap",
 ]

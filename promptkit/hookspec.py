@@ -10,6 +10,14 @@ A :class:`HookSpec` names, for one backbone,
   prompts as extra tokens on their input sequence (paper eq. 4-5).
 - ``trainable``: backbone module paths that train together with the prompts (the output head).
 - ``encoders``: modality → :class:`ModalityEncoder`, that modality's own encoder, for CGGM.
+- ``output``: how to read the prediction ``(B, out_dim)`` from the model's return value when it is
+  not a tensor: a key (``"M"`` for MMSA's dict outputs), an index (``0`` for a tuple) or a
+  function ``out -> tensor``. None: the model returns the tensor itself.
+
+Every caller that runs a bare backbone (the zero-fill baseline, pre-training, evaluation) goes
+through :func:`call_backbone`, which maps modality names to the spec's keyword arguments and reads
+the output, so a model whose forward takes ``lang=``/``acoustic=`` and returns a dict works the same
+everywhere.
 
 Paths are those of ``model.named_modules()``; ``""`` is the model itself. Backbones register
 their default spec with :func:`register_hook_spec`; any other model passes a spec (or a plain dict
@@ -19,12 +27,16 @@ of the same shape) to ``promptkit.wrap(model, hooks=...)``.
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
+import torch
 from torch import nn
 
 SeqLayout = Literal["BTD", "BDT", "TBD"]
+OutputSelector = Union[str, int, Callable[[Any], torch.Tensor], None]
+"""A key, an index or a function that picks the prediction out of a model's return value."""
 _LAYOUTS = ("BTD", "BDT", "TBD")
 _SIGNAL_LAYOUTS = _LAYOUTS + ("BD",)
 
@@ -126,10 +138,12 @@ class HookSpec:
     type: list[TypeTarget] = field(default_factory=list)
     trainable: list[str] = field(default_factory=list)
     encoders: dict[str, ModalityEncoder] = field(default_factory=dict)
+    output: OutputSelector = None
 
     def __post_init__(self) -> None:
         if not self.features:
             raise ValueError("a HookSpec needs 'features': modality -> forward argument name")
+        self.output = _coerce_output(self.output)
         self.signal = {m: _coerce(SignalTarget, t) for m, t in self.signal.items()}
         self.type = [_coerce(TypeTarget, t) for t in self.type]
         self.encoders = {m: _coerce(ModalityEncoder, e, key="output") for m, e in self.encoders.items()}
@@ -147,14 +161,31 @@ class HookSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HookSpec":
-        allowed = {"features", "signal", "type", "trainable", "encoders"}
+        allowed = {"features", "signal", "type", "trainable", "encoders", "output"}
         unknown = set(d) - allowed
         if unknown:
             raise KeyError(f"unknown HookSpec key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready; a function ``output`` is written as ``{"call": "module:qualname"}``."""
+        d = asdict(self)
+        if callable(self.output):
+            d["output"] = {"call": callable_path(self.output)}
+        return d
+
+    def kwargs(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Modality-keyed features → the backbone's forward keywords (``features`` mapping)."""
+        unknown = [m for m in features if m not in self.features]
+        if unknown:
+            raise KeyError(
+                f"the hook spec has no forward argument for modality {unknown}; its 'features' maps {self.features}"
+            )
+        return {self.features[m]: x for m, x in features.items()}
+
+    def read_output(self, out: Any) -> torch.Tensor:
+        """The prediction ``(B, out_dim)`` in a model's return value, by :attr:`output`."""
+        return select_output(out, self.output)
 
     def validate(self, model: nn.Module) -> None:
         """Check that every path exists in ``model``; suggest the closest names otherwise."""
@@ -163,6 +194,113 @@ class HookSpec:
             paths += [enc.output, *enc.params]
         for p in paths:
             resolve_module(model, p)
+
+
+def callable_path(fn: Callable) -> str | None:
+    """``"module:qualname"`` of a module-level function or class, None for a lambda or a local one."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or not qualname or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def _import_callable(path: str) -> Callable:
+    module, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"HookSpec.output: cannot import the output function {path!r}: {e}") from None
+    if not callable(obj):
+        raise ValueError(f"HookSpec.output: {path!r} is not callable")
+    return obj
+
+
+def _coerce_output(value: Any) -> OutputSelector:
+    if value is None or callable(value) or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping) and set(value) == {"call"}:
+        if value["call"] is None:
+            raise ValueError(
+                "HookSpec.output was a lambda or a local function when this spec was saved, so it cannot be "
+                "rebuilt from the file; pass the spec (with its output function) again, or use a key/index"
+            )
+        return _import_callable(str(value["call"]))
+    raise TypeError(
+        f"HookSpec.output must be a key (str), an index (int), a function out -> tensor, or None; got {value!r}"
+    )
+
+
+def select_output(out: Any, selector: OutputSelector) -> torch.Tensor:
+    """Pick the prediction out of a model's return value ``out`` (see :attr:`HookSpec.output`).
+
+    Raises:
+        TypeError: ``out`` is not a tensor and no selector is set, or the selection is not a tensor.
+        KeyError / IndexError: the key or index is not in ``out``.
+    """
+    if selector is None:
+        picked = out
+    elif isinstance(selector, str):
+        if not isinstance(out, Mapping):
+            raise TypeError(f"HookSpec.output is the key {selector!r}, but the model returned a {type(out).__name__}")
+        if selector not in out:
+            raise KeyError(f"HookSpec.output key {selector!r} is not in the model's output; its keys: {list(out)}")
+        picked = out[selector]
+    elif isinstance(selector, int):
+        if not isinstance(out, Sequence) or isinstance(out, (str, bytes, torch.Tensor)):
+            raise TypeError(f"HookSpec.output is the index {selector}, but the model returned a {type(out).__name__}")
+        if not -len(out) <= selector < len(out):
+            raise IndexError(f"HookSpec.output index {selector} is out of range for the model's {len(out)} outputs")
+        picked = out[selector]
+    else:
+        picked = selector(out)
+    if isinstance(picked, torch.Tensor):
+        return picked
+    if selector is None:
+        keys = f" (keys {list(out)})" if isinstance(out, Mapping) else ""
+        raise TypeError(
+            f"the model returned a {type(out).__name__}{keys}, not a tensor; set the hook spec's 'output' to the key, "
+            "the index or a function that gives the prediction (B, out_dim), e.g. hooks={..., 'output': 'M'}"
+        )
+    raise TypeError(f"HookSpec.output {selector!r} selected a {type(picked).__name__}, not a tensor")
+
+
+def spec_or_none(model: nn.Module, hooks: "HookSpec | dict | None" = None) -> "HookSpec | None":
+    """``hooks`` as a HookSpec, else the spec registered for the model's class, else None."""
+    if hooks is not None:
+        return hooks if isinstance(hooks, HookSpec) else HookSpec.from_dict(dict(hooks))
+    try:
+        return hook_spec_for(model)
+    except KeyError:
+        return None
+
+
+def backbone_caller(model: nn.Module, hooks: "HookSpec | dict | None" = None) -> Callable[..., torch.Tensor]:
+    """``call(features, **extra) -> prediction`` for ``model``, with its spec resolved once.
+
+    The spec (``hooks``, else the one registered for the model's class) maps modality names to
+    forward keywords and reads the output; without any spec the names are the keywords and the
+    model must return a tensor. ``extra`` keywords are passed through (e.g. ``mask=``).
+    """
+    spec = spec_or_none(model, hooks)
+
+    def call(features: Mapping[str, torch.Tensor], **extra: Any) -> torch.Tensor:
+        if spec is None:
+            return select_output(model(**features, **extra), None)
+        return spec.read_output(model(**spec.kwargs(features), **extra))
+
+    return call
+
+
+def call_backbone(
+    model: nn.Module, features: Mapping[str, torch.Tensor], hooks: "HookSpec | dict | None" = None, **extra: Any
+) -> torch.Tensor:
+    """Run ``model`` on modality-keyed ``features`` ``{m: (B, T_m, D_m)}``; return its prediction
+    ``(B, out_dim)``. See :func:`backbone_caller`; this is the one path every caller uses."""
+    return backbone_caller(model, hooks)(features, **extra)
 
 
 def _coerce(cls, value, key: str = "path"):

@@ -293,7 +293,7 @@ def test_prompts_wider_than_the_backbone_expects_are_refused():
     spec = toy_spec(list(DIMS))
     spec["type"][0]["width"] = 16
     prompter = promptkit.wrap(ToyMSA(DIMS), hooks=spec)
-    with pytest.raises(ValueError, match="prompts are 16 wide"):
+    with pytest.raises(ValueError, match="declared BTD with width 16, but its tensor has shape"):
         prompter(**toy_inputs(DIMS))
 
 

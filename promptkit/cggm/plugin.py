@@ -48,6 +48,8 @@ class CGGM(TrainPlugin):
         config: hyper-parameters.
         extra_params: modality → more parameters modulated with that modality's B
             (e.g. ``prompter.modality_parameters()`` in the prompt stage).
+        task: ``"regression"`` or ``"classification"`` (the data's ``task``); used when
+            ``config.task`` is unset, else the model's ``task`` attribute.
 
     Plug-in protocol (called by the training engine): :meth:`setup`, :meth:`extra_loss`,
     :meth:`after_backward`, :meth:`on_epoch_end`, :meth:`state_dict`, :meth:`load_state_dict`.
@@ -63,6 +65,7 @@ class CGGM(TrainPlugin):
         config: CGGMConfig | None = None,
         *,
         extra_params: Mapping[str, Iterable[nn.Parameter]] | None = None,
+        task: str | None = None,
     ) -> None:
         self.config = cfg = config or CGGMConfig()
         spec = hook_spec_for(model) if spec is None else spec
@@ -72,11 +75,11 @@ class CGGM(TrainPlugin):
         check_encoders(self.spec, type(model).__name__)
         self.spec.validate(model)
 
-        self.task = cfg.task or getattr(model, "task", None)
+        self.task = cfg.task or task or getattr(model, "task", None)
         if self.task not in ("regression", "classification"):
             raise ValueError(
-                f"CGGM needs the task: set CGGMConfig.task to 'regression' or 'classification' "
-                f"({type(model).__name__} has task={getattr(model, 'task', None)!r})"
+                f"CGGM needs the task, 'regression' or 'classification': pass CGGM(..., task=data.task) or set "
+                f"CGGMConfig.task (got task={task!r}; {type(model).__name__} has task={getattr(model, 'task', None)!r})"
             )
         self.head_path, self.head = find_head(model, self.spec, cfg.head)
         self.out_dim = self.head.out_features
@@ -114,9 +117,11 @@ class CGGM(TrainPlugin):
         section: Mapping[str, Any],
         *,
         extra_params: Mapping[str, Iterable[nn.Parameter]] | None = None,
+        task: str | None = None,
     ) -> "CGGM":
-        """Build from a recipe's ``[cggm]`` table; an unknown key is an error listing the allowed ones."""
-        return cls(model, spec, CGGMConfig.from_dict(section), extra_params=extra_params)
+        """Build from a recipe's ``[cggm]`` table; an unknown key is an error listing the allowed ones.
+        ``task`` (the data's) is used when the table does not set one."""
+        return cls(model, spec, CGGMConfig.from_dict(section), extra_params=extra_params, task=task)
 
     def _capture_hook(self, m: str) -> Callable:
         enc = self.spec.encoders[m]

@@ -3,17 +3,20 @@
 from .config import PrompterConfig
 from .io import AdapterLoadError
 from .mmgm import MissingModalityGenerator
-from .model import MissingModalityPrompter, wrap
+from .model import MissingModalityPrompter, unwrap, wrap
+from .verify import HookError
 from .signal import MissingSignalPrompts
 from .type_prompt import MissingTypePrompts, per_case_prompt_parameters
 
 __all__ = [
     "AdapterLoadError",
+    "HookError",
     "MissingModalityGenerator",
     "MissingModalityPrompter",
     "MissingSignalPrompts",
     "MissingTypePrompts",
     "PrompterConfig",
     "per_case_prompt_parameters",
+    "unwrap",
     "wrap",
 ]

@@ -14,32 +14,45 @@ forward), never through global state, so two prompters can live in one process.
 from __future__ import annotations
 
 import contextlib
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from ..hookspec import HookSpec, SignalTarget, TypeTarget, hook_spec_for, resolve_module
+from ..hookspec import HookSpec, SignalTarget, TypeTarget, callable_path, hook_spec_for, resolve_module
+from ..inputs import check_feature_tensor
 from ..modalities import ModalitySet, check_mask
 from .config import PrompterConfig
 from .mmgm import MissingModalityGenerator
 from .signal import MissingSignalPrompts
 from .type_prompt import MissingTypePrompts
+from .widths import module_width
 
-# attributes that give a module's output width (signal targets) or its input token width (type targets)
-_OUTPUT_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "hidden_size", "out_channels", "out_features", "out_dim")
-_INPUT_WIDTH_ATTRS = ("width", "embed_dim", "d_model", "input_size", "in_features", "in_channels")
+# backbone -> the prompter whose hooks sit on it; a second wrap is refused until unwrap()
+_WRAPPED: "weakref.WeakKeyDictionary[nn.Module, weakref.ref]" = weakref.WeakKeyDictionary()
+
+
+def _holder(backbone: nn.Module) -> "MissingModalityPrompter | None":
+    ref = _WRAPPED.get(backbone)
+    return ref() if ref is not None else None
 
 
 class MissingModalityPrompter(nn.Module):
     """A frozen backbone with MPLMM prompts attached at the spec's hook points.
 
     Args:
-        backbone: any ``nn.Module`` taking one keyword tensor ``(B, T_m, D_m)`` per modality.
+        backbone: any ``nn.Module`` taking one keyword tensor ``(B, T_m, D_m)`` per modality (the
+            spec's ``features`` names the keywords; its ``output`` reads a non-tensor return value).
         hooks: where to attach; None uses the spec registered for the backbone's class.
         config: the prompts to build.
         feature_dims: raw feature size per modality; read from ``backbone.feature_dims`` when None.
+
+    Raises:
+        RuntimeError: ``backbone`` is already wrapped (call ``unwrap()`` on that prompter, or
+            :func:`promptkit.unwrap` on the backbone, first).
     """
 
     def __init__(
@@ -50,11 +63,23 @@ class MissingModalityPrompter(nn.Module):
         feature_dims: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
+        if _holder(backbone) is not None:
+            raise RuntimeError(
+                f"this {type(backbone).__name__} is already wrapped by a MissingModalityPrompter (its hooks are still "
+                "attached, e.g. after a failed prompt_tune); call .unwrap() on that prompter, or "
+                "promptkit.unwrap(backbone), before wrapping it again"
+            )
         spec = hook_spec_for(backbone) if hooks is None else hooks
         self.spec = spec if isinstance(spec, HookSpec) else HookSpec.from_dict(spec)
         self.config = config or PrompterConfig()
         self.backbone = backbone
         self.spec.validate(backbone)
+        if callable(self.spec.output) and callable_path(self.spec.output) is None:
+            warnings.warn(
+                "the hook spec's output is a lambda or a local function: save_pretrained will work, but "
+                "from_pretrained cannot rebuild it from the file; use a key, an index or a module-level function",
+                stacklevel=3,
+            )
         self.modality_set = ModalitySet(self.spec.modalities)
         self.feature_dims = self._feature_dims(feature_dims)
 
@@ -96,32 +121,50 @@ class MissingModalityPrompter(nn.Module):
         )
 
         self._original_requires_grad = {n: p.requires_grad for n, p in backbone.named_parameters()}
-        self._freeze_backbone()
         self._mask: torch.Tensor | None = None
         self._type_tokens: list[torch.Tensor] | None = None
         self._enabled = True
+        self._verified = False
         self._aux_loss: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._attach_hooks()
+        try:
+            self._freeze_backbone()
+            self._attach_hooks()
+        except BaseException:
+            self.unwrap()
+            raise
+        _WRAPPED[backbone] = weakref.ref(self)
 
     # --- construction ------------------------------------------------------------------
     def _feature_dims(self, given: dict[str, int] | None) -> dict[str, int]:
-        dims = given or getattr(self.backbone, "feature_dims", None)
+        own = getattr(self.backbone, "feature_dims", None)
+        dims = given or own
         if not dims:
-            raise ValueError("pass feature_dims={modality: D} - the backbone has no 'feature_dims' attribute")
+            raise ValueError(
+                f"the feature size of each modality is unknown: {type(self.backbone).__name__} has no 'feature_dims' "
+                "attribute; pass wrap(backbone, ..., feature_dims={modality: D}) (prompt_tune takes them from the data)"
+            )
         unknown = set(self.modality_set.names) - set(dims)
         if unknown:
             raise KeyError(f"feature_dims lacks modality {sorted(unknown)}; it has {sorted(dims)}")
-        return {m: int(dims[m]) for m in self.modality_set.names}
+        dims = {m: int(dims[m]) for m in self.modality_set.names}
+        if given and own:
+            backbone_dims = {m: int(own[m]) for m in self.modality_set.names if m in own}
+            clash = {m: (dims[m], backbone_dims[m]) for m in backbone_dims if backbone_dims[m] != dims[m]}
+            if clash:
+                raise ValueError(
+                    f"feature_dims {dims} disagree with the backbone's own feature_dims {dict(own)} on {sorted(clash)}"
+                    " (given, backbone); the backbone was built for other data"
+                )
+        return dims
 
     def _width(self, path: str, width: int | None, kind: str) -> int:
         if width is not None:
             return int(width)
         module = resolve_module(self.backbone, path)
-        for attr in _OUTPUT_WIDTH_ATTRS if kind == "signal" else _INPUT_WIDTH_ATTRS:
-            value = getattr(module, attr, None)
-            if isinstance(value, int):
-                return value * (2 if attr == "hidden_size" and getattr(module, "bidirectional", False) else 1)
+        found = module_width(module, "output" if kind == "signal" else "input")
+        if found is not None:
+            return found
         raise ValueError(
             f"cannot infer the width of {kind} target {path!r} ({type(module).__name__}); "
             f"give width= in its {'SignalTarget' if kind == 'signal' else 'TypeTarget'}"
@@ -156,16 +199,20 @@ class MissingModalityPrompter(nn.Module):
         col = self.modality_set.index(modality)
         width = self.signal_widths[modality]
 
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             if not self._active():
                 return None
+            seq = output[0] if isinstance(output, tuple) else output  # an RNN's (output, state)
             feat_axis = 1 if target.layout == "BDT" else -1
-            if output.shape[feat_axis] != width:
+            batch_axis = 1 if target.layout == "TBD" else 0
+            if seq.dim() != (2 if target.layout == "BD" else 3) or seq.shape[feat_axis] != width \
+                    or seq.shape[batch_axis] != self._mask.shape[0]:
                 raise ValueError(
-                    f"signal target {target.path!r} gives width {output.shape[feat_axis]}, prompts were built "
-                    f"for {width} (layout {target.layout})"
+                    f"signal target {target.path!r} ({modality}) is declared {target.layout} with width {width} for a "
+                    f"batch of {self._mask.shape[0]}, but its output has shape {tuple(seq.shape)}"
                 )
-            return self.signal_prompts.add_to(modality, output, ~self._mask[:, col], target.layout)
+            seq = self.signal_prompts.add_to(modality, seq, ~self._mask[:, col], target.layout)
+            return (seq, *output[1:]) if isinstance(output, tuple) else seq
 
         return hook
 
@@ -178,9 +225,11 @@ class MissingModalityPrompter(nn.Module):
             args, kwargs = list(args), dict(kwargs)
             in_kwargs = isinstance(target.arg, str)
             seq = kwargs[target.arg] if in_kwargs else args[target.arg]
-            if seq.shape[-1] != width:
+            batch_axis = 1 if target.layout == "TBD" else 0
+            if seq.dim() != 3 or seq.shape[-1] != width or seq.shape[batch_axis] != self._mask.shape[0]:
                 raise ValueError(
-                    f"type target {target.path!r} takes tokens of width {seq.shape[-1]}, prompts are {width} wide"
+                    f"type target {target.path!r} is declared {target.layout} with tokens of width {width} for a batch "
+                    f"of {self._mask.shape[0]}, but its sequence argument has shape {tuple(seq.shape)}"
                 )
             tokens = self._type_tokens[j].to(seq.dtype)  # (B, l_p, d)
             if target.layout == "TBD":
@@ -226,7 +275,9 @@ class MissingModalityPrompter(nn.Module):
                 modality's tensor is never read; only its shape is.
 
         Returns:
-            the backbone's output, ``(B, out_dim)``.
+            the backbone's prediction ``(B, out_dim)`` (read by the spec's ``output``).
+
+        The first prompted forward first checks the hooks on this batch (:meth:`verify_hooks`).
         """
         features = self._check_features(features)
         batch = next(iter(features.values())).shape[0]
@@ -239,7 +290,9 @@ class MissingModalityPrompter(nn.Module):
             self._check_finite({m: x for m, x in features.items() if m not in finite})
         self._aux_loss = None
         if not self._enabled:
-            return self.backbone(**self._as_kwargs(features))
+            return self._call_backbone(features)
+        if not self._verified and (self.signal_prompts is not None or self.type_prompts is not None):
+            self.verify_hooks(raw)
         if self.mmgm is not None:
             generated = self.mmgm(features, mask)
             if self.training and self.config.reconstruction_weight > 0:
@@ -251,7 +304,7 @@ class MissingModalityPrompter(nn.Module):
             self._type_tokens = self.type_prompts(pairs, missing)
         self._mask = mask
         try:
-            return self.backbone(**self._as_kwargs(features))
+            return self._call_backbone(features)
         finally:
             self._mask, self._type_tokens = None, None
 
@@ -281,11 +334,10 @@ class MissingModalityPrompter(nn.Module):
         lacking = [m for m in names if m not in features]
         if lacking:
             raise KeyError(f"missing input tensor(s) for {lacking}: pass every modality (content of missing ones is ignored)")
-        batch = {features[m].shape[0] for m in names}
+        weight = next(self.backbone.parameters(), None)
         for m in names:
-            x = features[m]
-            if x.dim() != 3 or x.shape[-1] != self.feature_dims[m]:
-                raise ValueError(f"{m} features must have shape (B, T, {self.feature_dims[m]}), got {tuple(x.shape)}")
+            check_feature_tensor(m, features[m], self.feature_dims[m], None if weight is None else weight.dtype)
+        batch = {features[m].shape[0] for m in names}
         if len(batch) > 1:
             raise ValueError(f"modalities disagree on batch size: { {m: features[m].shape[0] for m in names} }")
         return features
@@ -323,8 +375,8 @@ class MissingModalityPrompter(nn.Module):
                 bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten()[:10].tolist()
                 raise ValueError(f"{m} features hold NaN/inf in available sample(s) {bad}")
 
-    def _as_kwargs(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {self.spec.features[m]: x for m, x in features.items()}
+    def _call_backbone(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.spec.read_output(self.backbone(**self.spec.kwargs(features)))
 
     # --- peft-like API -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -384,73 +436,21 @@ class MissingModalityPrompter(nn.Module):
             out += list(self.type_prompts.parameters())
         return out
 
-    @torch.no_grad()
     def calibrate_init(self, features: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Scale the random init to the tensors the prompts join (``config.init_scale == "data"``).
+        """Scale the random init to the tensors the prompts join (``config.init_scale == "data"``);
+        see :func:`promptkit.prompter.calibrate.calibrate_init`. Returns the measured RMS values."""
+        from .calibrate import calibrate_init
 
-        Runs the frozen backbone once on ``features`` (complete, e.g. one training batch ``(B, T_m,
-        D_m)`` per modality) and measures, at the hook points, the RMS of each projected sequence
-        (signal targets' outputs) and of each encoder input (type targets' sequence argument). Then
-        the signal prompts are rescaled to ``init_std`` times their sequence's RMS, the type
-        prompts so that their tokens have ``init_std`` times their encoder input's RMS, and MMGM's
-        output layers so that generated features start at the real features' per-feature mean and
-        ``init_std`` times their spread. Without this the prompts start 50-100x smaller than
-        the tensors they are added to. Returns the measured RMS values.
-        """
-        features = self._check_features(dict(features))
-        measured: dict[str, float] = {}
-        handles = []
+        return calibrate_init(self, features)
 
-        def rms(x: torch.Tensor) -> float:
-            return float(x.detach().float().pow(2).mean().sqrt())
+    def verify_hooks(self, features: dict[str, torch.Tensor]) -> None:
+        """Check on one complete batch ``{m: (B, T_m, D_m)}`` that every signal/type hook module runs
+        once per forward and sees its declared layout (:func:`promptkit.prompter.verify.verify_hooks`).
+        The first prompted forward does this by itself."""
+        from .verify import verify_hooks
 
-        for m, target in self.spec.signal.items():
-            module = resolve_module(self.backbone, target.path)
-            handles.append(module.register_forward_hook(
-                lambda mod, args, out, m=m: measured.__setitem__(f"signal.{m}", rms(out))))
-        for j, target in enumerate(self.spec.type):
-            module = resolve_module(self.backbone, target.path)
-
-            def pre(mod, args, kwargs, j=j, target=target):
-                seq = kwargs[target.arg] if isinstance(target.arg, str) else args[target.arg]
-                measured[f"type.{j}"] = rms(seq)
-
-            handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
-        was_training = self.training
-        self.eval()
-        try:
-            with self.prompts_disabled():
-                self.backbone(**self._as_kwargs(features))
-        finally:
-            for h in handles:
-                h.remove()
-            self.train(was_training)
-        std = self.config.init_std
-        if self.signal_prompts is not None:
-            for m in self.signal_prompts.widths:
-                for table in (self.signal_prompts.real, self.signal_prompts.generated):
-                    p = table[m]
-                    p.mul_(std * measured.get(f"signal.{m}", 1.0) / max(rms(p), 1e-12))
-        if self.type_prompts is not None:
-            pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
-            batch = next(iter(features.values())).shape[0]
-            missing = ~self.modality_set.sample_masks(batch, 0.7, torch.Generator().manual_seed(0)).to(
-                next(iter(features.values())).device)
-            tokens = self.type_prompts(pairs, missing)
-            for j, (p, tok) in enumerate(zip(self.type_prompts.type_prompts, tokens)):
-                p.mul_(std * measured.get(f"type.{j}", 1.0) / max(rms(tok), 1e-12))
-        if self.mmgm is not None:
-            for m, x in features.items():
-                valid = x.abs().amax(-1) > 0  # (B, T): padding steps are exactly 0
-                rows = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
-                mean, spread = rows.mean(0), rows.std(0).mean()
-                last = self.mmgm.out_maps[m][-1]
-                last.bias.copy_(mean)
-                probe = torch.randn(256, self.mmgm.dim, generator=torch.Generator().manual_seed(0)).to(x.device)
-                out = self.mmgm.out_maps[m](probe)  # a fixed probe: the init must not depend on the global RNG
-                last.weight.mul_(std * float(spread) / max(float((out - mean).std()), 1e-12))
-                measured[f"features.{m}"] = float(spread)
-        return measured
+        verify_hooks(self, self._check_features(dict(features)))
+        self._verified = True
 
     def trainable_summary(self) -> dict[str, float]:
         backbone = sum(p.numel() for p in self.backbone.parameters())
@@ -473,12 +473,16 @@ class MissingModalityPrompter(nn.Module):
         )
 
     def unwrap(self) -> nn.Module:
-        """Remove every hook, restore the backbone's requires_grad flags, return the backbone."""
+        """Remove every hook, restore the backbone's requires_grad flags, return the backbone.
+
+        Safe to call twice; the backbone can then be wrapped again."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
         for n, p in self.backbone.named_parameters():
             p.requires_grad_(self._original_requires_grad.get(n, True))
+        if _holder(self.backbone) is self:
+            del _WRAPPED[self.backbone]
         return self.backbone
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -491,6 +495,12 @@ class MissingModalityPrompter(nn.Module):
         from .io import load_adapter
 
         return load_adapter(cls, backbone, Path(directory))
+
+
+def unwrap(backbone: nn.Module) -> nn.Module:
+    """Unwrap whatever prompter holds ``backbone`` (a no-op on a bare backbone); returns it."""
+    holder = _holder(backbone)
+    return holder.unwrap() if holder is not None else backbone
 
 
 def wrap(

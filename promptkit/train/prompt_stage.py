@@ -36,9 +36,11 @@ def eta_mask_fn(modalities: Sequence[str], eta: float):
 
 
 def wrap_for_data(backbone: nn.Module, data: Any, config: PrompterConfig, hooks=None) -> MissingModalityPrompter:
-    """Wrap ``backbone`` and check that its spec and the data agree on the modality order."""
-    prompter = wrap(backbone, hooks=hooks, config=config)
+    """Wrap ``backbone`` with the data's feature sizes and check that its spec and the data agree on
+    the modality order."""
+    prompter = wrap(backbone, hooks=hooks, config=config, feature_dims=dict(data.feature_dims))
     if tuple(prompter.modality_set.names) != tuple(data.modalities):
+        prompter.unwrap()
         raise ValueError(
             f"the hook spec orders modalities {list(prompter.modality_set.names)}, the data "
             f"({data.description}) {list(data.modalities)}; masks would be misread"
@@ -54,17 +56,23 @@ def build_prompter(
     The random init is drawn from a generator seeded by ``([prompt] seed, method)``, so a recipe
     and seed give the same prompts through the CLI and the API, whatever ran before. With
     ``init_scale = "data"`` the init is then rescaled on the first training batch
-    (:meth:`~promptkit.MissingModalityPrompter.calibrate_init`).
+    (:meth:`~promptkit.MissingModalityPrompter.calibrate_init`). The hooks are checked on that
+    batch too (:meth:`~promptkit.MissingModalityPrompter.verify_hooks`), before any training.
     """
     config = method_config(method, PrompterConfig.from_dict(dict(recipe.prompt.prompter or {})))
     with torch.random.fork_rng(devices=[]):
         seed_everything(derive_seed(int(recipe.prompt.seed), "prompt-init", method))
         prompter = wrap_for_data(backbone, data, config, hooks)
-    if config.init_scale == "data":
-        train = data.splits["train"]
-        n = min(len(train), 256)
-        device = next(backbone.parameters()).device
-        prompter.calibrate_init({m: x[:n].to(device) for m, x in train.features.items()})
+    train = data.splits["train"]
+    device = next(backbone.parameters()).device
+    first = {m: x[: min(len(train), 256)].to(device) for m, x in train.features.items()}
+    try:
+        prompter.verify_hooks({m: x[: min(len(x), recipe.prompt.batch_size)] for m, x in first.items()})
+        if config.init_scale == "data":
+            prompter.calibrate_init(first)
+    except BaseException:
+        prompter.unwrap()
+        raise
     return prompter
 
 
@@ -110,20 +118,27 @@ def prompt_tune(
     prompter = build_prompter(recipe, data, backbone, hooks=hooks, method=method)
     config = prompter.config
     built = list(plugins)
-    if cggm:
-        from ..cggm import CGGM
+    try:
+        if cggm:
+            from ..cggm import CGGM
 
-        built.append(
-            CGGM.from_recipe_section(
-                prompter.backbone, prompter.spec, recipe.cggm or {}, extra_params=prompter.modality_parameters()
+            built.append(
+                CGGM.from_recipe_section(
+                    prompter.backbone, prompter.spec, recipe.cggm or {}, extra_params=prompter.modality_parameters(),
+                    task=data.task,
+                )
             )
+        run_info = {"backbone": recipe.backbone.name, "prompter": config.to_dict(), "eta": recipe.prompt.eta,
+                    "method": method}
+        result = fit(
+            prompter, data, recipe.prompt, out_dir, mask_fn=eta_mask_fn(data.modalities, recipe.prompt.eta),
+            params=param_groups(prompter, recipe.prompt.prompt_lr), plugins=built, metric_kind=recipe.data.metric,
+            run_info=run_info, **opts,
         )
-    run_info = {"backbone": recipe.backbone.name, "prompter": config.to_dict(), "eta": recipe.prompt.eta,
-                "method": method}
-    result = fit(
-        prompter, data, recipe.prompt, out_dir, mask_fn=eta_mask_fn(data.modalities, recipe.prompt.eta),
-        params=param_groups(prompter, recipe.prompt.prompt_lr), plugins=built, metric_kind=recipe.data.metric,
-        run_info=run_info, **opts,
-    )
+    except BaseException:  # leave the backbone as it came: no hooks, its own requires_grad flags
+        for plugin in built:
+            getattr(plugin, "remove", lambda: None)()
+        prompter.unwrap()
+        raise
     prompter.save_pretrained(out_dir / ADAPTER_DIR)
     return prompter, result

@@ -4,6 +4,11 @@ A backbone is an ``nn.Module`` that takes one keyword tensor per modality,
 ``text=(B, T_t, D_t), audio=(B, T_a, D_a), vision=(B, T_v, D_v)``, and returns ``(B, out_dim)``:
 one regression score (``out_dim = 1``) or class logits. Backbones with training losses of their
 own (MISA, MMIM) leave them, already weighted, in :meth:`auxiliary_loss` after each forward.
+
+State a backbone keeps between training steps outside its parameters and buffers (MMIM's entropy
+memory) is exposed through ``training_state() -> {name: tensor}`` and
+``load_training_state(state)``, so the training engine checkpoints it and a resumed run continues
+exactly; a backbone without such state defines neither.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from promptkit.inputs import check_feature_tensor
 
 Task = Literal["regression", "classification"]
 
@@ -39,18 +46,16 @@ class MSABackbone(nn.Module):
         self._aux_loss: torch.Tensor | None = None
 
     def check_features(self, features: dict[str, torch.Tensor]) -> None:
-        """Raise a clear error on a missing/unknown modality or a wrong feature shape."""
+        """Raise a clear error on a missing/unknown modality, a wrong feature shape, or an input that is
+        not a tensor of the weights' floating dtype (numpy, int, float16 into float32 weights)."""
         unknown = set(features) - set(self.modalities)
         if unknown:
             raise KeyError(f"unknown modality {sorted(unknown)}; this backbone reads {list(self.modalities)}")
         for name in self.modalities:
             if name not in features:
                 raise KeyError(f"missing input {name!r}; this backbone reads {list(self.modalities)}")
-            x = features[name]
-            if x.dim() != 3 or x.shape[-1] != self.feature_dims[name]:
-                raise ValueError(
-                    f"{name} features must have shape (B, T, {self.feature_dims[name]}), got {tuple(x.shape)}"
-                )
+            weight = next(self.parameters(), None)
+            check_feature_tensor(name, features[name], self.feature_dims[name], None if weight is None else weight.dtype)
 
     def auxiliary_loss(self) -> torch.Tensor | None:
         """Weighted training loss of the last forward beyond the task loss, or None."""

@@ -313,6 +313,21 @@ class MMIM(MSABackbone):
         """Forget the previous batch kept for the entropy estimate (e.g. at an epoch start)."""
         self._memory = {}
 
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """The entropy memory (the previous training batch's samples, ``(n, d)`` per group): state
+        outside parameters and buffers that the training engine checkpoints so a resumed run
+        continues exactly."""
+        return {f"{m}.{group}": t for m, groups in self._memory.items() for group, t in groups.items()}
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`training_state`'s memory (onto this model's device)."""
+        device = next(self.parameters()).device
+        memory: dict[str, dict[str, torch.Tensor]] = {}
+        for key, t in state.items():
+            m, group = key.split(".", 1)
+            memory.setdefault(m, {})[group] = t.to(device)
+        self._memory = memory
+
     def config(self) -> dict:
         return dict(
             feature_dims=dict(self.feature_dims),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 
@@ -76,7 +75,8 @@ class PrompterConfig:
     )
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prompt_length, int) or self.prompt_length < 1:
+        self._check_types()
+        if self.prompt_length < 1:
             raise ValueError(f"prompt_length must be a positive int, got {self.prompt_length!r}")
         if self.mmgm_dim < 1 or self.mmgm_heads < 1 or self.mmgm_dim % self.mmgm_heads:
             raise ValueError(
@@ -93,9 +93,25 @@ class PrompterConfig:
         if self.init_std <= 0:
             raise ValueError(f"init_std must be positive (zero-initialised prompts never train), got {self.init_std}")
 
-    @property
-    def any_prompts(self) -> bool:
-        return self.generative or self.signal or self.type
+    def _check_types(self) -> None:
+        """Every value has its field's type (a string ``"false"`` is not a bool; ``True`` is not an
+        int) and every float is finite, so nothing is silently coerced or fails later as NaN."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), f.type if isinstance(f.type, str) else f.type.__name__
+            if kind == "bool":
+                ok = isinstance(value, bool)
+            elif kind == "int":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind == "float":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                if ok:
+                    setattr(self, f.name, float(value))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                article = {"int": "an int", "float": "a finite float"}.get(kind, f"a {kind}")
+                raise TypeError(f"PrompterConfig.{f.name} must be {article}, "
+                                f"got {value!r} ({type(value).__name__})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +123,3 @@ class PrompterConfig:
         if unknown:
             raise KeyError(f"unknown PrompterConfig key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         return cls(**d)
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))

@@ -60,23 +60,18 @@ from ..checkpoint import (
 )
 from ..data import make_loader
 from ..metrics import metrics_for, primary_metric
-from ..recipes import compile_backend, config_hash
+from ..recipes import compile_backend
+from .run_dir import BEST, LAST, RESULTS, RUN, RunDirError, lock_run_dir, prepare_out_dir
 
 Batch = dict[str, torch.Tensor]
 ForwardFn = Callable[[nn.Module, Batch], torch.Tensor]
 MaskFn = Callable[[Batch, int, torch.Generator], torch.Tensor]
 
-LAST, BEST, RUN, RESULTS = "last.safetensors", "best.safetensors", "run.json", "results"
 _PLUGIN_METHODS = ("setup", "extra_loss", "after_backward", "on_epoch_end", "state_dict", "load_state_dict")
-_RESUMABLE = ("epochs", "early_stop_patience", "compile")  # may change when a run is resumed
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names epoch, step and samples."""
-
-
-class RunDirError(RuntimeError):
-    """``out_dir`` holds another run (or this one) and neither resume nor overwrite was asked."""
 
 
 @dataclass
@@ -132,6 +127,10 @@ def task_loss(preds: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Ten
     Classification: ``preds (B, C)`` with ``labels (B,)``, or ``preds (B, K*C)`` with
     ``labels (B, K)`` (K tasks of C classes each).
     """
+    if not isinstance(preds, torch.Tensor):
+        from ..hookspec import select_output
+
+        select_output(preds, None)  # raises: names the type and the spec's 'output' entry
     preds = preds.float()
     if task == "regression":
         if preds.dim() != 2 or preds.shape[1] != 1 or preds.shape[0] != labels.shape[0]:
@@ -151,12 +150,24 @@ def _metric_preds(preds: torch.Tensor) -> torch.Tensor:
     return preds.squeeze(-1) if preds.shape[-1] == 1 else preds
 
 
-def default_forward(modalities: Sequence[str], with_mask: bool) -> ForwardFn:
-    """``model(**features)``, or ``model(**features, mask=batch["mask"])`` when masks are drawn."""
+def default_forward(modalities: Sequence[str], with_mask: bool, hooks: Any = None) -> ForwardFn:
+    """``model(**features)``, or ``model(**features, mask=batch["mask"])`` when masks are drawn.
+
+    A bare backbone goes through :func:`promptkit.hookspec.backbone_caller`: ``hooks`` (else the
+    spec registered for its class) names its forward keywords and reads a non-tensor output. A
+    prompter takes modality names and reads its backbone's output itself.
+    """
+    from ..hookspec import backbone_caller
+    from ..prompter import MissingModalityPrompter
+
+    callers: dict[int, Callable[..., torch.Tensor]] = {}  # the spec is resolved once per model, not per step
 
     def forward(model: nn.Module, batch: Batch) -> torch.Tensor:
+        if id(model) not in callers:
+            callers[id(model)] = backbone_caller(model, None if isinstance(model, MissingModalityPrompter) else hooks)
         features = {m: batch[m] for m in modalities}
-        return model(**features, mask=batch["mask"]) if with_mask else model(**features)
+        extra = {"mask": batch["mask"]} if with_mask else {}
+        return callers[id(model)](features, **extra)
 
     return forward
 
@@ -217,6 +228,22 @@ def _state_refs(model: nn.Module, params: Sequence[nn.Parameter]) -> dict[str, t
     }
 
 
+def _runtime_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """State a module keeps outside its parameters and buffers (e.g. MMIM's entropy memory), from
+    every submodule with a ``training_state() -> {name: tensor}`` method, by module path."""
+    return {path: dict(m.training_state()) for path, m in model.named_modules() if callable(getattr(m, "training_state", None))}
+
+
+def _load_runtime_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], saved: Mapping[str, list], where: Path) -> None:
+    """Give each module with ``load_training_state`` what :func:`_runtime_state` saved for it."""
+    modules = {path: m for path, m in model.named_modules() if callable(getattr(m, "load_training_state", None))}
+    if set(saved) != set(modules):
+        raise RunDirError(f"{where} holds runtime state for modules {sorted(saved)}, this model keeps it in "
+                          f"{sorted(modules)}; it was saved by another model")
+    for path, module in modules.items():
+        module.load_training_state({k: tensors[f"runtime.{path}:{k}"] for k in saved[path]})
+
+
 def _snapshot(refs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in refs.items()}
 
@@ -274,7 +301,10 @@ class _Scheduler:
     """``plateau`` (torch ReduceLROnPlateau on the validation loss, as MulT), ``cosine`` (timm's
     factory, per epoch) or ``none``; ``step(epochs_done, valid_loss)`` after each epoch.
 
-    The plateau scheduler is torch's own: timm's wrapper does not checkpoint its counters.
+    The plateau scheduler is torch's own: timm's wrapper does not checkpoint its counters. The
+    cosine schedule is a function of the epoch and the stage's ``epochs`` alone, so a resumed run
+    rebuilds it from the epoch count it is resumed with (extending ``epochs`` stretches the rest of
+    the schedule instead of leaving the added epochs at the old schedule's final lr).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, stage: Any) -> None:
@@ -301,8 +331,10 @@ class _Scheduler:
     def state_dict(self) -> dict[str, Any]:
         return {} if self.impl is None else scheduler_to_json(self.impl)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.impl is not None:
+    def load_state_dict(self, state: dict[str, Any], epochs_done: int) -> None:
+        if self.kind == "cosine":
+            self.impl.step(epochs_done)  # the lr of the next epoch under this run's schedule
+        elif self.impl is not None:
             self.impl.load_state_dict(state)
 
 
@@ -358,52 +390,6 @@ def check_compile(stage: Any) -> str | None:
             f"here: {why}; set compile = false in the recipe, leave out --compile, or pick --compile eager"
         )
     return backend
-
-
-# --- run directory -------------------------------------------------------------------------------
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _prepare_out_dir(out_dir: Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> None:
-    """Refuse a directory that holds a run's checkpoints or results; write ``run.json``.
-
-    A directory with only ``run.json`` (a run that failed before its first epoch ended) is free.
-    """
-    run_file = out_dir / RUN
-    key = json.loads(json.dumps({k: v for k, v in identity.items() if k != "stage"}, default=str))
-    key["stage"] = {k: v for k, v in identity["stage"].items() if k not in _RESUMABLE}
-    run_hash = config_hash(key)
-    outputs = [out_dir / LAST, out_dir / BEST, out_dir / f"{RESULTS}.json", out_dir / f"{RESULTS}.csv"]
-    taken = any(p.exists() for p in outputs)
-    if overwrite:
-        for p in outputs + [run_file]:
-            p.unlink(missing_ok=True)
-    elif taken and run_file.is_file():
-        prev = json.loads(run_file.read_text())
-        if prev.get("hash") != run_hash:
-            before, now = _flatten(prev.get("key", {})), _flatten(key)
-            diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-            raise RunDirError(
-                f"{out_dir} holds a different run (settings differ in: {', '.join(diff[:8]) or 'run.json'}); "
-                f"use another output directory or overwrite=True (--overwrite) to replace it"
-            )
-        if not resume:
-            raise RunDirError(
-                f"{out_dir} already holds this run; pass resume=True (--resume) to continue it "
-                f"or overwrite=True (--overwrite) to start over"
-            )
-    elif taken:
-        raise RunDirError(f"{out_dir} holds checkpoints or results without {RUN}; use another directory or overwrite=True")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    blob = json.dumps({"hash": run_hash, "key": key, "identity": identity}, indent=2, default=str)
-    atomic_write_bytes(run_file, blob.encode())
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -548,8 +534,12 @@ class _Loop:
             pt, pm = p.state_dict()
             tensors.update(add_prefix(pt, f"plugin.{i}."))
             plugin_meta.append({"type": type(p).__name__, "meta": pm})
+        runtime = _runtime_state(self.model)
+        for path, state in runtime.items():
+            tensors.update(add_prefix({k: v.detach().cpu() for k, v in state.items()}, f"runtime.{path}:"))
         meta = {"state": self.state, "best_valid": self.best_valid, "optimizer": opt_meta,
-                "scheduler": self.scheduler.state_dict(), "plugins": plugin_meta, "stage": _stage_dict(self.stage)}
+                "scheduler": self.scheduler.state_dict(), "plugins": plugin_meta, "stage": _stage_dict(self.stage),
+                "runtime": {path: sorted(state) for path, state in runtime.items()}}
         save_checkpoint(self.out_dir / LAST, tensors, meta, kind="train-state", model_prefix="model.")
 
     def load(self) -> None:
@@ -561,9 +551,10 @@ class _Loop:
             raise RunDirError(f"{path} was saved with plug-ins {saved}, this run has {[type(p).__name__ for p in self.plugins]}")
         _restore(self.refs, take_prefix(tensors, "model."))
         self.optimizer.load_state_dict(optimizer_from_flat(tensors, meta["optimizer"]))
-        self.scheduler.load_state_dict(meta["scheduler"])
+        self.scheduler.load_state_dict(meta["scheduler"], epochs_done=int(meta["state"]["epoch"]))
         for i, (p, pm) in enumerate(zip(self.plugins, meta["plugins"])):
             p.load_state_dict(take_prefix(tensors, f"plugin.{i}."), pm["meta"])
+        _load_runtime_state(self.model, tensors, meta.get("runtime", {}), path)
         self.best = take_prefix(tensors, "best.") or None
         self.state, self.best_valid = meta["state"], meta["best_valid"]
 
@@ -654,6 +645,7 @@ def fit(
     out_dir: str | Path,
     *,
     forward: ForwardFn | None = None,
+    hooks: Any = None,
     params: Sequence[nn.Parameter] | Sequence[dict] | None = None,
     mask_fn: MaskFn | None = None,
     plugins: Sequence[Any] = (),
@@ -675,7 +667,10 @@ def fit(
             ``compile``: false, true or a ``torch.compile`` backend name).
         out_dir: where ``run.json``, checkpoints and results go.
         forward: ``forward(model, batch) -> preds (B, out_dim)``; default
-            ``model(**features)`` (plus ``mask=batch["mask"]`` when ``mask_fn`` is given).
+            ``model(**features)`` (plus ``mask=batch["mask"]`` when ``mask_fn`` is given), through
+            :func:`default_forward`.
+        hooks: the default forward's HookSpec for a backbone without a registered one (its forward
+            keywords and ``output``).
         params: the tensors to train (default: every parameter with ``requires_grad``), or
             parameter groups ``[{"params": [...], "lr": ...}, ...]`` (e.g. prompts at their own
             learning rate); the optimizer holds only these.
@@ -700,7 +695,8 @@ def fit(
             is written).
         NonFiniteLossError: NaN/inf loss (the last epoch's checkpoint stays intact).
         RunDirError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set,
-            or ``resume`` meets a run with other settings.
+            or ``resume`` meets a run with other settings, or another process is training into it
+            (the directory is locked while ``fit`` runs, see :mod:`promptkit.train.run_dir`).
     """
     out_dir = Path(out_dir)
     if resume and overwrite:
@@ -732,40 +728,41 @@ def fit(
         "masked": mask_fn is not None,
         "plugins": [type(p).__name__ for p in plugins],
     }
-    _prepare_out_dir(out_dir, identity, resume, overwrite)
+    with lock_run_dir(out_dir):  # one writer per directory; stray .tmp files of a crash are removed
+        prepare_out_dir(out_dir, identity, resume, overwrite)
 
-    seed_everything(derive_seed(int(stage.seed), "setup"))
-    optimizer = build_optimizer(groups or params, stage)
-    loop = _Loop(
-        model=model, data=data, stage=stage, out_dir=out_dir,
-        forward=forward or default_forward(data.modalities, mask_fn is not None),
-        params=params, mask_fn=mask_fn, plugins=plugins, metric_kind=metric_kind, device=dev,
-        accelerator=accelerator, optimizer=optimizer, scheduler=_Scheduler(optimizer, stage), refs=refs,
-    )
-    for p in plugins:
-        p.setup(model, params, accelerator)
-    if resume and (out_dir / LAST).is_file():
-        loop.load()
+        seed_everything(derive_seed(int(stage.seed), "setup"))
+        optimizer = build_optimizer(groups or params, stage)
+        loop = _Loop(
+            model=model, data=data, stage=stage, out_dir=out_dir,
+            forward=forward or default_forward(data.modalities, mask_fn is not None, hooks),
+            params=params, mask_fn=mask_fn, plugins=plugins, metric_kind=metric_kind, device=dev,
+            accelerator=accelerator, optimizer=optimizer, scheduler=_Scheduler(optimizer, stage), refs=refs,
+        )
+        for p in plugins:
+            p.setup(model, params, accelerator)
+        if resume and (out_dir / LAST).exists():  # a directory there is named by the loader
+            loop.load()
 
-    epochs = int(stage.epochs)
-    with _Progress(progress, epochs, loop.state["epoch"]) as bar:
-        for epoch in range(loop.state["epoch"] + 1, epochs + 1):
-            if loop.state["stopped_early"]:
-                break
-            t0 = time.perf_counter()
-            train_loss = loop.train_epoch(epoch, bar)
-            bar.epoch_done(loop.end_epoch(epoch, train_loss, time.perf_counter() - t0), train_loss)
+        epochs = int(stage.epochs)
+        with _Progress(progress, epochs, loop.state["epoch"]) as bar:
+            for epoch in range(loop.state["epoch"] + 1, epochs + 1):
+                if loop.state["stopped_early"]:
+                    break
+                t0 = time.perf_counter()
+                train_loss = loop.train_epoch(epoch, bar)
+                bar.epoch_done(loop.end_epoch(epoch, train_loss, time.perf_counter() - t0), train_loss)
 
-    if loop.best is not None:
-        _restore(refs, loop.best)
-    st = loop.state
-    result = FitResult(
-        out_dir=out_dir, primary=primary, higher_is_better=higher, best_epoch=st["best_epoch"],
-        best_valid=loop.best_valid, test=loop.evaluate("test") if evaluate_test else {}, history=st["history"],
-        epochs_run=st["epoch"],
-        stopped_early=st["stopped_early"],
-    )
-    _write_results(out_dir, result, {"metric_kind": metric_kind, "data": identity["data"], "split": "test"})
-    if progress and evaluate_test:
-        print_results(result)
-    return result
+        if loop.best is not None:
+            _restore(refs, loop.best)
+        st = loop.state
+        result = FitResult(
+            out_dir=out_dir, primary=primary, higher_is_better=higher, best_epoch=st["best_epoch"],
+            best_valid=loop.best_valid, test=loop.evaluate("test") if evaluate_test else {}, history=st["history"],
+            epochs_run=st["epoch"],
+            stopped_early=st["stopped_early"],
+        )
+        _write_results(out_dir, result, {"metric_kind": metric_kind, "data": identity["data"], "split": "test"})
+        if progress and evaluate_test:
+            print_results(result)
+        return result

@@ -1,0 +1,130 @@
+"""A training run's directory: its identity (``run.json``), the refusal of another run, and a lock.
+
+``run.json`` holds a hash of everything that identifies the run except the settings a resumed run
+may change (:data:`RESUMABLE`); a directory that holds another run's checkpoints or results is
+refused. While :func:`fit <promptkit.train.engine.fit>` runs it holds an exclusive lock on the
+directory (``.lock``, with the holder's pid), so two runs started into one directory cannot mix
+their files; the second is refused with the holder's pid. Temporary files a crashed writer left
+behind (``.<name>.<random>.tmp``) are removed when the lock is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .._atomic import atomic_write_bytes
+from ..recipes import config_hash
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: runs are not locked
+    fcntl = None
+
+LAST, BEST, RUN, RESULTS = "last.safetensors", "best.safetensors", "run.json", "results"
+LOCK = ".lock"
+RESUMABLE = ("epochs", "early_stop_patience", "compile")  # may change when a run is resumed
+
+
+class RunDirError(RuntimeError):
+    """``out_dir`` holds another run (or this one) and neither resume nor overwrite was asked, or
+    another process is writing into it."""
+
+
+class RunDirLock:
+    """An exclusive ``flock`` on ``out_dir/.lock``; :meth:`release` (or the context exit) frees it."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunDirLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(
+                f"{self.path.parent} is in use by another run (pid {holder}); wait for it to finish or use another "
+                "output directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunDirLock":
+        return self if self._fd is not None else self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def lock_run_dir(out_dir: Path) -> RunDirLock:
+    """Take the run directory's lock, then remove stray temporary files of a crashed writer.
+
+    Raises:
+        RunDirError: another process holds the lock (the message names its pid).
+    """
+    lock = RunDirLock(out_dir).acquire()
+    for stray in Path(out_dir).glob(".*.tmp"):
+        stray.unlink(missing_ok=True)
+    return lock
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def prepare_out_dir(out_dir: Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Refuse a directory that holds a run's checkpoints or results; write ``run.json``.
+
+    A directory with only ``run.json`` (a run that failed before its first epoch ended) is free.
+    """
+    run_file = out_dir / RUN
+    key = json.loads(json.dumps({k: v for k, v in identity.items() if k != "stage"}, default=str))
+    key["stage"] = {k: v for k, v in identity["stage"].items() if k not in RESUMABLE}
+    run_hash = config_hash(key)
+    outputs = [out_dir / LAST, out_dir / BEST, out_dir / f"{RESULTS}.json", out_dir / f"{RESULTS}.csv"]
+    taken = any(p.exists() for p in outputs)
+    if overwrite:
+        for p in outputs + [run_file]:
+            p.unlink(missing_ok=True)
+    elif taken and run_file.is_file():
+        prev = json.loads(run_file.read_text())
+        if prev.get("hash") != run_hash:
+            before, now = _flatten(prev.get("key", {})), _flatten(key)
+            diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            raise RunDirError(
+                f"{out_dir} holds a different run (settings differ in: {', '.join(diff[:8]) or 'run.json'}); "
+                f"use another output directory or overwrite=True (--overwrite) to replace it"
+            )
+        if not resume:
+            raise RunDirError(
+                f"{out_dir} already holds this run; pass resume=True (--resume) to continue it "
+                f"or overwrite=True (--overwrite) to start over"
+            )
+    elif taken:
+        raise RunDirError(f"{out_dir} holds checkpoints or results without {RUN}; use another directory or overwrite=True")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blob = json.dumps({"hash": run_hash, "key": key, "identity": identity}, indent=2, default=str)
+    atomic_write_bytes(run_file, blob.encode())

@@ -1,0 +1,111 @@
+"""Resume reaches the uninterrupted result for every shipped backbone (state outside parameters
+included), a longer cosine schedule is rebuilt on resume, and one run directory has one writer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from backbones import create_backbone
+from promptkit.checkpoint import load_checkpoint
+from promptkit.data import make_synthetic_mosi
+from promptkit.recipes import StageSection
+from promptkit.train import RunDirError, fit
+
+SEQ = {"text": 4, "audio": 5, "vision": 6}
+SMALL = {
+    "mult": {"d_model": 8, "num_heads": 2, "layers": 1},
+    "misa": {"hidden_size": 8},
+    "mmim": {"text_dim": 8, "rnn_out": 4},
+    "unimse": {},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic_mosi(sizes=(48, 16, 16), seq_lens=SEQ)
+
+
+def _model(name, data):
+    torch.manual_seed(0)
+    return create_backbone(name, feature_dims=dict(data.feature_dims), out_dim=1, task="regression", **SMALL[name])
+
+
+def _stage(**kw):
+    return StageSection(**{"epochs": 2, "batch_size": 16, "lr": 1e-3, "seed": 1, **kw})
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_resume_after_a_kill_equals_the_uninterrupted_run_for_every_backbone(name, data, tmp_path):
+    """MMIM kept its entropy memory outside parameters and buffers: a resumed run trained on."""
+    fit(_model(name, data), data, _stage(), tmp_path / "a", progress=False, evaluate_test=False)
+    calls = {"n": 0}
+
+    def crash_in_epoch_two(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3 + 1:  # 3 steps per epoch, then the first step of epoch 2
+            raise Crash
+        return model(**{m: batch[m] for m in data.modalities})
+
+    with pytest.raises(Crash):
+        fit(_model(name, data), data, _stage(), tmp_path / "b", forward=crash_in_epoch_two, progress=False)
+    fit(_model(name, data), data, _stage(), tmp_path / "b", resume=True, progress=False, evaluate_test=False)
+    a, _ = load_checkpoint(tmp_path / "a" / "last.safetensors")
+    b, _ = load_checkpoint(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    if name == "mmim":
+        assert any(k.startswith("runtime.") for k in a)  # the memory is in the checkpoint
+
+
+def test_extending_epochs_on_resume_rebuilds_the_cosine_schedule(data, tmp_path):
+    """The old schedule was restored: the added epochs trained at the old schedule's final lr (0)."""
+    fit(_model("mult", data), data, _stage(scheduler="cosine", lr=1e-2), tmp_path, progress=False,
+        evaluate_test=False)
+    res = fit(_model("mult", data), data, _stage(scheduler="cosine", lr=1e-2, epochs=4), tmp_path, resume=True,
+              progress=False, evaluate_test=False)
+    four = fit(_model("mult", data), data, _stage(scheduler="cosine", lr=1e-2, epochs=4), tmp_path / "four",
+               progress=False, evaluate_test=False)
+    lrs, want = [h["lr"] for h in res.history], [h["lr"] for h in four.history]
+    assert lrs[2:] == pytest.approx(want[2:])  # the added epochs follow the 4-epoch schedule
+    assert lrs[2] > 0 and lrs[2] != pytest.approx(lrs[1])
+
+
+def test_a_second_writer_into_a_locked_run_directory_is_refused_naming_the_pid(data, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from promptkit.train.run_dir import lock_run_dir
+            lock = lock_run_dir({str(tmp_path)!r})
+            print("locked", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirError, match=f"in use by another run \\(pid {holder.pid}\\)"):
+            fit(_model("mult", data), data, _stage(epochs=1), tmp_path, progress=False)
+        assert not (tmp_path / "run.json").exists()  # refused before anything was written
+    finally:
+        holder.kill()
+        holder.wait()
+    fit(_model("mult", data), data, _stage(epochs=1), tmp_path, progress=False, evaluate_test=False)  # free again
+
+
+def test_stray_temporary_files_of_a_crashed_writer_are_removed(data, tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    stray = tmp_path / ".last.safetensors.abc123.tmp"
+    stray.write_bytes(b"half a file")
+    fit(_model("mult", data), data, _stage(epochs=1), tmp_path, progress=False, evaluate_test=False)
+    assert not stray.exists()

@@ -1,9 +1,41 @@
-"""MSA backbones shipped with promptkit; each module registers itself on import."""
+"""MSA backbones shipped with promptkit; each module registers itself on import.
 
-from ._registry import create_backbone, is_backbone, list_backbones, register_backbone
+Installed packages add their own through the ``promptkit.backbones`` entry-point group
+(:func:`load_entry_points`); any other model is built from a ``"package.module:function"``
+factory string (:func:`create_from_factory`).
+"""
+
+from ._registry import (
+    ENTRY_POINT_GROUP,
+    BackboneFactoryError,
+    backbone_builder,
+    create_backbone,
+    create_from_factory,
+    factory_parameters,
+    import_factory,
+    is_backbone,
+    list_backbones,
+    load_entry_points,
+    parse_factory,
+    register_backbone,
+)
 from .base import MSABackbone
 
-__all__ = ["MSABackbone", "create_backbone", "is_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackboneFactoryError",
+    "MSABackbone",
+    "backbone_builder",
+    "create_backbone",
+    "create_from_factory",
+    "factory_parameters",
+    "import_factory",
+    "is_backbone",
+    "list_backbones",
+    "load_entry_points",
+    "parse_factory",
+    "register_backbone",
+]
 
 from . import mult  # noqa: E402,F401  (registers "mult" and MulT's hook spec)
 from . import misa, mmim, unimse  # noqa: E402,F401

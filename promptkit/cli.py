@@ -116,18 +116,16 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate, load_backbone
-    from .train.engine import resolve_device
+    from .train.engine import default_forward, resolve_device
+    from .train.pretrain import check_backbone_fits
 
     recipe = load(args.recipe)
     data = load_recipe_data(recipe, args.data)
     device = resolve_device(args.device)
-    model = load_backbone(args.checkpoint, device=device)
-    if dict(model.feature_dims) != dict(data.feature_dims):
-        raise ValueError(
-            f"checkpoint {args.checkpoint} expects feature_dims {model.feature_dims}, "
-            f"the data ({data.description}) has {dict(data.feature_dims)}"
-        )
-    metrics = evaluate(model, data.splits["test"], task=data.task, modalities=data.modalities,
+    model = load_backbone(args.checkpoint, device=device, recipe=recipe)  # refused if another backbone made it
+    check_backbone_fits(model, data, f"checkpoint {args.checkpoint}")
+    forward = default_forward(data.modalities, False, recipe.hook_spec())  # [hooks]: forward keywords, output
+    metrics = evaluate(model, data.splits["test"], task=data.task, modalities=data.modalities, forward=forward,
                        metric_kind=recipe.data.metric, batch_size=recipe.pretrain.batch_size, device=device)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -148,10 +146,17 @@ def add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_data_describe(args: argparse.Namespace) -> int:
+    """Print a data set's splits, shapes, task and labels: the recipe's data (``--data`` replacing its
+    path), or, with ``--data`` alone, the file as :func:`promptkit.data.load_data` reads it (its task
+    from its labels: h5 class ids are classification, not a default recipe's regression)."""
     if args.recipe is None and args.data is None:
         raise ValueError("data describe needs --recipe R or --data PATH")
-    recipe = load(args.recipe) if args.recipe else Recipe(data=DataSection(source="file"))
-    data = load_recipe_data(recipe, args.data)
+    if args.recipe:
+        data = load_recipe_data(load(args.recipe), args.data)
+    else:
+        from .data import load_data
+
+        data = load_data(args.data)
     print(f"{data.name}: {data.description}")
     print(f"task {data.task}, out_dim {data.out_dim}, modalities {', '.join(data.modalities)}")
     rows = []
@@ -183,7 +188,7 @@ def cmd_recipes_list(args: argparse.Namespace) -> int:
     rows = []
     for path in list_recipes():
         r = load(path, check_backbone=False)
-        rows.append([path.stem, r.backbone.name, r.data.source, r.description])
+        rows.append([path.stem, r.backbone.label, r.data.source, r.description])
     _print_table("shipped recipes", ["recipe", "backbone", "data", "description"], rows)
     return 0
 
@@ -191,13 +196,22 @@ def cmd_recipes_list(args: argparse.Namespace) -> int:
 def add_backbones(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backbones", help="registered backbones")
     bsub = p.add_subparsers(dest="backbones_command", required=True, metavar="{list}")
-    bsub.add_parser("list", help="list the registered backbones").set_defaults(func=cmd_backbones_list)
+    bsub.add_parser(
+        "list", help="list the registered backbones (shipped ones and those of installed packages' "
+                     "promptkit.backbones entry points)",
+    ).set_defaults(func=cmd_backbones_list)
 
 
 def cmd_backbones_list(args: argparse.Namespace) -> int:
+    """A row per registered backbone: its name, the module that defines it, its docstring's first paragraph."""
     import backbones
 
-    _print_table("registered backbones", ["name"], [[n] for n in backbones.list_backbones()])
+    rows = []
+    for name in backbones.list_backbones():
+        fn = backbones.backbone_builder(name)
+        summary = (getattr(fn, "__doc__", None) or "").strip().split("\n\n")[0]
+        rows.append([name, getattr(fn, "__module__", None) or "?", " ".join(summary.split()).replace("``", "")])
+    _print_table("registered backbones", ["name", "module", "description"], rows)
     return 0
 
 

@@ -2,9 +2,10 @@
 
 A recipe has the sections ``[backbone]``, ``[data]`` (with an optional ``[data.synthetic]``
 table of generator options), ``[pretrain]``, ``[prompt]`` (with ``[prompt.prompter]``, the
-``PrompterConfig`` keywords), ``[eval]`` and an optional ``[cggm]`` table. Every key is checked
-where it enters: an unknown key names the section, the allowed keys and the closest match; a wrong
-type names the expected one; an unknown backbone lists the registered ones.
+``PrompterConfig`` keywords), ``[eval]`` and the optional tables ``[cggm]`` and ``[hooks]`` (the
+backbone's hook spec, the schema of :meth:`promptkit.hookspec.HookSpec.from_dict`). Every key is
+checked where it enters: an unknown key names the section, the allowed keys and the closest match;
+a wrong type names the expected one; an unknown backbone lists the registered ones.
 
 Example::
 
@@ -14,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -23,7 +25,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .hookspec import HookSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,10 +45,33 @@ class RecipeError(ValueError):
 
 @dataclass
 class BackboneSection:
-    """``[backbone]``: a registered backbone and the keywords it is built with."""
+    """``[backbone]``: a registered backbone, or a factory of one's own, and its keywords.
 
-    name: str = "mult"
+    ``name`` is a registry name (``promptkit backbones list``); ``factory`` a
+    ``"package.module:function"`` string naming a callable that returns an ``nn.Module`` (looked
+    up as installed, else in the recipe's own folder). Give one of them; with neither, ``name`` is
+    ``"mult"``. The backbone is built with ``[backbone.config]`` as keywords plus ``feature_dims``,
+    ``out_dim`` and ``task`` from the data (a factory gets those of the three its signature names).
+    A factory's model needs a ``[hooks]`` table unless a hook spec is registered for its class.
+    """
+
+    name: str | None = None
+    factory: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name is None and self.factory is None:
+            self.name = "mult"
+
+    def identity(self) -> dict[str, str]:
+        """What a checkpoint or run record keeps to recognise this backbone:
+        ``{"backbone": name}`` or ``{"factory": "package.module:function"}``."""
+        return {"factory": self.factory} if self.factory is not None else {"backbone": str(self.name)}
+
+    @property
+    def label(self) -> str:
+        """The name, or the factory string, for people to read."""
+        return self.factory if self.factory is not None else str(self.name)
 
 
 @dataclass
@@ -141,7 +169,10 @@ class EvalSection:
 
 @dataclass
 class Recipe:
-    """A whole recipe. ``source`` is the file it came from (not part of :meth:`to_dict`)."""
+    """A whole recipe. ``source`` is the file it came from (not part of :meth:`to_dict`).
+
+    ``hooks`` is the ``[hooks]`` table as written (validated at load); :meth:`hook_spec` parses it.
+    """
 
     backbone: BackboneSection = field(default_factory=BackboneSection)
     data: DataSection = field(default_factory=DataSection)
@@ -149,6 +180,7 @@ class Recipe:
     prompt: PromptSection = field(default_factory=PromptSection)
     eval: EvalSection = field(default_factory=EvalSection)
     cggm: dict[str, Any] | None = None
+    hooks: dict[str, Any] | None = None
     name: str = ""
     description: str = ""
     source: str | None = field(default=None, compare=False, repr=False)
@@ -162,6 +194,21 @@ class Recipe:
         """A short stable hash of :meth:`to_dict` (identifies a run's settings)."""
         return config_hash(self.to_dict())
 
+    def hook_spec(self) -> "HookSpec | None":
+        """The ``[hooks]`` table as a :class:`~promptkit.hookspec.HookSpec`, or None (the backbone's
+        registered spec is used)."""
+        if self.hooks is None:
+            return None
+        from .hookspec import HookSpec
+
+        return HookSpec.from_dict(copy.deepcopy(self.hooks))
+
+    def folder(self) -> Path | None:
+        """The folder of the recipe file, or None for a recipe not read from a file."""
+        if self.source and Path(self.source).is_file():
+            return Path(self.source).resolve().parent
+        return None
+
     def replace(self, **sections: Any) -> "Recipe":
         """A copy with whole sections replaced, e.g. ``recipe.replace(pretrain=new_stage)``."""
         return dataclasses.replace(self, **sections)
@@ -174,7 +221,7 @@ _SECTIONS: dict[str, type] = {
     "prompt": PromptSection,
     "eval": EvalSection,
 }
-_TOP_LEVEL = {"name": str, "description": str, "cggm": dict[str, Any] | None}
+_TOP_LEVEL = {"name": str, "description": str, "cggm": dict[str, Any] | None, "hooks": dict[str, Any] | None}
 
 
 _COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
@@ -218,10 +265,12 @@ def load(path: str | Path, *, check_backbone: bool = True) -> Recipe:
 
     Args:
         path: a ``.toml`` file, or the name of a shipped recipe (``"mult-synth"``).
-        check_backbone: check that ``[backbone] name`` is registered.
+        check_backbone: check that ``[backbone] name`` is registered, or that ``[backbone]
+            factory`` imports and names a callable.
 
     Raises:
-        RecipeError: corrupt TOML (file and line), unknown key, wrong type, unknown backbone.
+        RecipeError: corrupt TOML (file and line), unknown key, wrong type, unknown backbone,
+            a factory that does not import, a ``[hooks]`` table that is not a hook spec.
     """
     p = resolve_recipe_path(path)
     try:
@@ -349,18 +398,42 @@ def _check(value: Any, tp: Any, what: str) -> Any:
     return value
 
 
+def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
+    """``[backbone]``: a name or a factory (not both), known or importable; ``[hooks]`` a hook spec."""
+    import backbones
+
+    b = r.backbone
+    if b.name is not None and b.factory is not None:
+        raise RecipeError(
+            f"{where}: [backbone] sets both name {b.name!r} and factory {b.factory!r}; give one: name for a "
+            "registered backbone, factory for a model of your own"
+        )
+    if b.factory is not None:
+        try:
+            backbones.parse_factory(b.factory)
+            if check_backbone:
+                folder = r.folder()
+                backbones.import_factory(b.factory, [folder] if folder else [])
+        except backbones.BackboneFactoryError as e:
+            raise RecipeError(f"{where}: [backbone] {e}") from None
+    elif check_backbone and not backbones.is_backbone(b.name):
+        close = difflib.get_close_matches(b.name, backbones.list_backbones(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RecipeError(
+            f"{where}: unknown backbone {b.name!r} in [backbone] name{hint} "
+            f"(known backbones: {backbones.list_backbones()}; a model of your own goes in [backbone] factory)"
+        )
+    if r.hooks is not None:
+        try:
+            r.hook_spec()
+        except (KeyError, TypeError, ValueError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise RecipeError(f"{where}: [hooks]: {msg}") from None
+
+
 def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
     """Range checks that a type alone cannot express."""
-    if check_backbone:
-        import backbones
-
-        if not backbones.is_backbone(r.backbone.name):
-            close = difflib.get_close_matches(r.backbone.name, backbones.list_backbones(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RecipeError(
-                f"{where}: unknown backbone {r.backbone.name!r} in [backbone] name{hint} "
-                f"(known backbones: {backbones.list_backbones()})"
-            )
+    _validate_backbone(r, where, check_backbone)
     for key in ("feature_dims", "out_dim", "task"):
         if key in r.backbone.config:
             raise RecipeError(

@@ -107,6 +107,17 @@ def test_eval_refuses_a_training_state_file(recipe, tmp_path, capsys):
     assert "holds 'train-state', expected a 'backbone' checkpoint" in capsys.readouterr().err
 
 
+def test_eval_refuses_a_checkpoint_of_another_backbone(recipe, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    misa = tmp_path / "misa.toml"
+    misa.write_text(TINY.split("[backbone]")[0] + '[backbone]\nname = "misa"\n[data]' + TINY.split("[data]")[1])
+    assert main(["eval", "--recipe", str(misa), "--checkpoint", str(out / "backbone.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was saved from backbone 'mult'" in err and "names backbone 'misa'" in err
+
+
 def test_file_data_given_with_data_flag(tmp_path, capsys):
     import pickle
 
@@ -139,7 +150,8 @@ def test_data_describe_recipes_and_backbones_list(recipe, capsys):
     out = capsys.readouterr().out
     assert "mult-synth" in out and "mult-mosi" in out
     assert main(["backbones", "list"]) == 0
-    assert "mult" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mult" in out and "backbones.mult" in out  # the module that registered it
 
 
 def test_subcommands_are_built_by_small_functions():

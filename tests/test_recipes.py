@@ -88,6 +88,64 @@ def test_wrong_type_names_expected_type(tmp_path):
 def test_unknown_backbone_lists_known_ones(tmp_path):
     with pytest.raises(RecipeError, match=r"unknown backbone 'mulT'.*did you mean 'mult'\?.*known backbones: \[.*'mult'"):
         load(write(tmp_path, TINY.replace('name = "mult"', 'name = "mulT"')))
+    with pytest.raises(RecipeError, match=r"a model of your own goes in \[backbone\] factory"):
+        load(write(tmp_path, TINY.replace('name = "mult"', 'name = "mine"')))
+
+
+FACTORY = TINY.replace('name = "mult"', 'factory = "_foreign_pkg.models:build"').replace(
+    "d_model = 10\nnum_heads = 2\nlayers = 1", "dim = 4") + """
+[hooks]
+trainable = ["head"]
+[hooks.features]
+text = "text"
+audio = "audio"
+vision = "vision"
+[hooks.signal]
+text = "proj.text"
+audio = { path = "proj.audio", layout = "BTD" }
+vision = "proj.vision"
+[[hooks.type]]
+path = "enc.text"
+"""
+
+
+def test_factory_recipe_with_hooks_round_trips(tmp_path):
+    from promptkit.hookspec import HookSpec
+
+    r = load(write(tmp_path, FACTORY))
+    assert r.backbone.name is None and r.backbone.factory == "_foreign_pkg.models:build"
+    assert r.backbone.config == {"dim": 4} and r.backbone.label == "_foreign_pkg.models:build"
+    assert r.backbone.identity() == {"factory": "_foreign_pkg.models:build"}
+    assert r.hooks["signal"]["audio"] == {"path": "proj.audio", "layout": "BTD"}  # kept as written
+    spec = r.hook_spec()
+    assert isinstance(spec, HookSpec) and spec.modalities == ("text", "audio", "vision")
+    assert spec.signal["text"].path == "proj.text" and [t.path for t in spec.type] == ["enc.text"]
+    assert r.hook_spec() is not spec and r.hooks["signal"]["text"] == "proj.text"  # parsing leaves the table as is
+    assert from_dict(r.to_dict()) == r
+    named = load(write(tmp_path, TINY, "n.toml"))
+    assert named.backbone.identity() == {"backbone": "mult"} and named.hook_spec() is None
+    assert r.hash() != named.hash()
+
+
+def test_default_backbone_is_mult_unless_a_factory_is_given():
+    assert recipes.BackboneSection().name == "mult" and recipes.BackboneSection().factory is None
+    assert recipes.BackboneSection(factory="pkg.mod:build").name is None
+
+
+def test_factory_is_imported_only_when_backbones_are_checked(tmp_path):
+    p = write(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no_such_pkg_q.models:build"))
+    r = load(p, check_backbone=False)  # e.g. `promptkit recipes list`
+    assert r.backbone.factory == "no_such_pkg_q.models:build"
+    with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory 'no_such_pkg_q.models:build': cannot "
+                                          r"import module 'no_such_pkg_q.models' \(No module named 'no_such_pkg_q'\)"):
+        load(p)
+    bad = write(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no colon"), "bad.toml")
+    with pytest.raises(RecipeError, match=r"\[backbone\] factory 'no colon': must have the form 'package.module:function'"):
+        load(bad, check_backbone=False)
+    with pytest.raises(RecipeError, match=r"\[backbone\] factory must be a string, got 3"):
+        load(write(tmp_path, FACTORY.replace('"_foreign_pkg.models:build"', "3"), "int.toml"))
+    with pytest.raises(RecipeError, match=r"\[hooks\] must be a table, got 'x'|hooks must be a table"):
+        load(write(tmp_path, 'hooks = "x"\n' + TINY, "h.toml"))
 
 
 def test_corrupt_toml_names_file_and_line(tmp_path):
@@ -134,7 +192,8 @@ def test_passthrough_tables_and_data_loading(tmp_path):
 def test_recipe_is_a_dataclass_tree_with_to_dict():
     r = Recipe()
     d = r.to_dict()
-    assert set(d) == {"backbone", "data", "pretrain", "prompt", "eval", "cggm", "name", "description"}
+    assert set(d) == {"backbone", "data", "pretrain", "prompt", "eval", "cggm", "hooks", "name", "description"}
+    assert d["backbone"] == {"name": "mult", "factory": None, "config": {}} and d["hooks"] is None
     assert d["prompt"]["eta"] == 0.7 and "source" not in d
     assert r.replace(name="x").name == "x" and r.name == ""
 

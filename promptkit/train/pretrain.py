@@ -1,8 +1,10 @@
 """The pretrain stage: build the recipe's backbone for the data, train it on complete data, save it.
 
-``out_dir/backbone.safetensors`` holds the best-validation weights and, in its metadata, the
-registry name and ``config()`` of the backbone, so :func:`load_backbone` rebuilds it from the file
-alone; ``backbone.json`` beside it repeats that config for people to read.
+``out_dir/backbone.safetensors`` holds the best-validation weights and, in its metadata, what
+built the backbone, so :func:`load_backbone` rebuilds it from the file alone: the registry name
+and ``config()`` of a registered backbone (``{"backbone": "mult", "config": ...}``), or the factory
+string and the keywords it was called with (``{"factory": "pkg.module:build", "config": ...}``).
+``backbone.json`` beside it repeats that for people to read.
 """
 
 from __future__ import annotations
@@ -36,55 +38,157 @@ def check_feature_dims(recipe: Recipe, data: Any) -> None:
         )
 
 
+def _search(recipe: Recipe | None) -> list[Path]:
+    """Where a factory's module is looked for when it is not installed: the recipe's folder."""
+    folder = recipe.folder() if recipe is not None else None
+    return [folder] if folder is not None else []
+
+
+def backbone_kwargs(recipe: Recipe, data: Any) -> dict[str, Any]:
+    """The keywords the recipe's backbone is built with: ``[backbone.config]`` plus
+    ``feature_dims``, ``out_dim`` and ``task`` from the data (all three for a registered backbone;
+    for a factory, those its signature names).
+
+    Raises:
+        RecipeError: the factory cannot be imported (naming the recipe and the factory).
+    """
+    import backbones
+
+    offered = {"feature_dims": dict(data.feature_dims), "out_dim": data.out_dim, "task": data.task}
+    b = recipe.backbone
+    if b.factory is not None:
+        try:
+            accepted = backbones.factory_parameters(backbones.import_factory(b.factory, _search(recipe)))
+        except backbones.BackboneFactoryError as e:
+            raise RecipeError(f"recipe {recipe.source or '<dict>'}: [backbone] {e}") from None
+        offered = {k: v for k, v in offered.items() if k in accepted}
+    return {**offered, **b.config}
+
+
 def build_backbone(recipe: Recipe, data: Any) -> nn.Module:
-    """``create_backbone(name, feature_dims=..., out_dim=..., task=..., **config)``, seeded by
-    ``[pretrain] seed`` so the initial weights repeat."""
+    """The recipe's backbone for ``data``, freshly initialised: the registered ``[backbone] name``
+    or the ``[backbone] factory``, called with :func:`backbone_kwargs`. Seeded by
+    ``[pretrain] seed`` so the initial weights repeat.
+
+    Raises:
+        RecipeError: ``[data] feature_dims`` disagrees with the data, or the factory fails to
+            import, raises, or returns something that is not an ``nn.Module`` (naming the recipe
+            and the factory).
+    """
     import backbones
 
     check_feature_dims(recipe, data)
+    kwargs = backbone_kwargs(recipe, data)
     seed_everything(derive_seed(recipe.pretrain.seed, "init"))
-    return backbones.create_backbone(
-        recipe.backbone.name,
-        feature_dims=dict(data.feature_dims),
-        out_dim=data.out_dim,
-        task=data.task,
-        **recipe.backbone.config,
-    )
+    b = recipe.backbone
+    if b.factory is None:
+        return backbones.create_backbone(b.name, **kwargs)
+    try:
+        return backbones.create_from_factory(b.factory, _search(recipe), **kwargs)
+    except backbones.BackboneFactoryError as e:
+        raise RecipeError(f"recipe {recipe.source or '<dict>'}: [backbone] {e}") from e
 
 
-def save_backbone(model: nn.Module, path: str | Path, name: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s state and ``{"backbone": name, "config": model.config()}`` to ``path``."""
+def save_backbone(
+    model: nn.Module,
+    path: str | Path,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    *,
+    factory: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s state and what rebuilds it to ``path`` (and ``path.with_suffix(".json")``).
+
+    Args:
+        name: a registered backbone: the meta is ``{"backbone": name, "config": model.config()}``.
+        factory: instead of ``name``, a factory string: the meta is ``{"factory": factory,
+            "config": config}``, ``config`` being the keywords it was called with.
+        extra: more JSON to keep in the meta (best epoch, test metrics, data).
+    """
     import backbones
 
-    if not backbones.is_backbone(name):
-        raise KeyError(f"unknown backbone {name!r}; known backbones: {backbones.list_backbones()}")
+    if (name is None) == (factory is None):
+        raise ValueError("save_backbone needs exactly one of name (a registered backbone) and factory")
+    if factory is not None:
+        backbones.parse_factory(factory)
+        if config is None:
+            raise ValueError(f"save_backbone(factory={factory!r}) needs config=, the keywords the factory was called with")
+        meta = {"factory": factory, "config": dict(config)}
+    else:
+        if not backbones.is_backbone(name):
+            raise KeyError(f"unknown backbone {name!r}; known backbones: {backbones.list_backbones()}")
+        meta = {"backbone": name, "config": model.config()}
     path = Path(path)
-    meta = {"backbone": name, "config": model.config(), **(extra or {})}
+    meta.update(extra or {})
     save_checkpoint(path, model.state_dict(), meta, kind="backbone")
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2).encode())
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str).encode())
     return path
 
 
-def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def backbone_identity(meta: dict[str, Any]) -> dict[str, str]:
+    """``{"factory": ...}`` or ``{"backbone": name}`` from a backbone checkpoint's meta."""
+    if meta.get("factory") is not None:
+        return {"factory": str(meta["factory"])}
+    return {"backbone": str(meta.get("backbone"))}
+
+
+def _describe(identity: dict[str, str]) -> str:
+    return f"factory {identity['factory']!r}" if "factory" in identity else f"backbone {identity['backbone']!r}"
+
+
+def load_backbone(path: str | Path, device: str | torch.device = "cpu", *, recipe: Recipe | None = None) -> nn.Module:
     """Rebuild and load a backbone saved by :func:`save_backbone` (eval mode).
 
+    Args:
+        recipe: when given, the checkpoint must come from this recipe's ``[backbone]`` (the same
+            registry name, or the same factory string); a factory's module is also looked for in
+            the recipe's folder.
+
     Raises:
-        CheckpointError: not a backbone checkpoint, corrupt, or weights that do not fit the
-            rebuilt model.
+        CheckpointError: not a backbone checkpoint, corrupt, made with another backbone than
+            ``recipe`` names, a backbone that cannot be rebuilt here, or weights that do not
+            fit the rebuilt model.
     """
     import backbones
 
     tensors, meta = load_checkpoint(path, kind="backbone")
-    name = meta.get("backbone")
-    if not backbones.is_backbone(name):
+    identity = backbone_identity(meta)
+    if recipe is not None and identity != recipe.backbone.identity():
         raise CheckpointError(
-            f"checkpoint {path} was saved from backbone {name!r}, which is not registered "
-            f"(known backbones: {backbones.list_backbones()})"
+            f"checkpoint {path} was saved from {_describe(identity)}, but recipe {recipe.source or '<dict>'} "
+            f"[backbone] names {_describe(recipe.backbone.identity())}; a checkpoint fits only the backbone "
+            "it was made with"
         )
-    model = backbones.create_backbone(name, **meta["config"])
+    if "factory" in identity:
+        try:
+            model = backbones.create_from_factory(identity["factory"], _search(recipe), **meta.get("config", {}))
+        except backbones.BackboneFactoryError as e:
+            raise CheckpointError(f"checkpoint {path} cannot be rebuilt: {e}") from e
+    else:
+        name = meta.get("backbone")
+        if not backbones.is_backbone(name):
+            raise CheckpointError(
+                f"checkpoint {path} was saved from backbone {name!r}, which is not registered "
+                f"(known backbones: {backbones.list_backbones()})"
+            )
+        model = backbones.create_backbone(name, **meta["config"])
     check_layout(path, tensors, model)
     model.load_state_dict(tensors)
     return model.to(device).eval()
+
+
+def backbone_feature_dims(model: nn.Module) -> dict[str, int] | None:
+    """``model.feature_dims`` when the backbone has it (a factory's model need not)."""
+    dims = getattr(model, "feature_dims", None)
+    return dict(dims) if isinstance(dims, dict) else None
+
+
+def check_backbone_fits(model: nn.Module, data: Any, what: str) -> None:
+    """A backbone that declares ``feature_dims`` must have the data's; the error names ``what``."""
+    dims = backbone_feature_dims(model)
+    if dims is not None and dims != dict(data.feature_dims):
+        raise ValueError(f"{what} expects feature_dims {dims}, the data ({data.description}) has {dict(data.feature_dims)}")
 
 
 def pretrain(
@@ -103,24 +207,34 @@ def pretrain(
             the backbone is compiled in place before training; its saved weights are unaffected).
         data: a ``DataBundle``.
         plugins: plug-ins, or callables ``backbone -> plug-in`` (built after the backbone).
-        cggm: add the CGGM plug-in configured by the recipe's ``[cggm]`` table.
+        cggm: add the CGGM plug-in configured by the recipe's ``[cggm]`` table (on the encoders
+            of the recipe's ``[hooks]`` spec when it has one, else of the backbone's registered one).
         **opts: passed to :func:`~promptkit.train.engine.fit` (``resume``, ``overwrite``,
             ``device``, ``progress``).
     """
     out_dir = Path(out_dir)
     model = build_backbone(recipe, data)
+    kwargs = backbone_kwargs(recipe, data)
     built = [p if hasattr(p, "extra_loss") else p(model) for p in plugins]
     if recipe.cggm and not cggm:
         warnings.warn(f"recipe {recipe.source or '<dict>'} has a [cggm] table; CGGM runs only with --cggm / cggm=True")
+    hooks = recipe.hook_spec()  # None: the backbone's registered spec
     if cggm:
         from ..cggm import CGGM
 
-        built.append(CGGM.from_recipe_section(model, None, recipe.cggm or {}))
-    run_info = {"backbone": recipe.backbone.name, "config": recipe.backbone.config, "data": recipe.data}
-    result = fit(model, data, recipe.pretrain, out_dir, plugins=built, metric_kind=recipe.data.metric,
+        built.append(CGGM.from_recipe_section(model, hooks, recipe.cggm or {}, task=data.task))
+    run_info: dict[str, Any] = {"backbone": recipe.backbone.name, "config": recipe.backbone.config, "data": recipe.data}
+    if recipe.backbone.factory is not None:  # only then: older run records of registered backbones still resume
+        run_info["factory"] = recipe.backbone.factory
+    if cggm and recipe.hooks is not None:
+        run_info["hooks"] = recipe.hooks
+    result = fit(model, data, recipe.pretrain, out_dir, hooks=hooks, plugins=built, metric_kind=recipe.data.metric,
                  run_info=_jsonable(run_info), **opts)
-    save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name,
-                  {"best_epoch": result.best_epoch, "test": result.test, "data": data.description})
+    extra = {"best_epoch": result.best_epoch, "test": result.test, "data": data.description}
+    if recipe.backbone.factory is not None:
+        save_backbone(model, out_dir / BACKBONE_FILE, factory=recipe.backbone.factory, config=kwargs, extra=extra)
+    else:
+        save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name, extra)
     return result
 
 

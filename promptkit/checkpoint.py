@@ -68,6 +68,18 @@ def fingerprint(named: Mapping[str, torch.Tensor | Sequence[int]] | nn.Module) -
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def weights_digest(model: nn.Module) -> str:
+    """sha256 (16 hex digits) of every state tensor's name, dtype, shape and values: identifies the
+    weights themselves (e.g. the pre-trained backbone a prompt stage adapts)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _layout_diff(got: dict[str, tuple], want: dict[str, tuple], limit: int = 5) -> str:
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))

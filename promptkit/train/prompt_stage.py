@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..checkpoint import weights_digest
 from ..modalities import ModalitySet
 from ..prompter import MissingModalityPrompter, PrompterConfig, wrap
 from ..recipes import Recipe
@@ -115,6 +116,7 @@ def prompt_tune(
         **opts: passed to :func:`~promptkit.train.engine.fit`.
     """
     out_dir = Path(out_dir)
+    weights = weights_digest(backbone)  # a resumed stage on another pre-trained backbone is refused
     prompter = build_prompter(recipe, data, backbone, hooks=hooks, method=method)
     config = prompter.config
     built = list(plugins)
@@ -128,8 +130,10 @@ def prompt_tune(
                     task=data.task,
                 )
             )
-        run_info = {"backbone": recipe.backbone.name, "prompter": config.to_dict(), "eta": recipe.prompt.eta,
-                    "method": method}
+        run_info = {**recipe.backbone.identity(), "backbone_weights": weights, "prompter": config.to_dict(),
+                    "eta": recipe.prompt.eta, "method": method}
+        if recipe.hooks is not None:
+            run_info["hooks"] = recipe.hooks
         result = fit(
             prompter, data, recipe.prompt, out_dir, mask_fn=eta_mask_fn(data.modalities, recipe.prompt.eta),
             params=param_groups(prompter, recipe.prompt.prompt_lr), plugins=built, metric_kind=recipe.data.metric,

@@ -3,9 +3,11 @@
 In the order the work happens:
 
 1. **Backbone.** ``[pretrain] checkpoint`` loads a pre-trained backbone file (what a user of a
-   released model does); otherwise the pretrain stage trains one on complete data, on the target
-   itself or on the source domain (``[data] pretrain_on = "source"``, the paper's design:
-   pre-train on CMU-MOSEI, adapt on CMU-MOSI).
+   released model does; it must come from the recipe's ``[backbone]``); otherwise the pretrain
+   stage trains one on complete data, on the target itself or on the source domain
+   (``[data] pretrain_on = "source"``, the paper's design: pre-train on CMU-MOSEI, adapt on
+   CMU-MOSI). The backbone is a registered one or the recipe's ``[backbone] factory``; the
+   recipe's ``[hooks]`` spec, when it has one, is where every stage attaches.
 2. **Adaptation.** The MPLMM prompts, then each control of ``[prompt] controls`` (head only;
    full fine-tuning), each on its own fresh copy of the backbone, with the same data, eta,
    epochs and seed.
@@ -31,8 +33,9 @@ from ..evaluation import (
 from ..evaluation.ceiling import ridge_ceilings
 from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
 from .methods import LABELS, PROMPTS
-from .pretrain import BACKBONE_FILE, load_backbone, pretrain
+from .pretrain import BACKBONE_FILE, check_backbone_fits, load_backbone, pretrain
 from .prompt_stage import prompt_tune
+from .run_dir import lock_run_dir
 
 ZERO_FILLED = "zero_filled"
 STAGE_DIRS: dict[str, str] = {PROMPTS: "prompt", "head_only": "head_only", "full_finetune": "full_finetune"}
@@ -55,7 +58,12 @@ def comparison_key(a: str, b: str) -> str:
 def obtain_backbone(
     recipe: Recipe, data: Any, out_dir: Path, *, data_path: str | Path | None = None, cggm: bool = False, **opts: Any
 ) -> tuple[Path, dict[str, Any]]:
-    """The pre-trained backbone file: ``[pretrain] checkpoint``, or one the pretrain stage trains."""
+    """The pre-trained backbone file: ``[pretrain] checkpoint``, or one the pretrain stage trains.
+
+    Returns:
+        the file and what to record about it: the backbone's identity (``{"backbone": name}`` or
+        ``{"factory": ...}``) with the checkpoint path, or with the pretrain stage's results.
+    """
     if recipe.pretrain.checkpoint is not None:
         path = resolve_recipe_file(recipe, recipe.pretrain.checkpoint.format(seed=recipe.data.seed))
         if not path.is_file():
@@ -63,17 +71,13 @@ def obtain_backbone(
                 f"[pretrain] checkpoint {recipe.pretrain.checkpoint!r} of recipe {recipe.source} does not exist "
                 f"(looked for {path}); regenerate it with the command in its recipe's comment"
             )
-        backbone = load_backbone(path)
-        if dict(backbone.feature_dims) != dict(data.feature_dims):
-            raise ValueError(
-                f"backbone {path} expects feature_dims {dict(backbone.feature_dims)}, the data "
-                f"({data.description}) has {dict(data.feature_dims)}"
-            )
-        return path, {"checkpoint": str(path)}
+        backbone = load_backbone(path, recipe=recipe)
+        check_backbone_fits(backbone, data, f"backbone {path}")
+        return path, {**recipe.backbone.identity(), "checkpoint": str(path)}
     source = load_pretrain_data(recipe, data, data_path)
     result = pretrain(recipe, source, out_dir / "pretrain", cggm=cggm, **opts)
-    return out_dir / "pretrain" / BACKBONE_FILE, {"data": source.description, "test": result.test,
-                                                    "best_epoch": result.best_epoch}
+    return out_dir / "pretrain" / BACKBONE_FILE, {**recipe.backbone.identity(), "data": source.description,
+                                                    "test": result.test, "best_epoch": result.best_epoch}
 
 
 def run_pipeline(
@@ -97,13 +101,21 @@ def run_pipeline(
         the summary written to ``protocol.json``: stage seconds, trainable share, the protocol
         results per model, paired comparisons, ceilings and headroom.
     """
-    from ..evaluation import report
     from .engine import check_compile, resolve_device
 
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     for stage in (recipe.pretrain, recipe.prompt):
         check_compile(stage)  # both stages' backends, before the first one trains
+    with lock_run_dir(out_dir):  # a second `promptkit run` into this directory is refused, naming this pid
+        return _run_locked(recipe, data, out_dir, dev, resume=resume, overwrite=overwrite, progress=progress,
+                           cggm=cggm, data_path=data_path)
+
+
+def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: bool, overwrite: bool,
+                progress: bool, cggm: bool, data_path: str | Path | None) -> dict[str, Any]:
+    from ..evaluation import report
+
     kind = recipe.data.metric
     acc = report.ACC_F1_KEYS[kind][0]
     test = data.splits["test"]
@@ -117,11 +129,12 @@ def run_pipeline(
     times["pretrain_s"] = time.perf_counter() - t0
 
     methods = [PROMPTS, *recipe.prompt.controls]
+    hooks = recipe.hook_spec()  # None: the backbone's registered spec
     trained, best_epochs, shares = {}, {}, {}
     for method in methods:
         t0 = time.perf_counter()
-        backbone = load_backbone(backbone_file, device=dev)
-        model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], method=method,
+        backbone = load_backbone(backbone_file, device=dev, recipe=recipe)
+        model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], hooks=hooks, method=method,
                                     cggm=cggm and method == PROMPTS, evaluate_test=False, **opts)
         model.eval()
         trained[method], best_epochs[method] = model, result.best_epoch
@@ -130,8 +143,8 @@ def run_pipeline(
 
     t0 = time.perf_counter()
     eval_kw = dict(rates=recipe.eval.missing_rates, seed=recipe.eval.seed, batch_size=256, device=dev)
-    bare = load_backbone(backbone_file, device=dev)  # the pre-trained head, untouched
-    results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities), test, kind, **eval_kw)}
+    bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
+    results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities, hooks), test, kind, **eval_kw)}
     for method, model in trained.items():
         results[method] = evaluate_protocol(prompted_forward(model), test, kind, **eval_kw)
     paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}

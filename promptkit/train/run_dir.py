@@ -26,6 +26,10 @@ except ImportError:  # not on POSIX: runs are not locked
 LAST, BEST, RUN, RESULTS = "last.safetensors", "best.safetensors", "run.json", "results"
 LOCK = ".lock"
 RESUMABLE = ("epochs", "early_stop_patience", "compile")  # may change when a run is resumed
+_HINTS = {  # what a differing identity key means, for the refusal's message
+    "run.backbone_weights": ": the pre-trained backbone changed since this stage ran (e.g. the pretrain stage "
+    "was resumed with another budget), so its adapter belongs to another backbone and the stage must rerun",
+}
 
 
 class RunDirError(RuntimeError):
@@ -114,8 +118,9 @@ def prepare_out_dir(out_dir: Path, identity: dict[str, Any], resume: bool, overw
         if prev.get("hash") != run_hash:
             before, now = _flatten(prev.get("key", {})), _flatten(key)
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            why = _HINTS.get(next((k for k in diff if k in _HINTS), ""), "")
             raise RunDirError(
-                f"{out_dir} holds a different run (settings differ in: {', '.join(diff[:8]) or 'run.json'}); "
+                f"{out_dir} holds a different run (settings differ in: {', '.join(diff[:8]) or 'run.json'}){why}; "
                 f"use another output directory or overwrite=True (--overwrite) to replace it"
             )
         if not resume:

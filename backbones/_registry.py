@@ -19,6 +19,7 @@ import importlib.metadata
 import inspect
 import sys
 import types
+import typing
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -196,6 +197,32 @@ def factory_parameters(fn: Callable[..., Any]) -> set[str]:
     except (TypeError, ValueError):
         return set()
     return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def config_keywords(fn: Callable[..., Any]) -> dict[str, Any] | None:
+    """The keywords a builder accepts, name → annotation (``Any`` when unannotated), or None when
+    they cannot be known (an open ``**kwargs``).
+
+    A builder that forwards ``**cfg`` to the class it is annotated to return (``def mult(**cfg) ->
+    MulT``) accepts that class's constructor keywords.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    try:
+        hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
+    except Exception:  # unresolvable annotations: names only
+        hints = {}
+    named = {p.name: hints.get(p.name, Any) for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    named.pop("self", None)
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return named
+    target = None if isinstance(fn, type) else typing.get_type_hints(fn).get("return") if hints else None
+    if isinstance(target, type):
+        inner = config_keywords(target)
+        return None if inner is None else {**inner, **named}
+    return None
 
 
 def create_from_factory(ref: str, search: Iterable[str | Path] = (), **cfg: Any) -> nn.Module:

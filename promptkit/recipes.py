@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import sys
 import types
 import typing
@@ -279,6 +280,10 @@ def load(path: str | Path, *, check_backbone: bool = True) -> Recipe:
         raise RecipeError(f"recipe {p} is not valid TOML: {e}") from None
     except UnicodeDecodeError as e:
         raise RecipeError(f"recipe {p} is not UTF-8 text: {e}") from None
+    if not raw:
+        raise RecipeError(
+            f"recipe {p} is empty; a recipe names at least its [backbone] and [data] (see recipes/mult-synth.toml)"
+        )
     return from_dict(raw, source=str(p), check_backbone=check_backbone)
 
 
@@ -375,7 +380,8 @@ def _check(value: Any, tp: Any, what: str) -> Any:
                 return _check(value, a, what)
             except RecipeError:
                 pass
-        raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        finite = "a finite number" if isinstance(value, float) and not math.isfinite(value) else _type_name(tp)
+        raise RecipeError(f"{what} must be {finite}, got {value!r} ({type(value).__name__})")
     if origin is Literal:
         if value not in args:
             raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r}")
@@ -395,6 +401,8 @@ def _check(value: Any, tp: Any, what: str) -> Any:
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise RecipeError(f"{what} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if tp is float and not math.isfinite(value):
+        raise RecipeError(f"{what} must be a finite number, got {value!r}")
     return value
 
 
@@ -423,12 +431,39 @@ def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
             f"{where}: unknown backbone {b.name!r} in [backbone] name{hint} "
             f"(known backbones: {backbones.list_backbones()}; a model of your own goes in [backbone] factory)"
         )
+    if check_backbone:
+        _validate_backbone_config(r, where)
     if r.hooks is not None:
         try:
             r.hook_spec()
         except (KeyError, TypeError, ValueError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise RecipeError(f"{where}: [hooks]: {msg}") from None
+
+
+def _validate_backbone_config(r: Recipe, where: str) -> None:
+    """``[backbone.config]`` keys against the builder's (or factory's) keywords, and their values
+    against its annotations, at load time rather than when training starts."""
+    import backbones
+
+    b = r.backbone
+    try:
+        fn = backbones.import_factory(b.factory, [r.folder()] if r.folder() else []) if b.factory is not None \
+            else backbones.backbone_builder(b.name)
+    except (backbones.BackboneFactoryError, KeyError):
+        return  # reported by the caller
+    accepted = backbones.config_keywords(fn)
+    if accepted is None:  # an open **kwargs: nothing to check against
+        return
+    allowed = sorted(set(accepted) - {"feature_dims", "out_dim", "task"})
+    for key, value in b.config.items():
+        if key not in accepted:
+            raise RecipeError(_unknown(key, f"[backbone.config] of {b.label}", allowed, where))
+        tp = accepted[key]
+        try:
+            b.config[key] = _check(value, tp, f"{where}: [backbone.config] {key}")
+        except (TypeError, AttributeError):  # an annotation _check cannot read (e.g. a Protocol): unchecked
+            pass
 
 
 def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:

@@ -218,3 +218,28 @@ def test_bad_compile_values_name_the_key(tmp_path):
         load(write(tmp_path, TINY + "compile = 1\n"))
     with pytest.raises(RecipeError, match=r"unknown key 'compiled' in \[prompt\]; did you mean 'compile'\?"):
         load(write(tmp_path, TINY + "[prompt]\ncompiled = true\n"))
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"prompt": {"lr": float("inf")}}, r"\[prompt\] lr must be a finite number, got inf"),
+    ({"pretrain": {"grad_clip": float("nan")}}, r"\[pretrain\] grad_clip must be a finite number, got nan"),
+    ({"prompt": {"eta": float("nan")}}, r"\[prompt\] eta must be a finite number"),
+    ({"backbone": {"name": "mult", "config": {"d_model": "12"}}},
+     r"\[backbone.config\] d_model must be an integer, got '12'"),
+    ({"backbone": {"name": "mult", "config": {"d_modle": 12}}},
+     r"unknown key 'd_modle' in \[backbone.config\] of mult; did you mean 'd_model'\?"),
+    ({"backbone": {"name": "misa", "config": {"layers": 2}}}, r"unknown key 'layers' in \[backbone.config\] of misa"),
+    ({"prompt": {"prompter": {"signal": "false"}}}, r"\[prompt.prompter\]: PrompterConfig.signal must be a bool"),
+])
+def test_values_are_type_and_finiteness_checked_where_they_enter(raw, message):
+    """A NaN lr, a string d_model or a misspelled backbone keyword once passed validation and failed
+    (or trained on silently) later."""
+    with pytest.raises(RecipeError, match=message):
+        from_dict(raw)
+
+
+def test_an_empty_recipe_file_is_refused(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(RecipeError, match="is empty"):
+        load(path)

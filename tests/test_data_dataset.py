@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,22 @@ def test_bundle_checks_splits_dims_and_task():
         _bundle(out_dim=2)
     with pytest.raises(ValueError, match="task must be"):
         _bundle(task="ranking")
+
+
+@pytest.mark.parametrize("shape, what", [((4, 3, 0), "feature size D = 0"), ((4, 0, 3), "sequence length T = 0")])
+def test_dataset_rejects_a_modality_without_features_or_steps(shape, what):
+    f = _features(4)
+    with pytest.raises(ValueError, match=rf"modality 'vision' has {what} \(features of shape {re.escape(str(shape))}\)"):
+        MSADataset({**f, "vision": np.zeros(shape, np.float32)}, np.zeros(4))
+    with pytest.raises(ValueError, match="feature size D = 0"):
+        _bundle(splits={s: MSADataset({**f, "pose": torch.zeros(4, 2, 0)}, np.zeros(4)) for s in ("train", "valid", "test")})
+
+
+def test_extra_modality_travels_through_collate_in_order():
+    f = {**_features(3), "pose": np.ones((3, 2, 5), np.float32)}
+    ds = MSADataset(f, np.zeros(3), modalities=("text", "audio", "vision", "pose"))
+    batch = collate_msa([ds[0], ds[2]])
+    assert [k for k in batch if k not in ("labels", "mask", "index")] == ["text", "audio", "vision", "pose"]
+    assert batch["pose"].shape == (2, 2, 5) and batch["mask"].shape == (2, 4)
+    with pytest.raises(ValueError, match="reserved batch key"):
+        MSADataset({"mask": f["text"]}, np.zeros(3))

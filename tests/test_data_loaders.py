@@ -1,4 +1,5 @@
 import builtins
+import codecs
 import io
 import os
 import pickle
@@ -12,6 +13,7 @@ from promptkit.data import (
     AudioInfWarning,
     CorruptPickleError,
     DataFormatError,
+    DataSizeError,
     UnsafePickleError,
     load_data,
     load_h5,
@@ -61,6 +63,16 @@ def _mmsa(seed=0):
             "classification_labels": rng.integers(0, 3, n).astype(np.float32),
         }
     return out
+
+
+class _Reduce:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
 
 
 def _dump(obj, path, protocol=4):
@@ -172,8 +184,16 @@ def test_modalities_argument_selects_and_validates(tmp_path):
     path = _dump(_mult(), tmp_path / "m.pkl")
     bundle = load_data(path, modalities=["vision", "text"])
     assert bundle.modalities == ("text", "vision")
-    with pytest.raises(KeyError, match="unknown modality name"):
+    with pytest.raises(DataFormatError, match=r"m.pkl: split 'train' is missing key\(s\) \['depth'\]; the keys present "
+                                              r"are \['audio', 'id', 'labels', 'text', 'vision'\]"):
         load_data(path, modalities=["text", "depth"])
+    for bad in (["text", "2d"], ["text", "pose-x"], [3]):
+        with pytest.raises(ValueError, match="must be a Python identifier"):
+            load_data(path, modalities=bad)
+    with pytest.raises(ValueError, match="reserved batch key"):
+        load_data(path, modalities=["text", "mask"])
+    with pytest.raises(ValueError, match="without repeats"):
+        load_data(path, modalities=["text", "text"])
 
 
 # --- MMSA --------------------------------------------------------------------------------------
@@ -217,13 +237,14 @@ def test_generator_options_are_refused_for_files(tmp_path):
 
 # --- h5 ----------------------------------------------------------------------------------------
 def _write_h5(path, split_names=("train", "valid", "test"), names=("text", "audio", "vision"), label="label"):
+    """An MMIN-style h5 file: per split one (N, T, D) float32 dataset per name and (N,) int class ids."""
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         for split, canon in zip(split_names, ("train", "valid", "test")):
             n = SIZES[canon]
             g = f.create_group(split)
-            for name, (t, d) in zip(names, ((4, 1024), (6, 130), (5, 342))):
+            for name, (t, d) in zip(names, ((4, 1024), (6, 130), (5, 342), (3, 12))):
                 g.create_dataset(name, data=rng.standard_normal((n, t, d)).astype(np.float32))
             g.create_dataset(label, data=np.arange(n) % 4)
     return path
@@ -312,3 +333,209 @@ def test_safe_load_round_trips_arrays_and_containers():
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pkl"):
         load_data(tmp_path / "nope.pkl")
+
+
+# --- extra modalities (4-modality fixtures, one per format) ------------------------------------
+FOUR = ["text", "audio", "vision", "pose"]
+
+
+def _with_pose(raw, t=4, d=11, seed=1, lengths=False):
+    rng = np.random.default_rng(seed)
+    for split in raw.values():
+        n = len(split["audio"])
+        split["pose"] = rng.standard_normal((n, t, d)).astype(np.float32)
+        if lengths:
+            split["pose_lengths"] = np.full(n, t)
+    return raw
+
+
+def test_mult_pickle_with_a_fourth_modality(tmp_path):
+    raw = _with_pose(_mult())
+    path = _dump(raw, tmp_path / "four.pkl")
+    bundle = load_data(path, modalities=FOUR)
+    assert bundle.modalities == tuple(FOUR)
+    assert bundle.feature_dims == {"text": 300, "audio": 5, "vision": 20, "pose": 11}
+    assert bundle.seq_lens["pose"] == 4
+    np.testing.assert_array_equal(bundle.splits["valid"].features["pose"].numpy(), raw["valid"]["pose"])
+    batch = next(iter(bundle.loader("train", 3, shuffle=False)))
+    assert batch["pose"].shape == (3, 4, 11) and batch["mask"].shape == (3, 4)
+    # the order rule: standard ones canonical first, extra ones after, in the order given
+    assert load_data(path, modalities=["pose", "vision", "text"]).modalities == ("text", "vision", "pose")
+    # the standard three alone, asked for by name, ignore 'pose'; by default an unknown key is an error
+    assert load_data(path, modalities=["text", "audio", "vision"]).modalities == ("text", "audio", "vision")
+    with pytest.raises(DataFormatError, match=r"four.pkl: split 'train' has unknown key\(s\) \['pose'\].*"
+                                              r"pass modalities=\[\.\.\., 'name'\]"):
+        load_data(path)
+
+
+def test_extra_modality_absent_from_one_split_names_file_split_key_and_keys(tmp_path):
+    raw = _with_pose(_mult())
+    del raw["test"]["pose"]
+    with pytest.raises(DataFormatError, match=r"m.pkl: split 'test' is missing key\(s\) \['pose'\]; the keys present "
+                                              r"are \['audio', 'id', 'labels', 'text', 'vision'\]"):
+        load_data(_dump(raw, tmp_path / "m.pkl"), modalities=FOUR)
+
+
+def test_mmsa_pickle_with_a_fourth_modality_and_its_lengths(tmp_path):
+    raw = _with_pose(_mmsa(), lengths=True)
+    path = _dump(raw, tmp_path / "four_mmsa.pkl")
+    bundle = load_data(path, modalities=["pose", "text", "audio", "vision"])
+    assert bundle.info["format"] == "mmsa" and bundle.modalities == tuple(FOUR)
+    assert bundle.feature_dims == {"text": 768, "audio": 33, "vision": 709, "pose": 11}
+    np.testing.assert_array_equal(bundle.splits["test"].features["pose"].numpy(), raw["test"]["pose"])
+    raw["valid"]["pose_lengths"] = raw["valid"]["pose_lengths"][:2]
+    with pytest.raises(DataFormatError, match=r"split 'valid', key 'pose_lengths': expected shape \(3,\) \(one length "
+                                              r"per sample of 'pose', which has 3\), got \(2,\)"):
+        load_data(_dump(raw, tmp_path / "bad.pkl"), modalities=FOUR)
+
+
+def test_h5_with_a_fourth_modality(tmp_path):
+    path = _write_h5(tmp_path / "four.h5", names=("L", "A", "V", "pose"))
+    bundle = load_data(path, modalities=FOUR)
+    assert bundle.modalities == tuple(FOUR) and bundle.task == "classification"
+    assert bundle.feature_dims == {"text": 1024, "audio": 130, "vision": 342, "pose": 12}
+    assert bundle.seq_lens["pose"] == 3
+    assert next(iter(bundle.loader("test", 4)))["pose"].shape == (4, 3, 12)
+    with pytest.raises(DataFormatError, match=r"split '\w+' has unknown dataset 'pose'.*modalities=\[\.\.\., 'pose'\]"):
+        load_data(path)
+    with pytest.raises(DataFormatError, match=r"four.h5: split '\w+' is missing dataset\(s\) \['gaze'\]; the datasets "
+                                              r"present are \['A', 'L', 'V', 'label', 'pose'\]"):
+        load_data(path, modalities=["text", "gaze"])
+
+
+def test_neg_inf_is_replaced_in_audio_only(tmp_path):
+    raw = _with_pose(_mult())
+    raw["train"]["pose"][0, 0, 0] = -np.inf
+    with pytest.raises(DataFormatError, match=r"split 'train', modality 'pose' has 1 NaN/inf value\(s\) in sample "
+                                              r"index\(es\) \[0\]"):
+        load_data(_dump(raw, tmp_path / "m.pkl"), modalities=FOUR)
+
+
+# --- size limits -------------------------------------------------------------------------------
+def test_small_h5_declaring_tens_of_gib_is_refused_before_reading(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as f:
+        for split in ("train", "valid", "test"):
+            g = f.create_group(split)
+            for m in ("text", "audio", "vision"):
+                g.create_dataset(m, data=np.zeros((2, 1, 1), np.float32))
+            g.create_dataset("label", data=np.arange(2))
+        del f["train/audio"]  # 40 GB declared, never written: HDF5 would return its fill value
+        f["train"].create_dataset("audio", shape=(100_000, 1_000, 100), dtype="f4", chunks=(1, 1000, 100))
+    assert path.stat().st_size < 50_000
+    with pytest.raises(DataSizeError, match=r"bomb.h5: split 'train', dataset 'audio' \(shape \(100000, 1000, 100\), "
+                                            r"float32\) declares 37.3 GiB \(40000000000 bytes\), more than the size "
+                                            r"limit of 256.0 MiB \(the default for a .* file"):
+        load_data(path)
+
+
+def test_max_bytes_overrides_the_size_limit(tmp_path):
+    path = _write_h5(tmp_path / "d.h5")
+    with pytest.raises(DataSizeError, match=r"set by max_bytes"):
+        load_data(path, max_bytes=10_000)
+    assert load_data(path, max_bytes="1G").out_dim == 4
+    pkl = _dump(_mult(), tmp_path / "m.pkl")
+    with pytest.raises(DataSizeError, match=r"m.pkl at 'train' > 'text': an array of shape \(6, 5, 300\)"):
+        load_data(pkl, max_bytes=10_000)
+    with pytest.raises(DataSizeError):
+        load_mult_pickle(pkl, max_bytes=10_000)
+
+
+# --- clear errors for malformed content --------------------------------------------------------
+def test_ragged_nested_list_names_file_split_and_key(tmp_path):
+    raw = _mmsa()
+    raw["train"]["audio"] = [np.zeros((9, 33), np.float32), np.zeros((5, 33), np.float32)] * 3
+    with pytest.raises(DataFormatError, match=r"m.pkl: split 'train', key 'audio': expected an array \(N, T, D\), got a "
+                                              r"ragged nested list"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    raw = _mmsa()
+    raw["valid"]["regression_labels"] = [[0.1], [0.2, 0.3], [0.4]]
+    with pytest.raises(DataFormatError, match=r"split 'valid', key 'regression_labels': expected labels .* ragged"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+def test_codec_other_than_latin1_names_file_and_key(tmp_path):
+    raw = _mult()
+    raw["train"]["id"] = _Reduce(codecs.encode, ("vid0", "rot13"))
+    with pytest.raises(UnsafePickleError, match=r"m.pkl at 'train' > 'id': _codecs.encode is only admitted with the "
+                                                r"latin-1 codec"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+@pytest.mark.parametrize("value, shown", [("four", "a string"), (4.0, "dtype float64"), ([4, 4], "dtype int64")])
+def test_h5_num_classes_attribute_must_be_an_integer(tmp_path, value, shown):
+    h5py = pytest.importorskip("h5py")
+    path = _write_h5(tmp_path / "d.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["num_classes"] = value
+    with pytest.raises(DataFormatError, match=rf"d.h5: root attribute 'num_classes': expected an integer .*got {shown}"):
+        load_data(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["num_classes"] = np.int32(6)
+    assert load_data(path).out_dim == 6
+
+
+def test_mmsa_labels_with_the_wrong_count_are_blamed_not_lengths(tmp_path):
+    raw = _mmsa()
+    raw["train"]["regression_labels"] = raw["train"]["regression_labels"][:5]
+    with pytest.raises(DataFormatError) as info:
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    msg = str(info.value)
+    assert "split 'train' has mismatched sample counts" in msg
+    assert "'regression_labels' (5) disagree(s) with the 6 samples of the others" in msg
+    assert "lengths" not in msg
+    raw = _mmsa()
+    raw["test"]["audio_lengths"] = raw["test"]["audio_lengths"][:3]
+    with pytest.raises(DataFormatError, match=r"split 'test', key 'audio_lengths': expected shape \(4,\) \(one length "
+                                              r"per sample of 'audio'"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+
+
+@pytest.mark.parametrize("axis, what", [(2, "feature size D = 0"), (1, "sequence length T = 0")])
+def test_modality_of_width_or_length_zero_is_an_error(tmp_path, axis, what):
+    raw = _mult()
+    for split in raw.values():
+        shape = list(split["vision"].shape)
+        shape[axis] = 0
+        split["vision"] = np.zeros(shape, np.float32)
+    with pytest.raises(DataFormatError, match=rf"split 'train', key 'vision': modality 'vision' has {what}"):
+        load_data(_dump(raw, tmp_path / "m.pkl"))
+    path = _write_h5(tmp_path / "d.h5")
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "a") as f:
+        for split in ("train", "valid", "test"):
+            shape = list(f[split]["audio"].shape)
+            shape[axis] = 0
+            del f[split]["audio"]
+            f[split].create_dataset("audio", data=np.zeros(shape, np.float32))
+    with pytest.raises(DataFormatError, match=rf"modality 'audio' has {what}"):
+        load_data(path)
+
+
+def test_mmsa_object_arrays_of_strings_load(tmp_path):
+    raw = _mmsa()
+    for split in raw.values():  # as MMSA writes them: numpy object arrays of str
+        split["raw_text"] = np.array(split["raw_text"], dtype=object)
+        split["id"] = np.array(split["id"], dtype=object)
+    for protocol in (2, 4, 5):
+        path = _dump(raw, tmp_path / f"mmsa{protocol}.pkl", protocol)
+        assert load_data(path).feature_dims["vision"] == 709
+        back = safe_load(path)
+        assert back["train"]["raw_text"].dtype == object and back["train"]["raw_text"][1] == "sentence 1"
+
+
+def test_data_describe_reports_the_task_load_data_finds(tmp_path, capsys):
+    from promptkit.cli import main
+
+    path = _write_h5(tmp_path / "iemocap.h5")
+    assert load_data(path).task == "classification"
+    assert main(["data", "describe", "--data", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "task classification, out_dim 4" in out and "counts 0:" in out
+    iemocap = _dump(_mult(labels="iemocap"), tmp_path / "iemocap_data.pkl")  # one-hot: four binary tasks
+    assert main(["data", "describe", "--data", str(iemocap)]) == 0
+    assert "task classification, out_dim 8" in capsys.readouterr().out
+    mosi = _dump(_mult(), tmp_path / "mosi_data.pkl")
+    assert main(["data", "describe", "--data", str(mosi)]) == 0
+    assert "task regression, out_dim 1" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Data: the synthetic generator, safe pickle loading, file loaders, dataset and collate.
+"""Data: the synthetic generator, safe pickle loading, file loaders, size limits, dataset and collate.
 
 ``load_data("synthetic")`` or ``load_data(path)`` returns a :class:`DataBundle`; its splits are
 :class:`MSADataset` objects and :func:`make_loader` batches them with :func:`collate_msa`.
@@ -13,7 +13,8 @@ from .loaders import (
     load_mmsa_pickle,
     load_mult_pickle,
 )
-from .safe_pickle import CorruptPickleError, UnsafePickleError, safe_load
+from .limits import DataSizeError
+from .safe_pickle import CorruptPickleError, PickleTooLargeError, UnsafePickleError, safe_load
 from .synthetic import make_synthetic_mosi
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "CorruptPickleError",
     "DataBundle",
     "DataFormatError",
+    "DataSizeError",
     "MSADataset",
+    "PickleTooLargeError",
     "UnsafePickleError",
     "collate_msa",
     "load_data",

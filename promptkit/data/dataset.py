@@ -25,8 +25,9 @@ class MSADataset(Dataset):
     """Per-modality feature arrays plus labels, indexed by sample.
 
     Args:
-        features: modality → array ``(N, T_m, D_m)`` (numpy or torch; stored as float32 tensors,
-            without a copy when already float32 numpy).
+        features: modality → array ``(N, T_m, D_m)`` with ``T_m, D_m >= 1`` (numpy or torch; stored as
+            float32 tensors, without a copy when already float32 numpy). Any names but the batch
+            keys ``labels``, ``mask`` and ``index``.
         labels: regression ``(N,)`` float, classification ``(N,)`` or ``(N, K)`` integer.
         modalities: the modality order (default: the order of ``features``).
     """
@@ -55,6 +56,12 @@ class MSADataset(Dataset):
             x = torch.as_tensor(features[name])
             if x.dim() != 3:
                 raise ValueError(f"{name} features must have shape (N, T, D), got {tuple(x.shape)}")
+            if x.shape[2] == 0 or x.shape[1] == 0:
+                what = "feature size D" if x.shape[2] == 0 else "sequence length T"
+                raise ValueError(
+                    f"modality {name!r} has {what} = 0 (features of shape {tuple(x.shape)}); a modality needs at "
+                    "least one feature and one time step, so leave it out instead"
+                )
             self.features[name] = x.float()
         y = torch.as_tensor(labels)
         if y.is_complex():

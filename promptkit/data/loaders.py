@@ -9,7 +9,9 @@ Formats (``format=`` in :func:`load_data`, else detected):
 - ``"mmsa"``: MMSA pickles (CH-SIMS, MOSI/MOSEI by the MMSA toolkit): per split ``"text"``
   ``(N, T, 768)``, ``"audio"``, ``"vision"``, ``"regression_labels"`` ``(N,)`` (or
   ``"classification_labels"`` with ``task="classification"``); other keys (``raw_text``, ``id``,
-  ``audio_lengths``, ...) are ignored. ``"text_bert"`` token ids are not features and are refused.
+  ...) are ignored, except that ``"<modality>_lengths"`` (``audio_lengths``, ``vision_lengths``,
+  ``pose_lengths``, ...), when present for a modality that is read, must hold one length per
+  sample of that modality. ``"text_bert"`` token ids are not features and are refused.
 - ``"h5"`` (needs ``h5py``), an MMIN-style layout::
 
       /train/text    (N, T_t, D_t) float     (MMIN's name "L" is accepted too)
@@ -19,32 +21,54 @@ Formats (``format=`` in :func:`load_data`, else detected):
                      or (N, 4, 2) / (N, 4) for four binary tasks   ("labels" accepted too)
       /valid/...     ("dev" or "val" accepted)
       /test/...
-      root attribute "num_classes" (optional; default: largest class id + 1)
+      root attribute "num_classes" (optional, an integer; default: largest class id + 1)
+
+**Modalities.** ``modalities=`` picks the modalities to read; the default is the standard three,
+``("text", "audio", "vision")``. Any Python-identifier name may be given (not ``labels``, ``mask``
+or ``index``, the batch keys): an extra name such as ``"pose"`` is read from the key of that name
+in every split, in all three formats (``(N, T, D)`` like the others). The bundle's modality order
+(the batch/mask order) is the standard modalities that were asked for, in the canonical order
+text, audio, vision, then the extra ones in the order given: ``["pose", "vision", "text"]`` gives
+``("text", "vision", "pose")``. A requested key that a split lacks is an error naming the file, the
+split and the key and listing the keys present. With the default modalities, a MulT pickle or an
+h5 split holding any other key is an error (it names the key; pass ``modalities=`` to read it,
+or to read a subset); with ``modalities`` given, keys not asked for are not read.
 
 Split names ``train``/``valid``/``test``; ``dev`` and ``val`` mean ``valid``. In audio, ``-inf``
 (a known quirk of the MulT CMU-MOSI/MOSEI files) becomes 0 with a warning that counts them; any
-other NaN/inf is an error naming split, modality and sample indices.
+other NaN/inf, in any modality, is an error naming split, modality and sample indices. A modality
+with no features (``D = 0``) or no time steps (``T = 0``) is an error.
+
+**Sizes.** Arrays are counted against a size limit before they are allocated (see
+:mod:`promptkit.data.limits`; ``max_bytes=`` overrides it): a file that declares more is refused
+with a :class:`~promptkit.data.limits.DataSizeError` naming the array and its declared size.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .dataset import SPLITS, DataBundle, MSADataset
+from .limits import H5_EXPANSION, SizeBudget, declared_bytes, size_limit
 from .safe_pickle import safe_load
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
+"""The standard modalities: the default, and the canonical order they come in."""
+RESERVED_NAMES: tuple[str, ...] = ("labels", "mask", "index")
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "test": "test"}
 FORMATS = ("mult", "mmsa", "h5")
 _FORMAT_ALIASES = {"mult": "mult", "mult_pickle": "mult", "mmsa": "mmsa", "mmsa_pickle": "mmsa",
                    "h5": "h5", "hdf5": "h5", "mmin": "h5"}
 _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _H5_MODALITY_ALIASES = {"L": "text", "A": "audio", "V": "vision"}
+_H5_LABEL_NAMES = ("label", "labels")
+_FILE_OPTIONS = ("modalities", "task", "name", "max_bytes")
 
 
 class DataFormatError(ValueError):
@@ -63,7 +87,9 @@ def load_data(source: str | os.PathLike, format: str | None = None, **kw: Any) -
         source: ``"synthetic"`` or a path to a MulT/MMSA pickle or an h5 file.
         format: ``"mult"``, ``"mmsa"`` or ``"h5"``; detected when None or ``"auto"`` (HDF5 signature or an
             ``.h5``/``.hdf5`` suffix → h5; a pickle with ``regression_labels`` → mmsa; else mult).
-        **kw: ``modalities``, ``task``, ``name`` for files; generator arguments for synthetic.
+        **kw: ``modalities`` (see the module docstring for extra names and the order), ``task``,
+            ``name`` and ``max_bytes`` (the size limit, see :mod:`promptkit.data.limits`) for files;
+            generator arguments for synthetic.
     """
     if isinstance(source, str) and source == "synthetic":
         if format not in (None, "auto"):
@@ -72,18 +98,19 @@ def load_data(source: str | os.PathLike, format: str | None = None, **kw: Any) -
 
         return make_synthetic_mosi(**kw)
     path = Path(source)
-    extra = set(kw) - {"modalities", "task", "name"}
+    extra = set(kw) - set(_FILE_OPTIONS)
     if extra:
         raise TypeError(
             f"load_data({str(path)!r}): option(s) {sorted(extra)} apply only to source='synthetic'; "
-            "data files take modalities, task and name"
+            f"data files take {', '.join(_FILE_OPTIONS)}"
         )
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist (or use source='synthetic')")
     fmt = _resolve_format(format) if format not in (None, "auto") else None
     if fmt == "h5" or (fmt is None and _looks_like_h5(path)):
         return load_h5(path, **kw)
-    obj = _read_pickle(path)
+    max_bytes = kw.pop("max_bytes", None)
+    obj = _read_pickle(path, max_bytes)
     if fmt is None:
         fmt = "mmsa" if _has_key_in_any_split(obj, "regression_labels") else "mult"
     if fmt == "mmsa":
@@ -93,35 +120,46 @@ def load_data(source: str | os.PathLike, format: str | None = None, **kw: Any) -
 
 def load_mult_pickle(
     path: str | os.PathLike, modalities: Sequence[str] | None = None, task: str | None = None,
-    name: str | None = None,
+    name: str | None = None, max_bytes: int | str | None = None,
 ) -> DataBundle:
     """Load a MulT pickle; see the module docstring for the layout."""
     path = Path(path)
-    return _mult_from_obj(_read_pickle(path), path, modalities=modalities, task=task, name=name)
+    return _mult_from_obj(_read_pickle(path, max_bytes), path, modalities=modalities, task=task, name=name)
 
 
 def load_mmsa_pickle(
     path: str | os.PathLike, modalities: Sequence[str] | None = None, task: str = "regression",
-    name: str | None = None,
+    name: str | None = None, max_bytes: int | str | None = None,
 ) -> DataBundle:
     """Load an MMSA pickle (regression labels by default); see the module docstring."""
     path = Path(path)
-    return _mmsa_from_obj(_read_pickle(path), path, modalities=modalities, task=task, name=name)
+    return _mmsa_from_obj(_read_pickle(path, max_bytes), path, modalities=modalities, task=task, name=name)
 
 
 def load_h5(
     path: str | os.PathLike, modalities: Sequence[str] | None = None, task: str | None = None,
-    name: str | None = None,
+    name: str | None = None, max_bytes: int | str | None = None,
 ) -> DataBundle:
-    """Load an MMIN-style h5 file; the exact layout is in the module docstring."""
+    """Load an MMIN-style h5 file; the exact layout is in the module docstring.
+
+    Only the datasets that are read (the modalities asked for and the labels) are loaded, each
+    after its declared size is checked against the limit.
+    """
     try:
         import h5py
     except ImportError:
         raise ImportError("reading .h5 data needs h5py: pip install 'promptkit-msa[h5]'") from None
     path = Path(path)
     mods = _resolve_modalities(modalities)
+    for m in mods:
+        if m in _H5_LABEL_NAMES:
+            raise ValueError(f"modality name {m!r} is the h5 label dataset, not a modality")
     where = str(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {where!r} does not exist")
+    budget = SizeBudget(size_limit(path.stat().st_size, H5_EXPANSION, max_bytes), where)
     raw: dict[str, dict[str, Any]] = {}
+    keys: dict[str, dict[str, str]] = {}
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -132,27 +170,70 @@ def load_h5(
             grp = f[key]
             if not isinstance(grp, h5py.Group):
                 raise DataFormatError(f"{where}: '{key}' must be a group of datasets (one per modality + 'label')")
-            entries: dict[str, Any] = {}
+            members: dict[str, str] = {}  # canonical name → the dataset's name in the file
             for member in grp.keys():
-                canon = _H5_MODALITY_ALIASES.get(member, member)
-                canon = "labels" if canon == "label" else canon
-                if canon not in MODALITIES and canon != "labels":
+                canon = "labels" if member in _H5_LABEL_NAMES else _H5_MODALITY_ALIASES.get(member, member)
+                if canon in members:
                     raise DataFormatError(
-                        f"{where}: split '{key}' has unknown dataset '{member}'; expected modalities "
-                        f"{list(MODALITIES)} (or L/A/V) and 'label'"
+                        f"{where}: split '{key}' holds '{canon}' twice ('{members[canon]}' and '{member}')"
                     )
-                if canon in entries:
-                    raise DataFormatError(f"{where}: split '{key}' holds '{canon}' twice (under an alias)")
-                node = grp[member]
-                if not isinstance(node, h5py.Dataset):
+                members[canon] = member
+            if modalities is None:
+                unknown = [m for c, m in members.items() if c not in MODALITIES and c != "labels"]
+                if unknown:
                     raise DataFormatError(
-                        f"{where}: split '{key}', key '{member}': expected a dataset, found a group "
-                        "(per-utterance groups are not read; stack them into one (N, T, D) dataset)"
+                        f"{where}: split '{key}' has unknown dataset '{unknown[0]}'; expected modalities "
+                        f"{list(MODALITIES)} (or L/A/V) and 'label'; to read it as a modality pass "
+                        f"modalities=[..., {unknown[0]!r}]"
                     )
-                entries[canon] = node[()]
-            raw[split] = _pick(entries, mods, "labels", where, key)
-        num_classes = f.attrs.get("num_classes")
-    return _build(raw, where, "h5", mods, task, name, num_classes=None if num_classes is None else int(num_classes))
+            missing = [c for c in (*mods, "labels") if c not in members]
+            if missing:
+                shown = ["label" if c == "labels" else c for c in missing]
+                raise DataFormatError(
+                    f"{where}: split '{key}' is missing dataset(s) {shown}; the datasets present are "
+                    f"{sorted(grp.keys())}"
+                )
+            keys[split] = {c: members[c] for c in (*mods, "labels")}
+            raw[split] = {c: _read_h5_dataset(grp, members[c], where, key, budget, h5py) for c in (*mods, "labels")}
+        num_classes = _h5_int_attr(f, "num_classes", where)
+    return _build(raw, where, "h5", mods, task, name, num_classes=num_classes, keys=keys)
+
+
+def _read_h5_dataset(grp: Any, member: str, where: str, split: str, budget: SizeBudget, h5py: Any) -> np.ndarray:
+    """One numeric dataset, read after its declared size is counted against ``budget``."""
+    at = f"split '{split}', dataset '{member}'"
+    node = grp[member]
+    if not isinstance(node, h5py.Dataset):
+        raise DataFormatError(
+            f"{where}: {at}: expected a dataset, found a group "
+            "(per-utterance groups are not read; stack them into one (N, T, D) dataset)"
+        )
+    if node.shape is None:
+        raise DataFormatError(f"{where}: {at}: the dataset is empty (null dataspace)")
+    if node.dtype.kind not in "biuf":
+        raise DataFormatError(f"{where}: {at}: expected a numeric dataset, got dtype {node.dtype}")
+    budget.charge(declared_bytes(node.shape, node.dtype.itemsize), f"{at} (shape {node.shape}, {node.dtype})")
+    try:
+        return node[()]
+    except (OSError, ValueError, TypeError) as e:
+        raise DataFormatError(f"{where}: {at}: could not read the dataset ({e})") from e
+
+
+def _h5_int_attr(f: Any, name: str, where: str) -> int | None:
+    """The root attribute ``name`` as an int (None when absent); anything but one integer is an error."""
+    if name not in f.attrs:
+        return None
+    at = f"{where}: root attribute '{name}'"
+    try:
+        aid = f.attrs.get_id(name)
+        shape, dtype = aid.shape, aid.dtype
+    except (OSError, TypeError, ValueError) as e:
+        raise DataFormatError(f"{at}: expected an integer, the attribute could not be read ({e})") from e
+    if dtype.kind not in "iu" or (shape is not None and int(np.prod(shape)) != 1):
+        kind = "a string" if dtype.kind in "SUO" else f"dtype {dtype}"
+        raise DataFormatError(f"{at}: expected an integer (a number of classes), got {kind} of shape {shape}")
+    value = np.asarray(f.attrs[name]).reshape(-1)[0]
+    return int(value)
 
 
 # --- format-specific parsing ------------------------------------------------------------------
@@ -165,10 +246,11 @@ def _mult_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None
     for split, key in splits.items():
         d = _split_dict(obj[key], where, key)
         unknown = set(d) - set(MODALITIES) - {"labels", "id"}
-        if unknown:
+        if modalities is None and unknown:
             raise DataFormatError(
                 f"{where}: split '{key}' has unknown key(s) {sorted(map(str, unknown))}; a MulT pickle holds "
-                f"modalities {list(MODALITIES)}, 'labels' and optionally 'id'"
+                f"modalities {list(MODALITIES)}, 'labels' and optionally 'id'; to read an extra key as a modality "
+                "pass modalities=[..., 'name']"
             )
         raw[split] = _pick(d, mods, "labels", where, key)
     return _build(raw, where, "mult", mods, task, name)
@@ -182,8 +264,12 @@ def _mmsa_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
     label_key = f"{task}_labels"
+    for m in mods:
+        if m in ("regression_labels", "classification_labels"):
+            raise ValueError(f"modality name {m!r} is an MMSA label key, not a modality")
     splits = _map_splits(_top_keys(obj, where), where)
     raw = {}
+    keys = {}
     for split, key in splits.items():
         d = _split_dict(obj[key], where, key)
         if "text" in mods and "text" not in d and "text_bert" in d:
@@ -193,20 +279,31 @@ def _mmsa_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None
                 "BERT features or pass modalities without 'text'"
             )
         entries = _pick(d, mods, label_key, where, key)
-        n = np.asarray(entries["labels"]).shape[:1]
-        for lk in ("audio_lengths", "vision_lengths"):
-            if lk in d and np.asarray(d[lk]).shape != n:
-                raise DataFormatError(
-                    f"{where}: split '{key}', key '{lk}': expected shape {n}, got {np.asarray(d[lk]).shape}"
-                )
+        for m in mods:
+            entries[m] = _as_array(entries[m], f"{where}: split '{key}', key '{m}'", "an array (N, T, D)")
+            lk = f"{m}_lengths"
+            if lk in d:
+                n = entries[m].shape[:1]
+                got = _as_array(d[lk], f"{where}: split '{key}', key '{lk}'", f"one length per sample {n}").shape
+                if got != n:
+                    raise DataFormatError(
+                        f"{where}: split '{key}', key '{lk}': expected shape {n} (one length per sample of "
+                        f"'{m}', which has {n[0] if n else 0}), got {got}"
+                    )
         raw[split] = entries
-    return _build(raw, where, "mmsa", mods, task, name)
+        keys[split] = {**{m: m for m in mods}, "labels": label_key}
+    return _build(raw, where, "mmsa", mods, task, name, keys=keys)
 
 
 # --- shared checks ----------------------------------------------------------------------------
 def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tuple[str, ...], task: str | None,
-           name: str | None, num_classes: int | None = None) -> DataBundle:
-    """Validate per-split features and labels and assemble the bundle."""
+           name: str | None, num_classes: int | None = None,
+           keys: Mapping[str, Mapping[str, str]] | None = None) -> DataBundle:
+    """Validate per-split features and labels and assemble the bundle.
+
+    ``keys[split][name]`` is the file's key for modality/``"labels"`` ``name`` (for messages;
+    default: the name itself).
+    """
     if task not in (None, "regression", "classification"):
         raise ValueError(f"task must be 'regression', 'classification' or None, got {task!r}")
     feats: dict[str, dict[str, np.ndarray]] = {}
@@ -214,12 +311,14 @@ def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tup
     kinds = {}
     for split in SPLITS:
         entries = raw[split]
-        feats[split] = {m: _check_features(entries[m], where, split, m) for m in mods}
-        labels[split], kinds[split] = _normalize_labels(entries["labels"], where, split, task)
-        counts = {m: x.shape[0] for m, x in feats[split].items()} | {"labels": labels[split].shape[0]}
+        key = dict((keys or {}).get(split, {}))
+        key = {c: key.get(c, c) for c in (*mods, "labels")}
+        feats[split] = {m: _check_features(entries[m], where, split, m, key[m]) for m in mods}
+        labels[split], kinds[split] = _normalize_labels(entries["labels"], where, split, task, key["labels"])
+        counts = {key[m]: x.shape[0] for m, x in feats[split].items()} | {key["labels"]: labels[split].shape[0]}
         if len(set(counts.values())) != 1:
-            raise DataFormatError(f"{where}: split '{split}' has mismatched sample counts {counts}")
-        if counts["labels"] == 0:
+            raise DataFormatError(f"{where}: split '{split}' has mismatched sample counts {counts}{_odd_ones(counts)}")
+        if labels[split].shape[0] == 0:
             raise DataFormatError(f"{where}: split '{split}' is empty (0 samples)")
     for m in mods:
         for axis, what in ((2, "feature size"), (1, "sequence length")):
@@ -255,17 +354,46 @@ def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tup
     )
 
 
-def _check_features(x: Any, where: str, split: str, modality: str) -> np.ndarray:
+def _odd_ones(counts: Mapping[str, int]) -> str:
+    """``": 'labels' (5) disagree(s) with the 6 samples of the others"`` when most keys agree."""
+    (major, votes), *_ = Counter(counts.values()).most_common()
+    if votes * 2 <= len(counts):
+        return ""
+    odd = {k: n for k, n in counts.items() if n != major}
+    return f": {', '.join(f'{k!r} ({n})' for k, n in odd.items())} disagree(s) with the {major} samples of the others"
+
+
+def _as_array(x: Any, at: str, expected: str) -> np.ndarray:
+    """``np.asarray(x)``, with a ragged nested list (or anything numpy cannot stack) an error at ``at``."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        ragged = isinstance(x, (list, tuple)) and "inhomogeneous" in str(e)
+        what = ("a ragged nested list (its rows differ in length)" if ragged
+                else f"a {type(x).__name__} numpy cannot stack")
+        raise DataFormatError(f"{at}: expected {expected}, got {what} ({' '.join(str(e).split())[:200]})") from None
+
+
+def _check_features(x: Any, where: str, split: str, modality: str, key: str | None = None) -> np.ndarray:
     """Features as float32 ``(N, T, D)``; audio ``-inf`` → 0 with a warning, other non-finite → error."""
-    arr = np.asarray(x)
+    key = key or modality
+    at = f"{where}: split '{split}', key '{key}'" + (f" ({modality})" if key != modality else "")
+    arr = _as_array(x, at, "a numeric array (N, T, D)")
     if arr.dtype.kind not in "fiub":
-        raise DataFormatError(
-            f"{where}: split '{split}', key '{modality}': expected a numeric array (N, T, D), got dtype {arr.dtype}"
-        )
+        raise DataFormatError(f"{at}: expected a numeric array (N, T, D), got dtype {arr.dtype}")
     if arr.ndim != 3:
+        raise DataFormatError(f"{at}: expected an array of rank 3 (N, T, D), got shape {arr.shape}")
+    if arr.shape[0] and arr.shape[2] == 0:
         raise DataFormatError(
-            f"{where}: split '{split}', key '{modality}': expected an array of rank 3 (N, T, D), "
-            f"got shape {arr.shape}"
+            f"{at}: modality '{modality}' has feature size D = 0 (shape {arr.shape}); a modality needs at least one "
+            "feature, so leave it out with modalities=[...]"
+        )
+    if arr.shape[0] and arr.shape[1] == 0:
+        raise DataFormatError(
+            f"{at}: modality '{modality}' has sequence length T = 0 (shape {arr.shape}); a modality needs at least "
+            "one time step, so leave it out with modalities=[...]"
         )
     arr = np.array(arr, dtype=np.float32, copy=arr.dtype != np.float32 or not arr.flags.writeable)
     if modality == "audio":
@@ -291,10 +419,10 @@ def _check_features(x: Any, where: str, split: str, modality: str) -> np.ndarray
     return arr
 
 
-def _normalize_labels(y: Any, where: str, split: str, task: str | None) -> tuple[np.ndarray, str]:
+def _normalize_labels(y: Any, where: str, split: str, task: str | None, key: str = "labels") -> tuple[np.ndarray, str]:
     """Labels → (array, kind): float ``(N,)`` "regression", long ``(N,)`` "classes" or long ``(N, K)`` "binary"."""
-    arr = np.asarray(y)
-    at = f"{where}: split '{split}', key 'labels'"
+    at = f"{where}: split '{split}', key '{key}'"
+    arr = _as_array(y, at, "labels (N,), (N, 1, 1) or (N, K, 2)")
     if arr.dtype.kind not in "fiub":
         raise DataFormatError(f"{at}: expected numeric labels, got dtype {arr.dtype}")
     if arr.dtype.kind == "b":
@@ -338,10 +466,11 @@ def _normalize_labels(y: Any, where: str, split: str, task: str | None) -> tuple
 
 
 def _pick(d: Mapping[str, Any], mods: tuple[str, ...], label_key: str, where: str, split: str) -> dict[str, Any]:
+    """``{modality: d[modality], "labels": d[label_key]}``; a missing key names the split and lists those present."""
     missing = [k for k in (*mods, label_key) if k not in d]
     if missing:
         raise DataFormatError(
-            f"{where}: split '{split}' is missing key(s) {missing}; found {sorted(map(str, d))}"
+            f"{where}: split '{split}' is missing key(s) {missing}; the keys present are {sorted(map(str, d))}"
         )
     return {**{m: d[m] for m in mods}, "labels": d[label_key]}
 
@@ -365,16 +494,21 @@ def _map_splits(keys: Sequence[Any], where: str) -> dict[str, Any]:
 
 
 def _resolve_modalities(modalities: Sequence[str] | None) -> tuple[str, ...]:
+    """The modalities to read, in bundle order: the standard ones asked for in the canonical order
+    text, audio, vision, then the extra names in the order given. None → the standard three."""
     if modalities is None:
         return MODALITIES
     if isinstance(modalities, str):
         modalities = [modalities]
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if unknown:
-        raise KeyError(f"unknown modality name(s) {unknown}; known modalities: {list(MODALITIES)}")
-    if not modalities or len(set(modalities)) != len(modalities):
-        raise ValueError(f"modalities must be a non-empty list without repeats, got {list(modalities)}")
-    return tuple(m for m in MODALITIES if m in modalities)
+    mods = list(modalities)
+    for m in mods:
+        if not isinstance(m, str) or not m.isidentifier():
+            raise ValueError(f"modality name {m!r} must be a Python identifier (a string such as 'pose')")
+        if m in RESERVED_NAMES:
+            raise ValueError(f"{m!r} is a reserved batch key and cannot name a modality")
+    if not mods or len(set(mods)) != len(mods):
+        raise ValueError(f"modalities must be a non-empty list without repeats, got {mods}")
+    return tuple(m for m in MODALITIES if m in mods) + tuple(m for m in mods if m not in MODALITIES)
 
 
 def _resolve_format(fmt: str) -> str:
@@ -383,10 +517,10 @@ def _resolve_format(fmt: str) -> str:
     return _FORMAT_ALIASES[fmt]
 
 
-def _read_pickle(path: Path) -> Any:
+def _read_pickle(path: Path, max_bytes: int | str | None = None) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    return safe_load(path)
+    return safe_load(path, max_bytes=max_bytes)
 
 
 def _top_keys(obj: Any, where: str) -> list[Any]:

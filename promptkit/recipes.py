@@ -90,6 +90,11 @@ class DataSection:
     ``"source"`` pre-trains on the synthetic generator's large source domain (``source_sizes``,
     same seed and generator options, complete data) or, for file data, on ``pretrain_path``.
     Source and target must agree on modalities and feature sizes (checked when loaded).
+
+    ``modalities`` selects (and orders) the modalities: for files, the keys to read, extra ones
+    included (e.g. ``["text", "audio", "vision", "pose"]``); for synthetic data, the generator's
+    modality set. ``max_bytes`` raises or lowers the declared-size limit of a data file
+    (:mod:`promptkit.data.limits`).
     """
 
     source: Literal["synthetic", "file"] = "synthetic"
@@ -104,6 +109,8 @@ class DataSection:
     pretrain_on: Literal["target", "source"] = "target"
     source_sizes: dict[str, int] | None = None
     pretrain_path: str | None = None
+    modalities: list[str] | None = None
+    max_bytes: int | None = None
 
 
 @dataclass
@@ -485,6 +492,14 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
         raise RecipeError(f"{where}: [data] path {r.data.path!r} is set but source is 'synthetic'; use source = 'file'")
     if r.data.source == "file" and r.data.synthetic:
         raise RecipeError(f"{where}: [data.synthetic] options are set but source is 'file'; remove them")
+    if r.data.modalities is not None and "modalities" in r.data.synthetic:
+        raise RecipeError(f"{where}: [data] modalities and [data.synthetic] modalities are both set; keep one")
+    if r.data.modalities is not None and (len(r.data.modalities) < 1 or len(set(r.data.modalities)) != len(r.data.modalities)):
+        raise RecipeError(f"{where}: [data] modalities must list at least one modality, none twice; got {r.data.modalities}")
+    if r.data.max_bytes is not None and r.data.source != "file":
+        raise RecipeError(f"{where}: [data] max_bytes limits data files; source is 'synthetic'")
+    if r.data.max_bytes is not None and r.data.max_bytes < 1:
+        raise RecipeError(f"{where}: [data] max_bytes must be >= 1, got {r.data.max_bytes}")
     if r.data.source == "file" and r.data.sizes is not None:
         raise RecipeError(f"{where}: [data] sizes applies to synthetic data only; source is 'file'")
     for name in ("pretrain", "prompt"):
@@ -571,6 +586,8 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
     d, where = recipe.data, f"recipe {recipe.source or '<dict>'}"
     if data_path is None and d.source == "synthetic":
         options = {"seed": d.seed, "aligned": d.aligned, "sizes": d.sizes, **d.synthetic, **synthetic}
+        if d.modalities is not None:
+            options["modalities"] = list(d.modalities)
         data = load_data("synthetic", **options)
     else:
         if synthetic:
@@ -579,7 +596,7 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
         if path is None:
             raise RecipeError(f"{where}: [data] source is 'file' but no path is given; pass --data PATH or set [data] path")
         task = "regression" if d.metric in _REGRESSION_KINDS else "classification"
-        data = load_data(str(path), format=d.format, task=task)
+        data = load_data(str(path), format=d.format, task=task, **_file_options(d))
     want = "regression" if d.metric in _REGRESSION_KINDS else "classification"
     if data.task != want or (d.metric == "iemocap_binary" and data.out_dim != 8):
         raise RecipeError(
@@ -588,6 +605,16 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
             + f", but {data.description} is {data.task} with out_dim {data.out_dim}"
         )
     return data
+
+
+def _file_options(d: DataSection) -> dict[str, Any]:
+    """``[data] modalities`` and ``max_bytes`` as keywords of a file loader (left out when unset)."""
+    out: dict[str, Any] = {}
+    if d.modalities is not None:
+        out["modalities"] = list(d.modalities)
+    if d.max_bytes is not None:
+        out["max_bytes"] = int(d.max_bytes)
+    return out
 
 
 def load_pretrain_data(recipe: Recipe, target: Any, data_path: str | Path | None = None):
@@ -608,7 +635,7 @@ def load_pretrain_data(recipe: Recipe, target: Any, data_path: str | Path | None
         if d.pretrain_path is None:
             raise RecipeError(f"{where}: [data] pretrain_on = 'source' with file data needs [data] pretrain_path")
         task = "regression" if d.metric in _REGRESSION_KINDS else "classification"
-        source = load_data(str(d.pretrain_path), format=d.format, task=task)
+        source = load_data(str(d.pretrain_path), format=d.format, task=task, **_file_options(d))
     if tuple(source.modalities) != tuple(target.modalities):
         raise RecipeError(
             f"{where}: the pre-training data ({source.description}) has modalities {list(source.modalities)}, "

@@ -243,3 +243,27 @@ def test_an_empty_recipe_file_is_refused(tmp_path):
     path.write_text("# nothing yet\n")
     with pytest.raises(RecipeError, match="is empty"):
         load(path)
+
+
+def test_data_modalities_select_the_keys_of_a_file_and_the_generators_set(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    obj = {split: {"text": rng.normal(size=(n, 3, 4)).astype(np.float32),
+                   "audio": rng.normal(size=(n, 3, 2)).astype(np.float32),
+                   "vision": rng.normal(size=(n, 3, 2)).astype(np.float32),
+                   "pose": rng.normal(size=(n, 3, 5)).astype(np.float32),
+                   "labels": rng.normal(size=(n, 1, 1)).astype(np.float32)}
+           for split, n in (("train", 6), ("valid", 4), ("test", 4))}
+    path = tmp_path / "four.pkl"
+    path.write_bytes(pickle.dumps(obj))
+    recipe = from_dict({"data": {"source": "file", "path": str(path), "modalities": ["text", "audio", "vision", "pose"]}})
+    data = load_recipe_data(recipe)
+    assert data.modalities == ("text", "audio", "vision", "pose") and data.feature_dims["pose"] == 5
+    tiny = from_dict({"data": {"source": "file", "path": str(path), "max_bytes": 10}})
+    with pytest.raises(Exception, match="declare|limit|exceed"):
+        load_recipe_data(tiny)
+    with pytest.raises(RecipeError, match="max_bytes limits data files"):
+        from_dict({"data": {"max_bytes": 10}})

@@ -1,18 +1,23 @@
 """MulT, the Multimodal Transformer (Tsai et al., ACL 2019), as the MPLMM code uses it.
 
-Data path for modalities ``(m0, m1, m2)`` (by default text, audio, vision):
+Data path for M >= 2 modalities ``(m0, ..., m_{M-1})`` (by default M = 3: text, audio, vision):
 
 1. ``proj[m]``: Conv1d(k=1, no bias) ``D_m → d``, computed as one matmul; output ``(B, d, T_m)``
    (layout BDT).
-2. ``cross[f"{m}_from_{s}"]``: six crossmodal transformers, queries from ``m``, keys/values
-   from ``s``; each ``(B, T_m, d)``.
-3. ``mem[m]``: a self-attention transformer of width ``2d`` over the two crossmodal outputs
-   into ``m``, concatenated on features: ``(B, T_m, 2d) → (B, T_m, 2d)``.
-4. The last step of each memory, concatenated ``(B, 3·2d)``, goes to ``head``:
+2. ``cross[f"{m}_from_{s}"]``: ``M(M-1)`` crossmodal transformers (six for M = 3), one per
+   ordered pair, queries from ``m``, keys/values from ``s``; each ``(B, T_m, d)``.
+3. ``mem[m]``: a self-attention transformer of width ``(M-1)d`` (``2d`` for M = 3) over the
+   ``M-1`` crossmodal outputs into ``m``, concatenated on features in modality order:
+   ``(B, T_m, (M-1)d) → (B, T_m, (M-1)d)``.
+4. The last step of each memory, concatenated ``(B, M(M-1)d)``, goes to ``head``:
    ``out_layer(h + proj2(dropout(relu(proj1(h)))))`` → ``(B, out_dim)``.
 
+The layer count grows as ``M(M-1)`` crossmodal transformers, and the memories and head widen with
+M: M = 4 has 12 crossmodal transformers, memories of width 3d and a head input of 12d. M = 3 is the
+published model, parameter names, shapes and initialisation order unchanged.
+
 Lengths may differ per modality (unaligned data). Hook points: ``proj.<m>`` (missing-signal
-prompts, BDT), ``mem.<m>`` (missing-type prompts, first positional argument ``(B, T, 2d)``),
+prompts, BDT), ``mem.<m>`` (missing-type prompts, first positional argument ``(B, T, (M-1)d)``),
 ``head`` (trainable). A prompter may prepend tokens to a memory's input and strip them from its
 output; the readout takes the last step, so it is unaffected. Passing ``prefix_len=l`` to the
 memory says its first ``l`` steps are such tokens: they get no positional embedding and the real
@@ -60,13 +65,15 @@ class MulTHead(nn.Module):
 
 
 class MulT(MSABackbone):
-    """Multimodal Transformer over exactly three modalities.
+    """Multimodal Transformer over M >= 2 modalities (the published model has three).
 
     Args:
-        feature_dims: feature size per modality, in order; exactly three entries.
+        feature_dims: feature size per modality, in order; at least two entries (default
+            text 300, audio 5, vision 20).
         out_dim: 1 for regression, else the number of logits.
         task: ``"regression"`` or ``"classification"``.
-        d_model: projection width d; the memories are ``2d`` wide. Must divide by ``num_heads``.
+        d_model: projection width d; the memories are ``(M-1)d`` wide (``2d`` for three
+            modalities). Must divide by ``num_heads``.
         num_heads: attention heads in every transformer.
         layers: layers of each crossmodal transformer; memories have ``max(layers, 3)``.
         attn_dropout: attention dropout of the memory transformers, and the default for
@@ -107,9 +114,10 @@ class MulT(MSABackbone):
         positions: PositionMode = "all",
     ) -> None:
         super().__init__(dict(DEFAULT_FEATURE_DIMS) if feature_dims is None else feature_dims, out_dim, task)
-        if len(self.modalities) != 3:
+        if len(self.modalities) < 2:
             raise ValueError(
-                f"MulT is defined for exactly 3 modalities, got {len(self.modalities)}: {list(self.modalities)}"
+                f"MulT needs at least 2 modalities (its crossmodal transformers pair them), got "
+                f"{len(self.modalities)}: {list(self.modalities)}"
             )
         for name in self.modalities:
             if not name.isidentifier():
@@ -133,6 +141,7 @@ class MulT(MSABackbone):
         self.positions = check_position_mode(positions)
 
         d, mods = self.d_model, self.modalities
+        width = self.memory_width
         shared = dict(
             num_heads=num_heads,
             relu_dropout=relu_dropout,
@@ -154,11 +163,16 @@ class MulT(MSABackbone):
         )
         self.mem = nn.ModuleDict(
             {
-                m: TransformerEncoder(2 * d, layers=max(layers, 3), attn_dropout=attn_dropout, **shared)
+                m: TransformerEncoder(width, layers=max(layers, 3), attn_dropout=attn_dropout, **shared)
                 for m in mods
             }
         )
-        self.head = MulTHead(3 * 2 * d, self.out_dim, out_dropout)
+        self.head = MulTHead(len(mods) * width, self.out_dim, out_dropout)
+
+    @property
+    def memory_width(self) -> int:
+        """Width of each memory transformer, ``(M-1)·d``: its ``M-1`` crossmodal inputs side by side."""
+        return (len(self.modalities) - 1) * self.d_model
 
     def _resolve_cross_dropout(self, given: dict[str, float] | None) -> dict[str, float]:
         given = dict(given or {})
@@ -176,11 +190,13 @@ class MulT(MSABackbone):
         return out
 
     def sources(self, modality: str) -> list[str]:
-        """Keys in ``cross`` of the two crossmodal transformers that feed ``modality``'s memory."""
+        """Keys in ``cross`` of the ``M-1`` crossmodal transformers that feed ``modality``'s memory,
+        in modality order (the order their outputs are concatenated in)."""
         return [f"{modality}_from_{s}" for s in self.modalities if s != modality]
 
     def forward(self, **features: torch.Tensor) -> torch.Tensor:
-        """``text=(B, T_t, D_t), audio=(B, T_a, D_a), vision=(B, T_v, D_v)`` → ``(B, out_dim)``."""
+        """One ``(B, T_m, D_m)`` tensor per modality (``text=..., audio=..., vision=...`` by
+        default) → ``(B, out_dim)``."""
         self.check_features(features)
         sizes = {m: features[m].shape[0] for m in self.modalities}
         if len(set(sizes.values())) != 1:
@@ -197,7 +213,7 @@ class MulT(MSABackbone):
         last = []
         for m in self.modalities:
             crossed = [self.cross[f"{m}_from_{s}"](seqs[m], seqs[s]) for s in self.modalities if s != m]
-            memory = self.mem[m](torch.cat(crossed, dim=-1))  # (B, T_m, 2d)
+            memory = self.mem[m](torch.cat(crossed, dim=-1))  # (B, T_m, (M-1)d)
             last.append(memory[:, -1])
         return self.head(torch.cat(last, dim=-1))
 
@@ -230,14 +246,14 @@ def mult(**cfg) -> MulT:
 @register_hook_spec(MulT)
 def _mult_hook_spec(model: MulT) -> HookSpec:
     """Signal prompts on each projection (BDT, width d), type prompts on each memory's input
-    (BTD, width 2d), the head trainable; a modality's encoder for CGGM is its projection, the
-    two crossmodal transformers into it and its memory."""
-    d, mods = model.d_model, model.modalities
+    (BTD, width (M-1)d: 2d for three modalities), the head trainable; a modality's encoder for
+    CGGM is its projection, the M-1 crossmodal transformers into it and its memory."""
+    d, mods, width = model.d_model, model.modalities, model.memory_width
     return HookSpec(
         features={m: m for m in mods},
         signal={m: SignalTarget(path=f"proj.{m}", layout="BDT", width=d) for m in mods},
         type=[
-            TypeTarget(path=f"mem.{m}", layout="BTD", arg=0, width=2 * d, prefix_len_arg="prefix_len")
+            TypeTarget(path=f"mem.{m}", layout="BTD", arg=0, width=width, prefix_len_arg="prefix_len")
             for m in mods
         ],
         trainable=["head"],
@@ -246,7 +262,7 @@ def _mult_hook_spec(model: MulT) -> HookSpec:
                 output=f"mem.{m}",
                 layout="BTD",
                 params=[f"proj.{m}", *(f"cross.{n}" for n in model.sources(m)), f"mem.{m}"],
-                width=2 * d,
+                width=width,
             )
             for m in mods
         },

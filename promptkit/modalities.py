@@ -6,6 +6,12 @@ has modality ``m``. A *case* is the set of available modalities; with M modaliti
 ``2**M - 1`` non-empty cases. Case ids are stable: a case's id is its bitmask over the modality
 order minus one (text=1, audio=2, vision=4 → ``{t}`` is 0, ``{a,t,v}`` is 6).
 
+A case's *name* lists the available modalities by abbreviation, sorted: ``{a,t}``. A modality's
+abbreviation is the shortest prefix of its name that no other name of the set starts with (its
+whole name when every prefix is shared), so names are unique within a set and map 1:1 to case ids:
+text/audio/vision (or any set whose initials differ) keep their initials (``{a,t}``), while
+text/thermal give ``te``/``th`` and pose/physio ``po``/``ph`` (``{ph,po,t}``).
+
 The paper's training protocol: with probability ``eta`` a sample gets one of the *incomplete*
 cases uniformly at random, else it is complete; re-drawn every epoch from a seeded generator.
 """
@@ -13,7 +19,7 @@ cases uniformly at random, else it is complete; re-drawn every epoch from a seed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -28,20 +34,45 @@ class MissingCase:
         id: stable id, ``bitmask - 1`` over the modality order.
         available: names of the modalities present, in modality order.
         missing: names of the modalities absent, in modality order.
+        abbrevs: the abbreviations :attr:`name` uses, one per available modality (in the order of
+            ``available``); filled in by :class:`ModalitySet`, which knows the other names.
+            ``None`` (a case built by hand): first initials.
     """
 
     id: int
     available: tuple[str, ...]
     missing: tuple[str, ...]
+    abbrevs: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.abbrevs is not None and len(self.abbrevs) != len(self.available):
+            raise ValueError(
+                f"abbrevs {self.abbrevs} must give one abbreviation per available modality {self.available}"
+            )
 
     @property
     def name(self) -> str:
-        """Readable name by initials of the available modalities, sorted: ``{a,t}``."""
-        return "{" + ",".join(sorted(n[0] for n in self.available)) + "}"
+        """Readable name by the abbreviations of the available modalities, sorted: ``{a,t}``."""
+        short = self.abbrevs if self.abbrevs is not None else tuple(n[0] for n in self.available)
+        return "{" + ",".join(sorted(short)) + "}"
 
     @property
     def complete(self) -> bool:
         return not self.missing
+
+
+def abbreviations(names: Sequence[str]) -> dict[str, str]:
+    """Each name's shortest prefix that no other name starts with (the whole name if none is).
+
+    ``("text", "audio", "vision")`` → ``t, a, v``; ``("pose", "physio")`` → ``po, ph``;
+    ``("a", "ab")`` → ``a, ab``. The abbreviations are pairwise distinct.
+    """
+    out = {}
+    for n in names:
+        others = [o for o in names if o != n]
+        k = next((k for k in range(1, len(n) + 1) if not any(o.startswith(n[:k]) for o in others)), len(n))
+        out[n] = n[:k]
+    return out
 
 
 class ModalitySet:
@@ -61,7 +92,12 @@ class ModalitySet:
             if not isinstance(n, str) or not n.isidentifier():
                 raise ValueError(f"modality name {n!r} must be a Python identifier")
         self.names = names
+        self.abbrevs: dict[str, str] = abbreviations(names)
+        """modality name → the abbreviation case names use (see :func:`abbreviations`)."""
         self._cases = [self._case_from_bits(bits) for bits in range(1, 2 ** len(names))]
+        self._by_name = {c.name: c for c in self._cases}
+        if len(self._by_name) != len(self._cases):  # abbreviations() guarantees it; keep it checked
+            raise AssertionError(f"case names of {names} are not unique: {[c.name for c in self._cases]}")
 
     # --- basic lookups -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -94,7 +130,7 @@ class ModalitySet:
     def _case_from_bits(self, bits: int) -> MissingCase:
         avail = tuple(n for i, n in enumerate(self.names) if bits >> i & 1)
         miss = tuple(n for i, n in enumerate(self.names) if not bits >> i & 1)
-        return MissingCase(id=bits - 1, available=avail, missing=miss)
+        return MissingCase(id=bits - 1, available=avail, missing=miss, abbrevs=tuple(self.abbrevs[n] for n in avail))
 
     @property
     def cases(self) -> list[MissingCase]:
@@ -111,22 +147,56 @@ class ModalitySet:
         return self._cases[-1]
 
     def case(self, key: int | str | Iterable[str]) -> MissingCase:
-        """Look a case up by id, by name (``"{a,t}"``) or by the available modality names."""
+        """Look a case up by id, by name (``"{a,t}"``, ``"{po,t}"``; abbreviations or full names in
+        any order), by ``"complete"``, or by the available modality names (``["text", "audio"]``)."""
+        if isinstance(key, bool):
+            raise TypeError(f"a case key must be an id, a name or modality names, got {key!r}")
         if isinstance(key, int):
             if not 0 <= key < len(self._cases):
                 raise KeyError(f"case id {key} out of range 0..{len(self._cases) - 1}")
             return self._cases[key]
+        if isinstance(key, str) and key == "complete" and key not in self.names:
+            return self.complete_case
         if isinstance(key, str) and key.startswith("{"):
-            for c in self._cases:
-                if c.name == key:
-                    return c
-            raise KeyError(f"unknown case {key!r}; known: {[c.name for c in self._cases]}")
+            return self._case_by_name(key)
         names = [key] if isinstance(key, str) else list(key)
         self.validate_names(names)
         if not names:
             raise ValueError("a case needs at least one available modality")
-        bits = sum(1 << self.index(n) for n in names)
+        bits = sum(1 << self.index(n) for n in set(names))
         return self._cases[bits - 1]
+
+    def _case_by_name(self, key: str) -> MissingCase:
+        if key in self._by_name:
+            return self._by_name[key]
+        known = f"known: {list(self._by_name)}"
+        if not key.endswith("}"):
+            raise KeyError(f"unknown case {key!r}; a case name looks like '{{a,t}}'; {known}")
+        full = {a: n for n, a in self.abbrevs.items()}
+        parts = [p.strip() for p in key[1:-1].split(",")]
+        resolved = [full.get(p, p) for p in parts]
+        bad = [p for p, r in zip(parts, resolved) if r not in self.names]
+        if bad or not parts or len(set(resolved)) != len(resolved):
+            why = f"{bad} name no modality of {list(self.names)}" if bad else "modalities repeat or are empty"
+            raise KeyError(f"unknown case {key!r} ({why}); abbreviations {self.abbrevs}; {known}")
+        return self.case(resolved)
+
+    def case_id(self, key: int | str | Iterable[str] | MissingCase) -> int:
+        """The stable id of a case given by name (``"{a,t}"`` → 2), ``"complete"``, id or names."""
+        return key.id if isinstance(key, MissingCase) else self.case(key).id
+
+    def case_name(self, key: int | str | Iterable[str] | MissingCase) -> str:
+        """The unique name of a case given by id (2 → ``"{a,t}"``), by names or by a name."""
+        return self._cases[self.case_id(key)].name
+
+    @property
+    def case_names(self) -> dict[int, str]:
+        """Case id → name for every case, in id order (the complete case last)."""
+        return {c.id: c.name for c in self._cases}
+
+    def abbreviation_legend(self) -> str:
+        """``"t = text, a = audio, v = vision"``: what the case names' abbreviations stand for."""
+        return ", ".join(f"{a} = {n}" for n, a in self.abbrevs.items())
 
     # --- masks ---------------------------------------------------------------------------
     def case_mask(self, case: int | str | Iterable[str] | MissingCase, batch_size: int) -> torch.Tensor:

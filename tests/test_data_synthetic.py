@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from promptkit.data import collate_msa, load_data, make_loader, make_synthetic_mosi
-from promptkit.data.synthetic import DESCRIPTION
+from promptkit.data.synthetic import DESCRIPTION, EXTRA_FEATURE_DIM, ModalityView
 
 SMALL = dict(sizes=(40, 10, 12), seq_lens={"text": 12, "audio": 12, "vision": 12})
 
@@ -281,3 +281,133 @@ def test_v2_complete_trained_ridge_collapses_without_text():
     assert max(zf["a"], zf["v"], zf["av"]) <= 0.56  # text-less cases collapse toward chance ...
     assert min(zf["t"], zf["at"], zf["tv"]) >= 0.68  # ... text-present cases stay near the text level
     assert alone["audio"] >= zf["a"] + 0.05  # an audio-only model is the ceiling a method can recover
+
+
+# --- any modality set --------------------------------------------------------------------------
+
+MODS5 = ["text", "audio", "vision", "pose", "physio"]
+
+
+def _named_sha256(bundle):
+    """sha256 over (modality name, feature bytes) per modality and the labels, split by split."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in ("train", "valid", "test"):
+        ds = bundle.splits[split]
+        for m in ds.modalities:
+            h.update(m.encode())
+            h.update(ds.features[m].numpy().tobytes())
+        h.update(ds.labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+# computed with _named_sha256 before make_synthetic_mosi took modalities= (same arguments)
+BEFORE_MODALITIES = [
+    (dict(), "52597efa76d674d7ff035906b79d2a3d75bbf5905e83faddf59d8a17546e5c65"),
+    (dict(version=1), "64222a70db7257afbab582dfa5452956bb31221d52a986fe2ca1d2deec937b60"),
+    (dict(aligned=False, sizes=(40, 20, 30), seed=3), "b8559a712a8bd179a3238678050987a80827b951e4ee6ed983b3a47657228cc5"),
+    (dict(version=1, domain="source", sizes=(30, 10, 10), seq_lens={"text": 7}),
+     "e68e4e5c4dbfc4f7fcb09a2a832408a5f598ee1c5a8a152ed5be943177855ef1"),
+    (dict(domain="source", sizes=(30, 10, 10), feature_dims={"audio": 3}, seed=2),
+     "0fb9c3c1305d139a748b1d8279c052c1ab7eb9c2a24b9e34e77735b6da71e929"),
+]
+
+
+@pytest.mark.parametrize("kwargs, digest", BEFORE_MODALITIES, ids=["v2-default", "v1-default", "v2-unaligned",
+                                                                    "v1-source", "v2-source-dims"])
+def test_the_standard_three_give_the_bytes_they_gave_before_modalities_existed(kwargs, digest):
+    assert _named_sha256(make_synthetic_mosi(**kwargs)) == digest
+    explicit = make_synthetic_mosi(modalities=("text", "audio", "vision"), **kwargs)
+    assert _named_sha256(explicit) == digest
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("domain", ["target", "source"])
+def test_extra_modalities_leave_the_standard_arrays_identical_and_do_not_depend_on_position(version, domain):
+    kw = dict(version=version, domain=domain, **SMALL)
+    base = make_synthetic_mosi(**kw)
+    four = make_synthetic_mosi(modalities=["text", "audio", "vision", "pose"], **kw)
+    five = make_synthetic_mosi(modalities=["physio", "text", "audio", "vision", "pose"], **kw)
+    for split in ("train", "valid", "test"):
+        for m in ("text", "audio", "vision"):
+            assert torch.equal(four.splits[split].features[m], base.splits[split].features[m]), (split, m)
+            assert torch.equal(five.splits[split].features[m], base.splits[split].features[m]), (split, m)
+        assert torch.equal(four.splits[split].features["pose"], five.splits[split].features["pose"])
+        assert torch.equal(five.splits[split].labels, base.splits[split].labels)
+    assert five.modalities == ("physio", "text", "audio", "vision", "pose")
+    assert not torch.equal(five.splits["train"].features["pose"][:, :, :4], five.splits["train"].features["physio"][:, :, :4])
+
+
+def test_extra_modality_shapes_defaults_padding_and_description():
+    b = make_synthetic_mosi(modalities=MODS5, sizes=(6, 3, 4), seq_lens={"text": 9, "physio": 4},
+                            feature_dims={"pose": 3})
+    assert b.modalities == tuple(MODS5)
+    assert b.feature_dims == {"text": 300, "audio": 5, "vision": 20, "pose": 3, "physio": EXTRA_FEATURE_DIM}
+    assert b.seq_lens == {"text": 9, "audio": 50, "vision": 50, "pose": 9, "physio": 4}  # extras: the text's length
+    assert b.splits["test"].features["physio"].shape == (4, 4, 16)
+    assert b.info["modalities"] == MODS5 and "modalities=text/audio/vision/pose/physio" in b.description
+    assert "modalities" not in make_synthetic_mosi(sizes=(3, 3, 3)).info  # the default records nothing new
+    x = b.splits["train"].features["pose"]
+    # the same left padding as the text (shared temporal profile, same length): 0 exactly where text is 0
+    text_pad = b.splits["train"].features["text"].abs().amax(-1) == 0
+    assert torch.equal(x.abs().amax(-1) == 0, text_pad)
+
+
+def test_a_standard_modality_left_out_keeps_the_others_as_they_were():
+    kw = dict(sizes=(8, 3, 3), seq_lens={"vision": 6})
+    base = make_synthetic_mosi(**kw)
+    two = make_synthetic_mosi(modalities=["vision", "pose"], **kw)
+    assert two.modalities == ("vision", "pose") and set(two.splits["train"].features) == {"vision", "pose"}
+    assert torch.equal(two.splits["train"].features["vision"], base.splits["train"].features["vision"])
+
+
+def test_views_set_an_extra_or_a_standard_modality_from_a_view_or_a_dict():
+    kw = dict(modalities=["text", "audio", "vision", "pose"], **SMALL)
+    default = make_synthetic_mosi(**kw)
+    as_dict = make_synthetic_mosi(views={"pose": {"verbal_gain": 0.9}}, **kw)
+    as_view = make_synthetic_mosi(views={"pose": ModalityView(0.9, 0.3, 1.0, 0.5, 4, 0.5, 0.4)}, **kw)
+    assert _all_bytes(as_dict) == _all_bytes(as_view)
+    assert not torch.equal(as_dict.splits["train"].features["pose"], default.splits["train"].features["pose"])
+    assert torch.equal(as_dict.splits["train"].features["text"], default.splits["train"].features["text"])
+    assert as_dict.info["views"]["pose"]["verbal_gain"] == 0.9 and "views set for pose" in as_dict.description
+    louder = make_synthetic_mosi(views={"audio": {"step_noise": 2.0}}, **SMALL)
+    base = make_synthetic_mosi(**SMALL)
+    assert torch.equal(louder.splits["train"].features["text"], base.splits["train"].features["text"])
+    assert not torch.equal(louder.splits["train"].features["audio"], base.splits["train"].features["audio"])
+
+
+def test_the_default_extra_view_is_weak_and_non_verbal_like_audio_and_vision():
+    b = make_synthetic_mosi(seed=0, modalities=["text", "audio", "vision", "pose"],
+                            seq_lens={"text": 12, "audio": 12, "vision": 12, "pose": 12})
+    pose, text = _ridge_acc2(b, ["pose"]), _ridge_acc2(b, ["text"])
+    assert 0.58 < pose < text - 0.05  # measured: pose 68.2, text 80.5 (audio 63.0, vision 67.3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(modalities=["text", "text"]), "must not repeat"),
+        (dict(modalities=[]), "at least one"),
+        (dict(modalities="text"), "list of names"),
+        (dict(modalities=["text", "2d"]), "identifier"),
+        (dict(modalities=["text", "mask"]), "reserved"),
+        (dict(modalities=["text", "pose"], seq_lens={"depth": 3}), r"unknown modality \['depth'\]"),
+        (dict(modalities=["text", "pose"], feature_dims={"pose": 0}), r"feature_dims\['pose'\] must be a positive"),
+        (dict(views={"pose": {"verbal_gain": 1.0}}), "views names unknown modality"),
+        (dict(modalities=["text", "pose"], views={"pose": {"gain": 1.0}}), "unknown field"),
+        (dict(modalities=["text", "pose"], views={"pose": {"nuisance_rank": 0}}), "nuisance_rank"),
+        (dict(modalities=["text", "pose"], views={"pose": {"step_noise": -1.0}}), "step_noise"),
+        (dict(modalities=["text", "pose"], views={"pose": 3}), "ModalityView or a dict"),
+    ],
+)
+def test_bad_modality_arguments_are_named(kwargs, match):
+    with pytest.raises((ValueError, KeyError, TypeError), match=match):
+        make_synthetic_mosi(sizes=(3, 3, 3), **kwargs)
+
+
+def test_views_replace_a_standard_modality_in_version_1_too():
+    base = make_synthetic_mosi(version=1, **SMALL)
+    louder = make_synthetic_mosi(version=1, views={"vision": {"step_noise": 3.0}}, **SMALL)
+    assert torch.equal(louder.splits["test"].features["audio"], base.splits["test"].features["audio"])
+    assert not torch.equal(louder.splits["test"].features["vision"], base.splits["test"].features["vision"])

@@ -115,9 +115,13 @@ def test_rate_masks_have_about_the_requested_missing_share(rate):
     assert mask.any(1).all()  # never every modality missing
 
 
-def test_colliding_initials_are_refused():
-    with pytest.raises(ValueError, match="initial"):
-        protocol_masks(("audio", "acoustic"), 4, ())
+def test_shared_initials_get_distinct_setting_keys_one_per_case_id():
+    # was refused while case names were first initials ({a} for both); now shortest unique prefixes
+    masks = protocol_masks(("audio", "acoustic"), 4, (0.5,))
+    assert list(masks) == ["{au}", "{ac}", "complete", "rate=0.5"]
+    ms = ModalitySet(("audio", "acoustic"))
+    assert [ms.case_id(k) for k in list(masks)[:3]] == [0, 1, 2]
+    assert masks["{ac}"].tolist() == [[False, True]] * 4
 
 
 def test_stored_predictions_match_a_direct_forward():
@@ -178,3 +182,34 @@ def test_zero_filled_forward_zeroes_exactly_the_missing_inputs():
             assert bool((seen[m][b] == 0).all()) != bool(mask[b, i]) or not data.features[m][b].any()
             if mask[b, i]:
                 assert torch.equal(seen[m][b], data.features[m][b])
+
+
+# --- any modality set ---------------------------------------------------------------------------
+
+MODS5 = ("text", "audio", "vision", "pose", "physio")  # pose and physio share an initial
+
+
+def test_five_modalities_give_every_case_once_keyed_by_a_unique_name():
+    ms = ModalitySet(MODS5)
+    masks = protocol_masks(MODS5, 6, (0.5,))
+    cases = [k for k in masks if k.startswith("{")]
+    assert cases == [c.name for c in ms.incomplete_cases] and len(set(cases)) == 30
+    assert [ms.case_id(k) for k in cases] == list(range(30))
+    for key in cases:
+        assert torch.equal(masks[key], ms.case_mask(key, 6)), key
+    assert "{po}" in masks and "{ph}" in masks and not masks["{po}"].equal(masks["{ph}"])
+
+
+def test_evaluate_protocol_on_five_modalities_scores_each_case_with_its_own_mask():
+    data = make_dataset(12, modalities=MODS5)
+    ms = ModalitySet(MODS5)
+
+    def forward(features, mask):  # predicts 100 * sample id + case id: the masks can be read back
+        return (100 * features["text"][:, 0, 0] + ms.case_ids_from_masks(mask)).unsqueeze(-1)
+
+    res = evaluate_protocol(forward, data, "mosi", rates=(0.5,))
+    assert res.case_names == [c.name for c in ms.incomplete_cases]
+    assert set(res.cases) == {*res.case_names, "avg", COMPLETE} and len(res.cases) == 32
+    for name in (*res.case_names, COMPLETE):
+        pred = res.predictions[name]
+        assert torch.equal(pred.long() % 100, torch.full((12,), ms.case_id(name))), name

@@ -26,6 +26,8 @@ from promptkit.evaluation import (
     table1_columns,
     table1_rows,
 )
+from promptkit.evaluation.report import case_ids, case_size, table1_long_rows
+from promptkit.modalities import ModalitySet
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -118,3 +120,77 @@ def test_pngs_are_written(tmp_path, which):
         plot_rate_sweep(path, {"a": run(("text", "audio")), "b": run(("text", "audio"), seed=3)}, "mosi", title)
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+# --- any modality set: long tables past six cases -------------------------------------------------
+
+MODS4 = ("text", "audio", "vision", "pose")
+MODS5 = ("text", "audio", "vision", "pose", "physio")
+
+
+def test_case_columns_follow_any_set_and_can_group_by_size():
+    cols = case_columns(MODS5)
+    assert cols == [c.name for c in ModalitySet(MODS5).incomplete_cases] and len(set(cols)) == 30
+    by_size = case_columns(MODS5, by_size=True)
+    assert sorted(by_size) == sorted(cols) and [case_size(c) for c in by_size] == sorted(case_size(c) for c in cols)
+    assert by_size[:5] == ["{t}", "{a}", "{v}", "{po}", "{ph}"]
+    assert case_size("{a,po,t}") == 3 and case_size("avg") == 0 and case_size("complete") == 0
+
+
+def test_long_rows_one_per_case_with_missing_modalities():
+    results = {"zero": run(MODS4), "prompts": run(MODS4, seed=1)}
+    header, rows = table1_long_rows(results, "mosi")
+    assert header == ["case", "missing", "zero acc", "zero F1", "prompts acc", "prompts F1"]
+    assert [r[0] for r in rows] == [*case_columns(MODS4, by_size=True), "avg", "complete"] and len(rows) == 16
+    by_case = {r[0]: r for r in rows}
+    # pose's initial is unique among text/audio/vision/pose: "p"
+    assert by_case["{p,t}"][1] == "a,v" and by_case["{a,p,v}"][1] == "t" and by_case["complete"][1] == ""
+    assert by_case["{p}"][2] == f"{100 * results['zero'].cases['{p}']['non0_acc2']:.2f}"
+    assert by_case["avg"][5] == f"{100 * results['prompts'].cases['avg']['non0_f1']:.2f}"
+
+
+@pytest.mark.parametrize("mods", [MODS4, MODS5], ids=["M4", "M5"])
+def test_print_table1_goes_long_past_six_cases_and_explains_the_abbreviations(mods, capsys):
+    results = {"zero-fill": run(mods), "prompts": run(mods, seed=1)}
+    print_table1(results, "mosi", "synthetic toy")
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())  # the caption wraps
+    assert "┃ missing" in out and "acc" in out and "F1" in out
+    assert ("po = pose" if "physio" in mods else "p = pose") in flat and "paper" not in out
+    lines = [ln for ln in out.splitlines() if ln.startswith("│ {")]
+    assert len(lines) == 2 ** len(mods) - 2  # one line per incomplete case
+    print_table1(results, "mosi", "synthetic toy", layout="wide")
+    wide = capsys.readouterr().out
+    assert "┃ missing" not in wide and not any(ln.startswith("│ {") for ln in wide.splitlines())
+    with pytest.raises(ValueError, match="layout must be one of"):
+        print_table1(results, "mosi", "toy", layout="tall")
+
+
+def test_three_modalities_stay_wide_unless_asked(capsys):
+    results = {"model": run(("text", "audio", "vision"))}
+    print_table1(results, "mosi", "toy")
+    out = capsys.readouterr().out
+    assert "┃ missing" not in out and "paper MPLMM" in out
+    print_table1(results, "mosi", "toy", layout="long")
+    out = capsys.readouterr().out
+    assert "┃ missing" in out and "paper MPLMM" not in out
+
+
+def test_paired_long_table_and_png_for_five_modalities(tmp_path, capsys):
+    a, b = run(MODS5, seed=1), run(MODS5, seed=2)
+    comparisons = {"prompts − zero-fill": compare_protocols(a, b, "non0_acc2", n_boot=10)}
+    print_paired(comparisons, "toy", modalities=MODS5)
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith("│ {")]
+    assert len(rows) == 30 and "ph = physio" in " ".join(out.split()) and "│ {a,ph,po,t}" in out
+    plot_paired(tmp_path / "p.png", comparisons, "toy, five modalities")
+    assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_protocol_json_maps_case_names_to_stable_ids(tmp_path):
+    results = {"zero": run(MODS5)}
+    save_protocol_results(tmp_path, results)
+    payload = json.loads((tmp_path / "protocol.json").read_text())
+    ms = ModalitySet(MODS5)
+    assert payload["case_ids"] == case_ids(results) == {**{c.name: c.id for c in ms.incomplete_cases}, "complete": 30}
+    assert set(payload["results"]["zero"]["cases"]) - {"avg"} == set(payload["case_ids"])

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promptkit.modalities import ModalitySet, check_mask
+from promptkit.modalities import MissingCase, ModalitySet, abbreviations, check_mask
 
 
 @pytest.mark.parametrize("m", [2, 3, 4, 5, 6])
@@ -63,3 +63,67 @@ def test_bad_input_errors_name_the_problem():
     bad = torch.tensor([[True, False, False], [False, False, False]])
     with pytest.raises(ValueError, match=r"sample\(s\) \[1\] have every modality missing"):
         ms.case_ids_from_masks(bad)
+
+
+# --- names for any modality set --------------------------------------------------------------
+
+
+def test_unique_initials_keep_their_initials():
+    assert ModalitySet(["l", "a", "v"]).case_names == {0: "{l}", 1: "{a}", 2: "{a,l}", 3: "{v}", 4: "{l,v}",
+                                                       5: "{a,v}", 6: "{a,l,v}"}
+    ms = ModalitySet(["text", "audio", "vision", "depth"])
+    assert ms.abbrevs == {"text": "t", "audio": "a", "vision": "v", "depth": "d"}
+    assert ms.case(["depth", "text"]).name == "{d,t}"
+
+
+def test_shared_initials_get_the_shortest_unique_prefixes():
+    ms = ModalitySet(["text", "audio", "vision", "pose", "physio"])
+    assert ms.abbrevs == {"text": "t", "audio": "a", "vision": "v", "pose": "po", "physio": "ph"}
+    assert ms.case(["pose", "text"]).name == "{po,t}"
+    assert ms.complete_case.name == "{a,ph,po,t,v}"
+    assert abbreviations(["text", "thermal", "audio"]) == {"text": "te", "thermal": "th", "audio": "a"}
+    # a name that is a prefix of another keeps its whole self
+    assert abbreviations(["a", "ab", "abc"]) == {"a": "a", "ab": "ab", "abc": "abc"}
+    assert abbreviations(["pose", "poses"]) == {"pose": "pose", "poses": "poses"}
+
+
+@given(st.lists(st.text("pqrs", min_size=1, max_size=4), min_size=2, max_size=5, unique=True))
+def test_names_are_unique_and_map_one_to_one_to_ids(names):
+    ms = ModalitySet(names)
+    by_id = ms.case_names
+    assert len(set(by_id.values())) == len(by_id) == 2 ** len(names) - 1
+    for i, name in by_id.items():
+        assert ms.case(name).id == i == ms.case_id(name)
+        assert ms.case_name(i) == name == ms.cases[i].name
+
+
+def test_case_lookup_by_name_in_any_order_with_abbreviations_or_full_names():
+    ms = ModalitySet(["text", "audio", "vision", "pose", "physio"])
+    want = ms.case(["text", "pose"])
+    assert ms.case("{po,t}") is want
+    assert ms.case("{t,po}") is want and ms.case("{pose,text}") is want and ms.case("{t, pose}") is want
+    assert ms.case("complete") is ms.complete_case and ms.case_id("complete") == 30
+    assert ms.case_id(want) == want.id == 8 and ms.case_name(8) == "{po,t}"
+    assert ms.case_mask("{ph}", 1).tolist() == [[False, False, False, False, True]]
+    assert ms.abbreviation_legend() == "t = text, a = audio, v = vision, po = pose, ph = physio"
+
+
+def test_unknown_case_names_are_clear_errors():
+    ms = ModalitySet(["text", "audio", "vision", "pose", "physio"])
+    with pytest.raises(KeyError, match=r"unknown case '\{p\}'.*\['p'\] name no modality"):
+        ms.case("{p}")  # ambiguous initial: neither pose nor physio
+    with pytest.raises(KeyError, match="repeat"):
+        ms.case("{t,text}")
+    with pytest.raises(KeyError, match="looks like"):
+        ms.case("{t")
+    with pytest.raises(KeyError, match="out of range"):
+        ms.case(31)
+    with pytest.raises(TypeError, match="case key"):
+        ms.case(True)
+
+
+def test_a_hand_built_case_falls_back_to_initials_and_checks_its_abbreviations():
+    assert MissingCase(2, ("text", "audio"), ("vision",)).name == "{a,t}"
+    assert MissingCase(2, ("text", "pose"), (), ("t", "po")).name == "{po,t}"
+    with pytest.raises(ValueError, match="one abbreviation per available modality"):
+        MissingCase(2, ("text", "pose"), (), ("t",))

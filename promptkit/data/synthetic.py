@@ -112,6 +112,27 @@ audio 50.7, vision 55.3, audio+vision 57.0; trained with text and vision always 
 audio-only model): audio 64.5; with text and audio always zero (vision-only): vision 67.9.
 A single seed, so about ±2 points.
 
+Any modality set
+----------------
+``modalities=`` picks the modalities, in order (default text, audio, vision; at least one). The
+three standard ones keep the views above. Any other name is an *extra* modality: a weak,
+non-verbal view like audio's and vision's with a nuisance and noise of its own, by default
+``EXTRA_VIEW`` (version 2: gains (verbal, non-verbal, shared) (0.3, 0.3, 1), ``nu = 0.5``, nuisance
+rank 4, step noise 0.4, an offset of RMS 0.5 in a random direction; version 1: vision's gains
+(0.12, 0.38, 1)) or the view given in ``views={name: ModalityView(...)}`` (a ``ModalityView`` or a
+dict of its fields, so a recipe's ``[data.synthetic] views = { pose = { verbal_gain = 0.2, ... } }``
+works; ``views`` may also replace a standard modality's view, which changes its data). An extra
+modality has ``EXTRA_FEATURE_DIM`` = 16 features and the text's sequence length (50, or
+``seq_lens["text"]``) unless ``feature_dims`` / ``seq_lens`` say otherwise. It shares the sample's
+latents, label and temporal profile (aligned events) with every other modality; its own draws (its
+mixings, offset, view noise, nuisance and per-step noise) come from a random stream of its own,
+seeded by ``seed`` and a CRC-32 of its *name* (not its position), and the domains mix it like the
+others (``cos θ W + sin θ W'``). Consequence: adding, removing or reordering extra modalities never
+changes the other modalities' arrays, and the standard three are byte-identical to the data
+without extras (a standard modality left out of ``modalities`` is still drawn, then dropped, so
+those that stay are unchanged too). In recipes: ``[data.synthetic] modalities = ["text", "audio",
+"vision", "pose"]``, ``feature_dims = { pose = 16 }``, ``seq_lens = { text = 20, ..., pose = 20 }``.
+
 Generation (shared 2-core CPU, one thread, other jobs running): default target 1.2 s (0.14 GB
 of features); default source with 20/20/20 steps 5 s (0.6 GB, peak RSS 1.2 GB); default
 source with 50/50/50 steps 11 s (1.5 GB of features, peak RSS 2.1 GB; the unaligned source is
@@ -120,8 +141,9 @@ source with 50/50/50 steps 11 s (1.5 GB of features, peak RSS 2.1 GB; the unalig
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+import zlib
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -184,6 +206,15 @@ OFFSETS_V2: dict[str, FeatureOffset] = {
     "vision": FeatureOffset(0.5, 0.0),
 }
 
+# --- extra modalities (any name beyond text/audio/vision; see "Any modality set" above) ---------
+EXTRA_VIEW: dict[int, ModalityView] = {  # by version
+    1: ModalityView(0.12, 0.38, 1.0, 0.5, 4, 0.5, 0.4),
+    2: ModalityView(0.3, 0.3, 1.0, 0.5, 4, 0.5, 0.4),
+}
+EXTRA_OFFSET = FeatureOffset(0.5, 0.0)  # version 2
+EXTRA_FEATURE_DIM = 16
+_EXTRA_STREAM = 0x6D6F64  # first spawn-key word of the extra modalities' own random streams
+
 
 def make_synthetic_mosi(
     seed: int = 0,
@@ -194,6 +225,8 @@ def make_synthetic_mosi(
     seq_lens: Mapping[str, int] | None = None,
     feature_dims: Mapping[str, int] | None = None,
     version: int = 2,
+    modalities: Sequence[str] | None = None,
+    views: Mapping[str, ModalityView | Mapping[str, Any]] | None = None,
 ) -> DataBundle:
     """Generate the synthetic data set; same arguments → same bytes (on one platform).
 
@@ -206,10 +239,15 @@ def make_synthetic_mosi(
             (version 2) or 2568/458/1372 (version 1).
         domain: ``"target"`` (CMU-MOSI-like) or ``"source"`` (larger pre-training domain).
         domain_shift: in [0, 1]; how far the target's mixing and noise move from the source's.
-        seq_lens: override the lengths per modality (e.g. short sequences for fast tests).
-        feature_dims: override the feature sizes per modality.
+        seq_lens: override the lengths per modality (e.g. short sequences for fast tests); an
+            extra modality defaults to the text's length.
+        feature_dims: override the feature sizes per modality; an extra modality defaults to 16.
         version: the generative process, 2 (default) or 1 (the original one; same arguments
             give the same bytes as before version 2 existed, so old results can be regenerated).
+        modalities: the modality names, in mask order (default text, audio, vision). Names other
+            than those three are extra modalities (module docstring, "Any modality set").
+        views: modality → :class:`ModalityView` (or a dict of its fields) for extra modalities,
+            or to replace a standard modality's view; default ``EXTRA_VIEW[version]``.
 
     Returns:
         a regression :class:`DataBundle`; features ``(N, T_m, D_m)`` float32, labels ``(N,)``.
@@ -225,45 +263,143 @@ def make_synthetic_mosi(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     source_sizes = SOURCE_SIZES if version == 2 else SOURCE_SIZES_V1
     n_split = _resolve_sizes(sizes, TARGET_SIZES if domain == "target" else source_sizes)
-    lens = _resolve_per_modality(seq_lens, ALIGNED_LENS if aligned else UNALIGNED_LENS, "seq_lens")
-    dims = _resolve_per_modality(feature_dims, FEATURE_DIMS, "feature_dims")
+    mods = _resolve_modalities(modalities)
+    extras = tuple(m for m in mods if m not in MODALITIES)
+    std_lens = ALIGNED_LENS if aligned else UNALIGNED_LENS
+    lens = _resolve_per_modality(seq_lens, std_lens, "seq_lens", mods)
+    lens = {**lens, **{m: int((seq_lens or {}).get(m, lens["text"])) for m in extras}}
+    dims = _resolve_per_modality(feature_dims, FEATURE_DIMS, "feature_dims", mods)
+    dims = {**dims, **{m: int((feature_dims or {}).get(m, EXTRA_FEATURE_DIM)) for m in extras}}
+    mod_views = _resolve_views(views, mods, version)
 
     world_seq, source_seq, target_seq = np.random.SeedSequence(int(seed)).spawn(3)
     world_rng = np.random.Generator(np.random.PCG64(world_seq))
-    world = _make_world(world_rng, dims) if version == 1 else _make_world_v2(world_rng, dims)
+    std_views = {m: mod_views.get(m, VIEWS[m]) for m in MODALITIES}  # the world's nuisance ranks/scales
+    world = _make_world(world_rng, dims, std_views) if version == 1 else _make_world_v2(world_rng, dims, std_views)
+    for m in extras:  # each from its own stream: the standard modalities' draws stay as they were
+        _add_extra_world(world, m, _extra_rng(seed, m), dims[m], mod_views[m], version)
     theta = float(domain_shift) * np.pi / 2
+    named = (*MODALITIES, *extras)
     if domain == "source":
         mixing, nuisance, noise_mult = world["W"], world["C"], 1.0
         split_seqs = source_seq.spawn(len(SPLITS))
     else:
-        mixing = {m: np.cos(theta) * world["W"][m] + np.sin(theta) * world["W_alt"][m] for m in MODALITIES}
-        nuisance = {m: np.cos(theta) * world["C"][m] + np.sin(theta) * world["C_alt"][m] for m in MODALITIES}
+        mixing = {m: np.cos(theta) * world["W"][m] + np.sin(theta) * world["W_alt"][m] for m in named}
+        nuisance = {m: np.cos(theta) * world["C"][m] + np.sin(theta) * world["C_alt"][m] for m in named}
         noise_mult = 1.0 + float(domain_shift) / 2
         split_seqs = target_seq.spawn(len(SPLITS))
 
+    # a standard modality that is left out is still drawn when a later one is kept (then dropped)
+    last_std = max((MODALITIES.index(m) for m in mods if m in MODALITIES), default=-1)
+    drawn = MODALITIES[: last_std + 1]
+    offset = world.get("offset")
     splits = {}
-    for split, ss in zip(SPLITS, split_seqs):
+    for i, (split, ss) in enumerate(zip(SPLITS, split_seqs)):
         rng = np.random.Generator(np.random.PCG64(ss))
         if version == 1:
-            feats, labels = _generate_split(rng, n_split[split], mixing, nuisance, noise_mult, lens)
+            feats, labels, latents = _generate_split(rng, n_split[split], mixing, nuisance, noise_mult, lens, drawn,
+                                                      mod_views)
         else:
-            feats, labels = _generate_split_v2(rng, n_split[split], mixing, nuisance, world["offset"], noise_mult, lens)
-        splits[split] = MSADataset(feats, labels, modalities=MODALITIES)
+            feats, labels, latents = _generate_split_v2(
+                rng, n_split[split], mixing, nuisance, offset, noise_mult, lens, drawn, mod_views
+            )
+        for m in extras:
+            extra_rng = _extra_rng(seed, m, (0 if domain == "source" else 1, i))
+            z, times = latents
+            feats[m] = _modality_features(extra_rng, z, times, mod_views[m], mixing[m], nuisance[m],
+                                          None if offset is None else offset[m], noise_mult, lens[m])
+        splits[split] = MSADataset({m: feats[m] for m in mods}, labels, modalities=mods)
 
     kind = "aligned" if aligned else "unaligned"
     shift = f", domain_shift={domain_shift}" if domain == "target" else ""
+    info = {"format": "synthetic", "version": version, "seed": int(seed), "domain": domain,
+            "domain_shift": float(domain_shift), "aligned": bool(aligned)}
+    described = ""
+    if mods != MODALITIES or views:
+        info["modalities"] = list(mods)
+        described = f", modalities={'/'.join(mods)}"
+        if views:
+            info["views"] = {m: dict(vars(v)) for m, v in mod_views.items() if m in views}
+            described += f" (views set for {'/'.join(m for m in mods if m in views)})"
     return DataBundle(
         splits=splits,
-        modalities=MODALITIES,
-        feature_dims=dict(dims),
-        seq_lens=dict(lens),
+        modalities=mods,
+        feature_dims={m: dims[m] for m in mods},
+        seq_lens={m: lens[m] for m in mods},
         task="regression",
         out_dim=1,
-        description=f"{DESCRIPTION}; generator v{version}, seed={seed}, domain={domain}{shift}, {kind}",
+        description=f"{DESCRIPTION}; generator v{version}, seed={seed}, domain={domain}{shift}, {kind}{described}",
         name=f"synthetic-mosi-{domain}",
-        info={"format": "synthetic", "version": version, "seed": int(seed), "domain": domain,
-              "domain_shift": float(domain_shift), "aligned": bool(aligned)},
+        info=info,
     )
+
+
+def _resolve_modalities(modalities: Sequence[str] | None) -> tuple[str, ...]:
+    """The requested modality names, checked: identifiers, no repeats, not a reserved batch key."""
+    if modalities is None:
+        return MODALITIES
+    if isinstance(modalities, str):
+        raise TypeError(f"modalities must be a list of names, got the string {modalities!r}")
+    mods = tuple(modalities)
+    if not mods:
+        raise ValueError("modalities must name at least one modality")
+    for m in mods:
+        if not isinstance(m, str) or not m.isidentifier():
+            raise ValueError(f"modality name {m!r} must be a Python identifier (a string such as 'pose')")
+        if m in ("labels", "mask", "index"):
+            raise ValueError(f"{m!r} is a reserved batch key and cannot name a modality")
+    if len(set(mods)) != len(mods):
+        raise ValueError(f"modalities must not repeat, got {list(mods)}")
+    return mods
+
+
+def _resolve_views(views, mods: tuple[str, ...], version: int) -> dict[str, ModalityView]:
+    """Modality → its view: ``views`` where given, the default for extras; standard ones omitted."""
+    given = dict(views or {})
+    unknown = set(given) - set(mods)
+    if unknown:
+        raise KeyError(f"views names unknown modality {sorted(unknown)}; modalities: {list(mods)}")
+    allowed = [f.name for f in fields(ModalityView)]
+    out: dict[str, ModalityView] = {}
+    for m in mods:
+        v = given.get(m)
+        if v is None:
+            if m not in MODALITIES:
+                out[m] = EXTRA_VIEW[version]
+            continue
+        if isinstance(v, Mapping):
+            bad = set(v) - set(allowed)
+            if bad:
+                raise KeyError(f"views[{m!r}] has unknown field(s) {sorted(bad)}; fields: {allowed}")
+            base = EXTRA_VIEW[version] if m not in MODALITIES else (VIEWS if version == 1 else VIEWS_V2)[m]
+            v = ModalityView(**{**vars(base), **v})
+        if not isinstance(v, ModalityView):
+            raise TypeError(f"views[{m!r}] must be a ModalityView or a dict of its fields, got {type(v).__name__}")
+        if isinstance(v.nuisance_rank, bool) or not isinstance(v.nuisance_rank, (int, np.integer)) or v.nuisance_rank < 1:
+            raise ValueError(f"views[{m!r}].nuisance_rank must be a positive int, got {v.nuisance_rank!r}")
+        for f in allowed:
+            x = getattr(v, f)
+            if f != "nuisance_rank" and (isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x)
+                                         or (f in ("view_noise", "nuisance_scale", "step_noise") and x < 0)):
+                raise ValueError(f"views[{m!r}].{f} must be a finite number (>= 0 for noise and scale), got {x!r}")
+        out[m] = v
+    return out
+
+
+def _extra_rng(seed: int, name: str, where: tuple[int, ...] = ()) -> np.random.Generator:
+    """An extra modality's own stream: a function of ``seed``, its name and ``where`` (domain, split)."""
+    key = (_EXTRA_STREAM, zlib.crc32(name.encode()), *where)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key)))
+
+
+def _add_extra_world(world: dict, name: str, rng: np.random.Generator, d: int, v: ModalityView, version: int) -> None:
+    """An extra modality's mixings ``W, W_alt`` (6, D), ``C, C_alt`` (r, D) and (version 2) offset (D,)."""
+    for key in ("W", "W_alt"):
+        world[key][name] = rng.standard_normal((N_LATENT, d)) / np.sqrt(N_LATENT)
+    for key in ("C", "C_alt"):
+        world[key][name] = rng.standard_normal((v.nuisance_rank, d)) * v.nuisance_scale / np.sqrt(v.nuisance_rank)
+    if version == 2:
+        world["offset"][name] = _offset(rng, world["W"][name][0], d, EXTRA_OFFSET)
 
 
 def _resolve_sizes(sizes, default: Mapping[str, int]) -> dict[str, int]:
@@ -284,12 +420,16 @@ def _resolve_sizes(sizes, default: Mapping[str, int]) -> dict[str, int]:
     return {s: int(n) for s, n in out.items()}
 
 
-def _resolve_per_modality(values, default: Mapping[str, int], what: str) -> dict[str, int]:
+def _resolve_per_modality(
+    values, default: Mapping[str, int], what: str, mods: Sequence[str] = MODALITIES
+) -> dict[str, int]:
+    """The standard three modalities' sizes (defaults overridden by ``values``); checks every entry
+    of ``values``, which may also name the extra modalities of ``mods`` (resolved by the caller)."""
     if values is None:
         return dict(default)
-    unknown = set(values) - set(MODALITIES)
+    unknown = set(values) - set(mods)
     if unknown:
-        raise KeyError(f"{what} names unknown modality {sorted(unknown)}; modalities: {list(MODALITIES)}")
+        raise KeyError(f"{what} names unknown modality {sorted(unknown)}; modalities: {list(mods)}")
     out = {**default, **values}
     for m, v in out.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -297,11 +437,14 @@ def _resolve_per_modality(values, default: Mapping[str, int], what: str) -> dict
     return {m: int(out[m]) for m in MODALITIES}
 
 
-def _make_world(rng: np.random.Generator, dims: Mapping[str, int]) -> dict:
-    """Mixings per modality: ``W`` (6, D_m), ``C`` (r, D_m) and the alternatives the target mixes in."""
+def _make_world(
+    rng: np.random.Generator, dims: Mapping[str, int], views: Mapping[str, ModalityView] = VIEWS
+) -> dict:
+    """Mixings per standard modality: ``W`` (6, D_m), ``C`` (r, D_m) and the alternatives the
+    target mixes in (``views`` gives each one's nuisance rank and scale)."""
     world: dict = {"W": {}, "W_alt": {}, "C": {}, "C_alt": {}}
     for m in MODALITIES:
-        d, v = dims[m], VIEWS[m]
+        d, v = dims[m], views[m]
         for key in ("W", "W_alt"):  # (6, D): a unit-variance view gives unit-variance features
             world[key][m] = rng.standard_normal((N_LATENT, d)) / np.sqrt(N_LATENT)
         for key in ("C", "C_alt"):
@@ -337,21 +480,61 @@ def _generate_split(
     nuisance: Mapping[str, np.ndarray],
     noise_mult: float,
     lens: Mapping[str, int],
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    z, labels, (frac, centers, widths, heights) = _draw_latents(rng, n)
+    drawn: Sequence[str] = MODALITIES,
+    views: Mapping[str, ModalityView] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple]:
+    """Version 1: the standard modalities ``drawn`` (a prefix of text, audio, vision) from ``rng``.
 
+    Returns:
+        features ``{m: (N, T_m, D_m)}``, labels ``(N,)`` and the latents ``(z, time params)``
+        the extra modalities share.
+    """
+    z, labels, times = _draw_latents(rng, n)
     feats = {}
-    for m in MODALITIES:
-        v = VIEWS[m]
-        h, u = _draw_view(rng, z, v)
-        static = h @ mixing[m] + u @ nuisance[m]  # (N, D)
-        profile = _temporal_profile(frac, centers, widths, heights, lens[m])  # (N, T)
-        x = rng.standard_normal((n, lens[m], static.shape[1]), dtype=np.float32)
+    for m in drawn:
+        v = (views or {}).get(m, VIEWS[m])
+        feats[m] = _modality_features(rng, z, times, v, mixing[m], nuisance[m], None, noise_mult, lens[m])
+    return feats, labels, (z, times)
+
+
+def _modality_features(
+    rng: np.random.Generator,
+    z: np.ndarray,
+    times: tuple,
+    v: ModalityView,
+    mixing: np.ndarray,
+    nuisance: np.ndarray,
+    offset: np.ndarray | None,
+    noise_mult: float,
+    t_len: int,
+) -> np.ndarray:
+    """Steps 3-5 for one modality: ``(N, T, D)`` float32 from latents ``z (N, 6)``.
+
+    ``offset`` None is version 1 (no offset, one pass); an offset ``(D,)`` is version 2 (in place,
+    block by block). Both draw, in order: the view noise, the nuisance, the per-step noise.
+    """
+    n = z.shape[0]
+    h, u = _draw_view(rng, z, v)
+    if offset is None:
+        static = h @ mixing + u @ nuisance  # (N, D)
+        profile = _temporal_profile(*times, t_len)  # (N, T)
+        x = rng.standard_normal((n, t_len, static.shape[1]), dtype=np.float32)
         x *= np.float32(v.step_noise * noise_mult)
         x += profile[:, :, None].astype(np.float32) * static[:, None, :].astype(np.float32)
         x *= (profile > 0)[:, :, None]
-        feats[m] = x
-    return feats, labels
+        return x
+    static = (h @ mixing + u @ nuisance).astype(np.float32)  # (N, D)
+    profile = _temporal_profile(*times, t_len).astype(np.float32)  # (N, T)
+    valid = profile > 0
+    off = offset.astype(np.float32)
+    x = rng.standard_normal((n, t_len, static.shape[1]), dtype=np.float32)
+    for i in range(0, n, _CHUNK):  # in place, block by block: x = (o + a(r_t) c + sigma eps) * valid
+        xb = x[i : i + _CHUNK]
+        xb *= np.float32(v.step_noise * noise_mult)
+        xb += profile[i : i + _CHUNK, :, None] * static[i : i + _CHUNK, None, :]
+        xb += off
+        xb *= valid[i : i + _CHUNK, :, None]
+    return x
 
 
 def _temporal_profile(frac, centers, widths, heights, t_len: int) -> np.ndarray:
@@ -368,19 +551,25 @@ def _temporal_profile(frac, centers, widths, heights, t_len: int) -> np.ndarray:
     return prof
 
 
-def _make_world_v2(rng: np.random.Generator, dims: Mapping[str, int]) -> dict:
+def _make_world_v2(
+    rng: np.random.Generator, dims: Mapping[str, int], views: Mapping[str, ModalityView] = VIEWS
+) -> dict:
     """Version 2: the mixings of :func:`_make_world` plus a common offset ``o_m`` (D_m,) per modality."""
-    world = _make_world(rng, dims)
+    world = _make_world(rng, dims, views)
     world["offset"] = {}
     for m in MODALITIES:
-        d, o = dims[m], OFFSETS_V2[m]
-        verbal = world["W"][m][0] / np.linalg.norm(world["W"][m][0])
-        r = rng.standard_normal(d)
-        r -= (r @ verbal) * verbal  # the part orthogonal to the verbal loading
-        r /= max(np.linalg.norm(r), 1e-12)
-        direction = o.verbal_align * verbal + np.sqrt(max(0.0, 1 - o.verbal_align**2)) * r
-        world["offset"][m] = o.scale * np.sqrt(d) * direction  # per-feature RMS o.scale
+        world["offset"][m] = _offset(rng, world["W"][m][0], dims[m], OFFSETS_V2[m])
     return world
+
+
+def _offset(rng: np.random.Generator, verbal_loading: np.ndarray, d: int, o: FeatureOffset) -> np.ndarray:
+    """An offset ``(D,)`` of per-feature RMS ``o.scale`` at cosine ``o.verbal_align`` to the loading."""
+    verbal = verbal_loading / np.linalg.norm(verbal_loading)
+    r = rng.standard_normal(d)
+    r -= (r @ verbal) * verbal  # the part orthogonal to the verbal loading
+    r /= max(np.linalg.norm(r), 1e-12)
+    direction = o.verbal_align * verbal + np.sqrt(max(0.0, 1 - o.verbal_align**2)) * r
+    return o.scale * np.sqrt(d) * direction
 
 
 _CHUNK = 2048  # samples per in-place block: bounds the temporaries of large splits
@@ -394,23 +583,13 @@ def _generate_split_v2(
     offset: Mapping[str, np.ndarray],
     noise_mult: float,
     lens: Mapping[str, int],
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    z, labels, (frac, centers, widths, heights) = _draw_latents(rng, n)
-
+    drawn: Sequence[str] = MODALITIES,
+    views: Mapping[str, ModalityView] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple]:
+    """Version 2: as :func:`_generate_split`, every valid step carrying its modality's offset."""
+    z, labels, times = _draw_latents(rng, n)
     feats = {}
-    for m in MODALITIES:
-        v = VIEWS_V2[m]
-        h, u = _draw_view(rng, z, v)
-        static = (h @ mixing[m] + u @ nuisance[m]).astype(np.float32)  # (N, D)
-        profile = _temporal_profile(frac, centers, widths, heights, lens[m]).astype(np.float32)  # (N, T)
-        valid = profile > 0
-        off = offset[m].astype(np.float32)
-        x = rng.standard_normal((n, lens[m], static.shape[1]), dtype=np.float32)
-        for i in range(0, n, _CHUNK):  # in place, block by block: x = (o + a(r_t) c + sigma eps) * valid
-            xb = x[i : i + _CHUNK]
-            xb *= np.float32(v.step_noise * noise_mult)
-            xb += profile[i : i + _CHUNK, :, None] * static[i : i + _CHUNK, None, :]
-            xb += off
-            xb *= valid[i : i + _CHUNK, :, None]
-        feats[m] = x
-    return feats, labels
+    for m in drawn:
+        v = (views or {}).get(m, VIEWS_V2[m])
+        feats[m] = _modality_features(rng, z, times, v, mixing[m], nuisance[m], offset[m], noise_mult, lens[m])
+    return feats, labels, (z, times)

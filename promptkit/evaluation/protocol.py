@@ -52,17 +52,23 @@ def prompted_forward(prompter: nn.Module) -> Forward:
     return lambda features, mask: prompter(**features, mask=mask)
 
 
-def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str]) -> Forward:
+def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str], hooks: Any = None) -> Forward:
     """The bare backbone with every missing input replaced by zeros (the paper's baseline).
 
     Args:
-        backbone: called as ``backbone(**features)``.
+        backbone: called through :func:`promptkit.hookspec.backbone_caller` (the spec's forward
+            keywords and ``output``).
         modalities: the mask's column order.
+        hooks: a HookSpec (or dict) for a backbone without a registered one; None: the registered
+            spec, else modality names as keywords.
     """
+    from ..hookspec import backbone_caller
+
+    call = backbone_caller(backbone, hooks)
 
     def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         filled = {m: features[m] * mask[:, i, None, None].to(features[m].dtype) for i, m in enumerate(modalities)}
-        return backbone(**filled)
+        return call(filled)
 
     return forward
 
@@ -83,20 +89,21 @@ def protocol_masks(
     """Every setting's availability masks for ``n`` samples.
 
     Keys, in this order: each incomplete case's name by case id (``"{t}"``, ``"{a}"``, ...), then
-    ``"complete"``, then ``rate_key(r)`` for each rate. A case's mask is that case for every sample; a
-    rate's mask is :meth:`ModalitySet.sample_masks` ``(n, rate)`` from a generator seeded by
-    ``(seed, rate)`` alone, so every model evaluated with the same seed sees the same masks.
+    ``"complete"``, then ``rate_key(r)`` for each rate. Case names are the modality set's unique
+    ones (:attr:`ModalitySet.case_names`; ``ModalitySet.case_id(name)`` maps back to the stable id),
+    so modalities sharing an initial (pose/physio → ``"{po}"``, ``"{ph}"``) never collide. A case's
+    mask is that case for every sample; a rate's mask is :meth:`ModalitySet.sample_masks`
+    ``(n, rate)`` from a generator seeded by ``(seed, rate)`` alone, so every model evaluated with
+    the same seed sees the same masks.
 
     Returns:
         setting key → mask ``(n, M)`` bool.
     """
     ms = modalities if isinstance(modalities, ModalitySet) else ModalitySet(modalities)
-    names = [c.name for c in ms.cases]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            f"modalities {list(ms.names)} share an initial, so case names such as {names[0]!r} collide; "
-            "rename the modalities so their first letters differ"
-        )
+    names = list(ms.case_names.values())
+    clash = {k for k in names if names.count(k) > 1 or k == COMPLETE or k.startswith("rate=")}
+    if clash:  # ModalitySet makes names unique; a clash here would silently overwrite results
+        raise ValueError(f"case names {sorted(clash)} of modalities {list(ms.names)} are not unique setting keys")
     masks = {c.name: ms.case_mask(c, n) for c in ms.incomplete_cases}
     masks[COMPLETE] = ms.complete_mask(n)
     for rate in rates:

@@ -2,7 +2,14 @@
 
 Case columns follow the data's :class:`~promptkit.modalities.ModalitySet`: its incomplete cases in
 the paper's Table-1 order (``{a} {v} {t} {a,v} {a,t} {t,v}``) when the modalities are text, audio
-and vision, otherwise by case id; then ``avg`` and ``complete``.
+and vision, otherwise by case id; then ``avg`` and ``complete``. Case names are the set's unique
+ones (``{po,t}`` for pose + text beside physio); a caption spells the abbreviations out.
+
+Any number of modalities: with M modalities there are ``2**M - 2`` incomplete cases (14 for
+M = 4, 30 for M = 5), too many columns to read, so past the paper's six (``layout="auto"``) the
+case tables are printed *long*: one row per case, grouped by how many modalities are available
+(sections), with the missing modalities beside each case, and the models (or comparisons) as
+columns. ``layout="wide"`` / ``"long"`` forces either; the CSV/JSON files are long in any case.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from .protocol import AVG, COMPLETE, ProtocolResult
 __all__ = [
     "ACC_F1_KEYS",
     "case_columns",
+    "case_ids",
+    "case_size",
     "paired_rows",
     "paired_to_csv",
     "plot_paired",
@@ -35,6 +44,7 @@ __all__ = [
     "save_paired_results",
     "save_protocol_results",
     "table1_columns",
+    "table1_long_rows",
     "table1_rows",
 ]
 
@@ -50,6 +60,9 @@ PAPER_CASES: tuple[str, ...] = tuple(c for c in TABLE1_CASES if c != AVG)
 """The paper's Table-1 case order for text / audio / vision."""
 Comparisons = Mapping[str, Mapping[str, PairedDifference]]
 """Comparison label (``"prompts − zero-fill"``) → setting → :class:`PairedDifference`."""
+WIDE_MAX_CASES = len(PAPER_CASES)
+"""``layout="auto"`` prints cases as columns up to this many incomplete cases, as rows beyond."""
+LAYOUTS: tuple[str, ...] = ("auto", "wide", "long")
 
 
 # --------------------------------------------------------------------------- columns
@@ -59,10 +72,60 @@ def _is_paper_set(names: Sequence[str]) -> bool:
     return set(names) == set(DEFAULT_MODALITIES) and len(names) == len(DEFAULT_MODALITIES)
 
 
-def case_columns(modalities: ModalitySet | Sequence[str]) -> list[str]:
-    """The incomplete cases' names: the paper's order for text/audio/vision, else by case id."""
+def case_columns(modalities: ModalitySet | Sequence[str], by_size: bool = False) -> list[str]:
+    """The incomplete cases' names: the paper's order for text/audio/vision, else by case id.
+
+    ``by_size``: ordered by the number of available modalities first (then as above), the order
+    of the long tables.
+    """
     ms = modalities if isinstance(modalities, ModalitySet) else ModalitySet(modalities)
-    return list(PAPER_CASES) if _is_paper_set(ms.names) else [c.name for c in ms.incomplete_cases]
+    names = list(PAPER_CASES) if _is_paper_set(ms.names) else [c.name for c in ms.incomplete_cases]
+    return sorted(names, key=case_size) if by_size else names
+
+
+def case_size(name: str) -> int:
+    """How many modalities a case name lists: ``"{a,t}"`` → 2 (0 for a non-case key such as ``avg``)."""
+    return name.count(",") + 1 if name.startswith("{") and name.endswith("}") and len(name) > 2 else 0
+
+
+def _header_min(h: str) -> int:
+    """A long table's column width floor: its header's longest word (headers wrap, never cut)."""
+    return min(max(map(len, h.split()), default=1), 14)
+
+
+def _fit_width(header: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
+    """Console width that shows every column of a long table uncropped (cells + 3 for borders)."""
+    widths = [max([_header_min(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    return sum(w + 3 for w in widths) + 8
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+
+
+def _is_long(layout: str, n_cases: int) -> bool:
+    _check_layout(layout)
+    return layout == "long" or (layout == "auto" and n_cases > WIDE_MAX_CASES)
+
+
+def _legend(modalities: Sequence[str]) -> str:
+    """``"; cases by abbreviation: t = text, po = pose, ..."`` unless the set is the paper's."""
+    if not modalities or _is_paper_set(modalities):
+        return ""
+    return "; cases by abbreviation: " + ModalitySet(modalities).abbreviation_legend()
+
+
+def _missing(name: str, modalities: Sequence[str]) -> str:
+    """The abbreviations a case lacks, sorted (``"{a,t}"`` of text/audio/vision → ``"v"``); ``""`` if unknown."""
+    if not modalities or not name.startswith("{"):
+        return ""
+    ms = ModalitySet(modalities)
+    try:
+        case = ms.case(name)
+    except KeyError:
+        return ""
+    return ",".join(sorted(ms.abbrevs[m] for m in case.missing))
 
 
 def _modalities(results: Mapping[str, ProtocolResult], modalities: Sequence[str] | None) -> tuple[str, ...]:
@@ -117,25 +180,71 @@ def table1_rows(
     return rows
 
 
+def table1_long_rows(
+    results: Mapping[str, ProtocolResult], kind: str, modalities: Sequence[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Table 1 transposed, for many modalities: ``(header, rows)``.
+
+    Header ``["case", "missing", "<model> acc", "<model> F1", ...]``; one row per incomplete case
+    (grouped by the number of available modalities, then ``avg``, ``complete``), in %, ``"-"``
+    where a model lacks the case. ``missing`` lists the case's absent modalities by abbreviation.
+    """
+    mods = _modalities(results, modalities)
+    columns = table1_columns(results, modalities)
+    cases = sorted(columns[:-2], key=case_size)
+    header = ["case", "missing", *(f"{label} {m}" for label in results for m in ("acc", "F1"))]
+    keys = ACC_F1_KEYS[kind]
+    rows = []
+    for c in [*cases, AVG, COMPLETE]:
+        cells = [f"{100 * r.cases[c][k]:.2f}" if c in r.cases else "-" for r in results.values() for k in keys]
+        rows.append([c, _missing(c, mods), *cells])
+    return header, rows
+
+
 def print_table1(
-    results: Mapping[str, ProtocolResult], kind: str, data_description: str, modalities: Sequence[str] | None = None
+    results: Mapping[str, ProtocolResult],
+    kind: str,
+    data_description: str,
+    modalities: Sequence[str] | None = None,
+    layout: str = "auto",
 ) -> None:
-    """A Table-1 shaped rich table: available-modality cases as columns, acc and F1 rows (%)."""
+    """A Table-1 shaped rich table of acc and F1 (%) per model and case.
+
+    ``layout``: ``"wide"`` (the paper's: cases as columns, an acc and an F1 row per model),
+    ``"long"`` (:func:`table1_long_rows`: cases as rows) or ``"auto"`` (wide up to six incomplete
+    cases, i.e. up to three modalities; long beyond).
+    """
     from rich.console import Console
     from rich.table import Table
 
-    paper = _shows_paper(results, kind, modalities)
+    columns = table1_columns(results, modalities)
+    long = _is_long(layout, len(columns) - 2)
+    paper = _shows_paper(results, kind, modalities) and not long
+    mods = _modalities(results, modalities)
     table = Table(
-        title="Test split, fixed missing cases (a case lists the available modalities by initial), %",
-        caption=f"ours on: {data_description}" + ("; the paper's row is its printed CMU-MOSI figure" if paper else ""),
+        title="Test split, fixed missing cases (a case lists the available modalities by abbreviation), %",
+        caption=f"ours on: {data_description}" + _legend(mods)
+        + ("; the paper's row is its printed CMU-MOSI figure" if paper else ""),
     )
-    table.add_column("model")
-    table.add_column("")
-    for c in table1_columns(results, modalities):
-        table.add_column(c, justify="right")
-    for row in table1_rows(results, kind, modalities=modalities):
-        table.add_row(*row, end_section=row[1] == "F1")
-    Console(width=max(Console().width, 120)).print(table)
+    width = 120
+    if long:  # one column per model, "acc / F1" in each cell: four models fit in ~100 characters
+        _, rows = table1_long_rows(results, kind, modalities)
+        header = ["case", "missing", *(f"{label}\nacc / F1" for label in results)]
+        rows = [[r[0], r[1], *(f"{r[i]} / {r[i + 1]}" for i in range(2, len(r), 2))] for r in rows]
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i < 2 else "right", min_width=_header_min(h))
+        for i, row in enumerate(rows):
+            nxt = rows[i + 1][0] if i + 1 < len(rows) else None
+            table.add_row(*row, end_section=nxt is not None and case_size(nxt) != case_size(row[0]))
+        width = max(width, _fit_width(header, rows))
+    else:
+        table.add_column("model")
+        table.add_column("")
+        for c in columns:
+            table.add_column(c, justify="right")
+        for row in table1_rows(results, kind, modalities=modalities):
+            table.add_row(*row, end_section=row[1] == "F1")
+    Console(width=max(Console().width, width)).print(table)
 
 
 def print_rate_sweep(results: Mapping[str, ProtocolResult], kind: str) -> None:
@@ -154,10 +263,27 @@ def print_rate_sweep(results: Mapping[str, ProtocolResult], kind: str) -> None:
     Console().print(table)
 
 
+def case_ids(results: Mapping[str, ProtocolResult]) -> dict[str, int]:
+    """Case name → stable case id (:class:`~promptkit.modalities.ModalitySet`) for the results'
+    modality set, ``"complete"`` included; empty when the results do not record their modalities."""
+    mods = _modalities(results, None)
+    if not mods:
+        return {}
+    ms = ModalitySet(mods)
+    return {**{c.name: c.id for c in ms.incomplete_cases}, COMPLETE: ms.complete_case.id}
+
+
 def save_protocol_results(out_dir: Path, results: Mapping[str, ProtocolResult], extra: Mapping | None = None) -> None:
-    """``protocol.json`` (everything) and ``protocol.csv`` (one row per model x case/rate x metric)."""
+    """``protocol.json`` (everything) and ``protocol.csv`` (one row per model x case/rate x metric).
+
+    ``protocol.json`` also maps each case name to its stable id (``"case_ids"``), so files from
+    different modality sets can be matched by id.
+    """
     out_dir = Path(out_dir)
     payload = {"results": {k: r.to_dict() for k, r in results.items()}, **(extra or {})}
+    ids = case_ids(results)
+    if ids and "case_ids" not in payload:
+        payload["case_ids"] = ids
     atomic_write_bytes(out_dir / "protocol.json", json.dumps(payload, indent=2).encode())
     rows = []
     for label, r in results.items():
@@ -206,13 +332,16 @@ def plot_rate_sweep(path: Path, results: Mapping[str, ProtocolResult], kind: str
 # --------------------------------------------------------------------------- paired differences
 
 
-def _paired_columns(comparisons: Comparisons, columns: Sequence[str] | None) -> list[str]:
-    """Default: the first comparison's cases (in the paper's order for text/audio/vision), avg, complete."""
+def _paired_columns(comparisons: Comparisons, columns: Sequence[str] | None, by_size: bool = False) -> list[str]:
+    """Default: the first comparison's cases (in the paper's order for text/audio/vision, or by
+    number of available modalities with ``by_size``), avg, complete."""
     if columns is not None:
         return list(columns)
     first = next(iter(comparisons.values()), {})
     cases = [s for s in first if not s.startswith("rate=") and s not in (AVG, COMPLETE)]
     cases = list(PAPER_CASES) if set(cases) == set(PAPER_CASES) else cases
+    if by_size:
+        cases = sorted(cases, key=case_size)
     return cases + [s for s in (AVG, COMPLETE) if s in first]
 
 
@@ -228,23 +357,48 @@ def _metric_label(comparisons: Comparisons) -> str:
 
 
 def print_paired(
-    comparisons: Comparisons, data_description: str = "", columns: Sequence[str] | None = None
+    comparisons: Comparisons,
+    data_description: str = "",
+    columns: Sequence[str] | None = None,
+    layout: str = "auto",
+    modalities: Sequence[str] | None = None,
 ) -> None:
-    """A rich table of paired differences: one row per comparison, cases + avg + complete as columns."""
+    """A rich table of paired differences (mean ± SE).
+
+    ``layout``: ``"wide"`` (one row per comparison, cases + avg + complete as columns), ``"long"``
+    (one row per setting, grouped by the number of available modalities, comparisons as columns)
+    or ``"auto"`` (wide up to six cases, long beyond). ``modalities`` (optional) adds the
+    abbreviation legend and, in the long layout, each case's missing modalities.
+    """
     from rich.console import Console
     from rich.table import Table
 
+    cols = _paired_columns(comparisons, columns)
+    long = _is_long(layout, sum(1 for c in cols if case_size(c)))
     table = Table(
         title=f"Paired differences on identical masks ({_metric_label(comparisons)}), mean ± SE",
         caption=(f"ours on: {data_description}; " if data_description else "")
-        + "avg = the incomplete cases averaged per sample",
+        + "avg = the incomplete cases averaged per sample" + _legend(tuple(modalities or ())),
     )
-    table.add_column("comparison")
-    for c in _paired_columns(comparisons, columns):
-        table.add_column(c, justify="right")
-    for row in paired_rows(comparisons, columns):
-        table.add_row(*row)
-    Console(width=max(Console().width, 170)).print(table)
+    width = 170
+    if long:
+        cols = _paired_columns(comparisons, columns, by_size=True)
+        header = ["setting", *(["missing"] if modalities else []), *comparisons]
+        rows = [[c, *([_missing(c, modalities)] if modalities else []),
+                 *(format(d[c], ".2f") if c in d else "-" for d in comparisons.values())] for c in cols]
+        for i, h in enumerate(header):
+            table.add_column(h, justify="right" if i >= len(header) - len(comparisons) else "left",
+                             min_width=_header_min(h))
+        for i, row in enumerate(rows):
+            table.add_row(*row, end_section=i + 1 < len(cols) and case_size(cols[i + 1]) != case_size(cols[i]))
+        width = max(120, _fit_width(header, rows))
+    else:
+        table.add_column("comparison")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for row in paired_rows(comparisons, columns):
+            table.add_row(*row)
+    Console(width=max(Console().width, width)).print(table)
 
 
 def paired_to_csv(comparisons: Comparisons) -> bytes:
@@ -270,7 +424,8 @@ def plot_paired(path: Path, comparisons: Comparisons, title: str, columns: Seque
     """PNG: each comparison's paired difference per setting with ±2 SE error bars, and a zero line."""
     plt = _pyplot()
     cols = _paired_columns(comparisons, columns)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(cols) + 2), 4))
+    many = len(cols) > WIDE_MAX_CASES + 2  # more than the paper's six cases: narrower slots, turned labels
+    fig, ax = plt.subplots(figsize=(max(6.0, (0.45 if many else 0.9) * len(cols) + 2), 4.6 if many else 4))
     k = max(len(comparisons), 1)
     width = 0.7 / k
     for j, (label, diffs) in enumerate(comparisons.items()):
@@ -279,7 +434,7 @@ def plot_paired(path: Path, comparisons: Comparisons, title: str, columns: Seque
         errs = [2 * diffs[c].se if math.isfinite(diffs[c].se) else 0.0 for c in cols if c in diffs]
         ax.errorbar(xs, means, yerr=errs, fmt="o", capsize=3, label=label)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(cols)), cols)
+    ax.set_xticks(range(len(cols)), cols, rotation=90 if many else 0, fontsize=7 if many else None)
     ax.set_xlabel("test setting (available modalities; avg = incomplete cases averaged)")
     d = next((d for c in comparisons.values() for d in c.values()), None)
     unit = "points" if d is None or d.unit == "points" else "metric units"

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..checkpoint import optimizer_from_flat, optimizer_to_flat
 from ..hookspec import HookSpec, hook_spec_for, resolve_module
-from ..train.plugins import TrainPlugin
+from ..plugins import TrainPlugin
 from .coefficients import direction_loss, modulation_coefficients, read_out, unimodal_stats
 from .config import CGGMConfig
 from .history import CGGMHistory

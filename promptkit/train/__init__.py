@@ -1,4 +1,5 @@
-"""Training: the generic fit loop, the plug-in protocol and the pretrain stage."""
+"""Training: the generic fit loop (:mod:`.engine` and the modules it names), the pretrain stage, and
+the plug-in protocol (defined in :mod:`promptkit.plugins`, re-exported here)."""
 
 from .engine import FitResult, NonFiniteLossError, RunDirError, evaluate, fit, task_loss
 from .plugins import TrainPlugin

@@ -1,0 +1,173 @@
+"""The training loop of one run: one epoch of steps, then the end of the epoch (validate, step
+the scheduler, keep the best weights, early-stop, checkpoint).
+
+One training step, in order: seeded masks → forward under autocast → task loss + the model's
+auxiliary loss + the plug-ins' extra losses → finite check → backward (accelerate) → plug-in
+``after_backward`` → gradient clipping → optimizer step (the hook order of
+:mod:`promptkit.plugins`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import save_checkpoint
+from ..data import make_loader
+from ..metrics import primary_metric
+from .forward import ForwardFn, MaskFn, batch_to_device
+from .losses import auxiliary_loss, task_loss
+from .optim import EpochScheduler
+from .progress import ProgressBars
+from .run_dir import BEST, LAST
+from .scoring import evaluate
+from .seeding import derive_seed, seed_everything, seeded_generator
+from .state import fresh_counters, load_train_state, save_train_state, snapshot
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names epoch, step and samples."""
+
+
+def improves(value: float, best: float | None, higher: bool) -> bool:
+    """Does ``value`` beat ``best``? Any value beats none; a finite one beats NaN/inf."""
+    if best is None:
+        return True
+    if not math.isfinite(value):
+        return False
+    if not math.isfinite(best):
+        return True
+    return value > best if higher else value < best
+
+
+@dataclass
+class TrainLoop:
+    """What one run holds; :func:`~promptkit.train.engine.fit` drives it epoch by epoch.
+
+    ``counters`` are the loop's progress (``epoch``, ``best_epoch``, ``best_metric``,
+    ``bad_epochs``, ``stopped_early``, ``history``); ``best`` the best-validation snapshot of
+    ``refs`` (None before the first epoch ends); ``best_valid`` its validation metrics.
+    """
+
+    model: nn.Module
+    data: Any
+    stage: Any
+    out_dir: Path
+    forward: ForwardFn
+    params: list[nn.Parameter]
+    mask_fn: MaskFn | None
+    plugins: list[Any]
+    metric_kind: str
+    device: torch.device
+    accelerator: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: EpochScheduler
+    refs: dict[str, torch.Tensor]
+    counters: dict[str, Any] = field(default_factory=fresh_counters)
+    best: dict[str, torch.Tensor] | None = None
+    best_valid: dict[str, float] = field(default_factory=dict)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write ``last.safetensors``: everything a resumed run needs."""
+        save_train_state(
+            self.out_dir / LAST, model=self.model, refs=self.refs, optimizer=self.optimizer,
+            scheduler=self.scheduler, plugins=self.plugins, stage=self.stage, counters=self.counters,
+            best=self.best, best_valid=self.best_valid,
+        )
+
+    def load(self) -> None:
+        """Restore everything :meth:`save` wrote (a different model's file is refused)."""
+        self.counters, self.best, self.best_valid = load_train_state(
+            self.out_dir / LAST, model=self.model, refs=self.refs, optimizer=self.optimizer,
+            scheduler=self.scheduler, plugins=self.plugins,
+        )
+
+    # --- one epoch -----------------------------------------------------------------------------
+    def train_epoch(self, epoch: int, bar: ProgressBars) -> float:
+        """One pass over the shuffled train split; returns the mean training loss."""
+        seed, stage, dev = int(self.stage.seed), self.stage, self.device
+        seed_everything(derive_seed(seed, epoch, "torch"))
+        mask_gen = seeded_generator(derive_seed(seed, epoch, "mask"))
+        # training data: shuffled per (seed, epoch) (a distributed run would shard it here)
+        loader = make_loader(self.data.splits["train"], stage.batch_size, shuffle=True,
+                             seed=derive_seed(seed, epoch, "loader"))
+        bar.epoch(epoch, stage.epochs, len(loader))
+        self.model.train()
+        total, n = 0.0, 0
+        for step, batch in enumerate(loader, start=1):
+            batch = batch_to_device(batch, dev)
+            if self.mask_fn is not None:
+                batch["mask"] = self.mask_fn(batch, epoch, mask_gen).to(dev)
+            labels = batch["labels"]
+            with self.accelerator.autocast():
+                preds = self.forward(self.model, batch)
+            loss = task_loss(preds, labels, self.data.task)
+            aux = auxiliary_loss(self.model)
+            if aux is not None:
+                loss = loss + aux.float()
+            for p in self.plugins:
+                extra = p.extra_loss(self.model, batch, preds, labels)
+                if extra is not None:
+                    loss = loss + extra.float()
+            if not torch.isfinite(loss):
+                done = self.counters["epoch"]
+                kept = f"{self.out_dir / LAST} (epoch {done})" if done else "none yet (failed in the first epoch)"
+                raise NonFiniteLossError(
+                    f"training loss is {float(loss.detach())} at epoch {epoch}, step {step}/{len(loader)}; "
+                    f"batch sample indices {batch['index'].tolist()}; last good checkpoint: {kept}"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            for p in self.plugins:
+                p.after_backward(self.model)
+            if stage.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, stage.grad_clip)
+            self.optimizer.step()
+            total += float(loss.detach()) * labels.shape[0]
+            n += labels.shape[0]
+            bar.step(total / n)
+        return total / max(n, 1)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Loss and metrics on ``split`` (masks seeded per split, the same at every call)."""
+        # evaluation: every validation and the final test reading go through here
+        return evaluate(
+            self.model, self.data.splits[split], task=self.data.task, modalities=self.data.modalities,
+            metric_kind=self.metric_kind, batch_size=self.stage.batch_size, forward=self.forward,
+            mask_fn=self.mask_fn, mask_seed=derive_seed(int(self.stage.seed), split), device=self.device,
+            autocast=self.accelerator.autocast,
+        )
+
+    # --- end of an epoch -----------------------------------------------------------------------
+    def end_epoch(self, epoch: int, train_loss: float, seconds: float) -> str:
+        """Validate, step the scheduler, keep the best weights, early-stop, checkpoint; returns
+        the epoch's one-line summary."""
+        primary, higher = primary_metric(self.metric_kind)
+        valid = self.evaluate("valid")
+        self.scheduler.step(epoch, valid["loss"])
+        value, counters = valid[primary], self.counters
+        improved = improves(value, counters["best_metric"], higher)
+        entry = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"],
+                 "lr": float(self.optimizer.param_groups[0]["lr"]), "valid": valid}
+        for p in self.plugins:
+            entry.update({k: float(v) for k, v in p.on_epoch_end(epoch).items()})
+        entry["seconds"] = seconds
+        counters["history"].append(entry)
+        counters["epoch"] = epoch
+        if improved:
+            self.best, self.best_valid = snapshot(self.refs), valid
+            counters.update(best_epoch=epoch, best_metric=value, bad_epochs=0)
+            save_checkpoint(self.out_dir / BEST, self.best, {"epoch": epoch, "valid": valid}, kind="weights")
+        else:
+            counters["bad_epochs"] += 1
+            patience = self.stage.early_stop_patience
+            counters["stopped_early"] = patience is not None and counters["bad_epochs"] >= patience
+        self.save()
+        return (f"epoch {epoch}: train loss {train_loss:.4f}, valid loss {valid['loss']:.4f}, "
+                f"valid {primary} {value:.4f}" + (" (best)" if improved else ""))

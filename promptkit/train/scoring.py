@@ -1,0 +1,62 @@
+"""Scoring one split: loss and metrics of a model in eval mode, in a fixed order, fixed masks.
+
+The loop scores the validation split after every epoch and the test split once, with the best
+weights; callers with their own protocol (:mod:`promptkit.evaluation`) call :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..data import make_loader
+from ..metrics import metrics_for
+from .forward import ForwardFn, MaskFn, batch_to_device, default_forward
+from .losses import metric_preds, task_loss
+from .seeding import seeded_generator
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    task: str,
+    modalities: Sequence[str],
+    metric_kind: str,
+    batch_size: int = 256,
+    forward: ForwardFn | None = None,
+    mask_fn: MaskFn | None = None,
+    mask_seed: int = 0,
+    device: str | torch.device | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on one split (eval mode, fixed order).
+
+    With ``mask_fn`` the masks come from a generator seeded by ``mask_seed``, so every call sees
+    the same masks.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    forward = forward or default_forward(modalities, mask_fn is not None)
+    gen = seeded_generator(mask_seed)
+    metric = metrics_for(metric_kind)
+    model.eval()
+    total, n = 0.0, 0
+    # evaluation data: the split in its fixed order (a distributed run would shard it here)
+    for batch in make_loader(dataset, batch_size, shuffle=False):
+        batch = batch_to_device(batch, device)
+        if mask_fn is not None:
+            batch["mask"] = mask_fn(batch, 0, gen).to(device)
+        with autocast() if autocast else contextlib.nullcontext():
+            preds = forward(model, batch)
+        labels = batch["labels"]
+        # per-batch loss sum and metric update (a distributed run would gather preds/labels here)
+        total += float(task_loss(preds, labels, task)) * labels.shape[0]
+        n += labels.shape[0]
+        metric.update(metric_preds(preds), labels.cpu())
+    out = {k: float(v) for k, v in metric.compute().items()}
+    out["loss"] = total / max(n, 1)
+    return out

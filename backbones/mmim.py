@@ -309,10 +309,6 @@ class MMIM(MSABackbone):
         """The q networks of the BA bounds, the parameters MMIM's first stage updates."""
         return [p for p in self.mmilb.parameters() if p.requires_grad]
 
-    def reset_memory(self) -> None:
-        """Forget the previous batch kept for the entropy estimate (e.g. at an epoch start)."""
-        self._memory = {}
-
     def training_state(self) -> dict[str, torch.Tensor]:
         """The entropy memory (the previous training batch's samples, ``(n, d)`` per group): state
         outside parameters and buffers that the training engine checkpoints so a resumed run

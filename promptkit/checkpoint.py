@@ -30,7 +30,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -271,31 +271,38 @@ def _verify(path: Path, entries: Mapping[str, Mapping[str, Any]], info: Mapping[
             "{'tensors': {name: sha256}, 'metadata': {key: sha256}} (its checksum cannot be read)"
         ) from None
     got = _integrity(entries, info, data)
-    got_t, got_m = got["tensors"], got["metadata"]
-    problems = []
-    for name in sorted(set(want_t) | set(got_t)):
-        if name not in got_t:
-            problems.append(f"tensor {name!r} was saved but the header no longer lists it")
-        elif name not in want_t:
-            problems.append(f"tensor {name!r} is in the header but was not saved")
-        elif want_t[name] != got_t[name]:
-            e = entries[name]
-            problems.append(
-                f"tensor {name!r} (header: {e['dtype']} {e['shape']} at data offsets {e['data_offsets']}) does not "
-                "match its stored checksum: its bytes, dtype, shape or offsets changed after saving"
-            )
-    for key in sorted(set(want_m) | set(got_m)):
-        if key not in got_m:
-            problems.append(f"metadata key {key!r} was saved but is gone")
-        elif key not in want_m:
-            problems.append(f"metadata key {key!r} was added after saving")
-        elif want_m[key] != got_m[key]:
-            problems.append(f"metadata key {key!r} does not match its stored checksum: its value was edited")
+
+    def tensor_changed(name: str) -> str:
+        e = entries[name]
+        return (f"(header: {e['dtype']} {e['shape']} at data offsets {e['data_offsets']}) does not match its stored "
+                "checksum: its bytes, dtype, shape or offsets changed after saving")
+
+    problems = _mismatches("tensor", want_t, got["tensors"], gone="was saved but the header no longer lists it",
+                           added="is in the header but was not saved", changed=tensor_changed)
+    problems += _mismatches("metadata key", want_m, got["metadata"], gone="was saved but is gone",
+                            added="was added after saving",
+                            changed=lambda _: "does not match its stored checksum: its value was edited")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CheckpointError(
             f"checkpoint {path} is corrupt or was edited after saving: {'; '.join(problems[:3])}{more}"
         )
+
+
+def _mismatches(
+    what: str, want: Mapping[str, str], got: Mapping[str, str], gone: str, added: str, changed: Callable[[str], str]
+) -> list[str]:
+    """One message per name (sorted) whose checksum as saved (``want``) and as read (``got``)
+    differ, or that only one of them has: ``"<what> 'name' <gone | added | changed(name)>"``."""
+    problems = []
+    for name in sorted(set(want) | set(got)):
+        if name not in got:
+            problems.append(f"{what} {name!r} {gone}")
+        elif name not in want:
+            problems.append(f"{what} {name!r} {added}")
+        elif want[name] != got[name]:
+            problems.append(f"{what} {name!r} {changed(name)}")
+    return problems
 
 
 def _verify_legacy(path: Path, blob: bytes, info: Mapping[str, str]) -> None:

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _backbone_io import DIMS, inputs, record_shapes
+from _backbone_io import inputs, record_shapes
+from _helpers import (
+    ALIGNED_AND_UNALIGNED,
+    REGRESSION_AND_CLASSIFICATION,
+    assert_config_rebuilds,
+    assert_eval_forward_clears_auxiliary_loss,
+    assert_gradients_reach,
+    assert_output_shape,
+    assert_wrong_width_is_refused,
+)
 
 import backbones.misa  # noqa: F401  (registers "misa")
 from backbones import create_backbone
 from backbones.misa import MISA, cmd, diff_loss
-from promptkit.hookspec import hook_spec_for, resolve_module
-
-torch.set_num_threads(1)
+from promptkit.hookspec import hook_spec_for
 
 
-@pytest.mark.parametrize("lengths", [(50, 50, 50), (50, 375, 500)], ids=["aligned", "unaligned"])
-@pytest.mark.parametrize("task,out_dim", [("regression", 1), ("classification", 4)])
+@ALIGNED_AND_UNALIGNED
+@REGRESSION_AND_CLASSIFICATION
 def test_output_shape(lengths, task, out_dim):
-    model = create_backbone("misa", out_dim=out_dim, task=task).eval()
-    out = model(**inputs(lengths))
-    assert out.shape == (3, out_dim)
-    assert torch.isfinite(out).all()
+    assert_output_shape(create_backbone("misa", out_dim=out_dim, task=task).eval(), lengths, out_dim)
 
 
 def test_training_losses_are_finite_weighted_and_differentiable():
@@ -32,18 +36,13 @@ def test_training_losses_are_finite_weighted_and_differentiable():
     assert all(torch.isfinite(v) and v.dim() == 0 for v in parts.values())
     torch.testing.assert_close(aux, 0.3 * parts["diff"] + parts["sim"] + parts["recon"])
     aux.backward()
-    for path in ["shared", "private.audio", "recon.vision", "project.text", "extract.audio"]:
-        grads = [p.grad for p in resolve_module(model, path).parameters()]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads), path
-        assert any(g.abs().sum() > 0 for g in grads), path
+    assert_gradients_reach(model, ["shared", "private.audio", "recon.vision", "project.text", "extract.audio"])
 
 
 def test_eval_forward_leaves_no_auxiliary_loss():
     model = MISA().train()
     model(**inputs())
-    model.eval()
-    model(**inputs())
-    assert model.auxiliary_loss() is None and model.loss_parts == {}
+    assert_eval_forward_clears_auxiliary_loss(model)
 
 
 def test_cmd_is_zero_for_identical_batches_and_grows_with_a_shift():
@@ -64,11 +63,7 @@ def test_diff_loss_is_zero_for_uncorrelated_and_positive_for_identical():
 def test_config_rebuilds_an_identical_model():
     torch.manual_seed(0)
     model = create_backbone("misa", hidden_size=16, rnn_hidden={"text": 8}, out_dim=2, task="classification").eval()
-    clone = create_backbone("misa", **model.config()).eval()
-    assert clone.config() == model.config()
-    clone.load_state_dict(model.state_dict())
-    x = inputs()
-    torch.testing.assert_close(clone(**x), model(**x))
+    assert_config_rebuilds("misa", model)
 
 
 def test_hook_spec_validates_and_widths_match_the_tensors():
@@ -94,11 +89,7 @@ def test_fusion_prefix_tokens_leave_the_original_tokens_shape():
 
 
 def test_wrong_feature_size_names_the_expected_shape():
-    model = MISA()
-    x = inputs()
-    x["audio"] = torch.randn(3, 50, 6)
-    with pytest.raises(ValueError, match=r"audio features must have shape \(B, T, 5\)"):
-        model(**x)
+    assert_wrong_width_is_refused(MISA(), "audio", 6, expected=5)
 
 
 def test_missing_modality_and_batch_mismatch_are_errors():

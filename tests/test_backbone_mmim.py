@@ -6,23 +6,27 @@ import math
 
 import pytest
 import torch
-from _backbone_io import DIMS, inputs, record_shapes
+from _backbone_io import inputs, record_shapes
+from _helpers import (
+    ALIGNED_AND_UNALIGNED,
+    REGRESSION_AND_CLASSIFICATION,
+    assert_config_rebuilds,
+    assert_eval_forward_clears_auxiliary_loss,
+    assert_gradients_reach,
+    assert_output_shape,
+    assert_wrong_width_is_refused,
+)
 
 import backbones.mmim  # noqa: F401  (registers "mmim")
 from backbones import create_backbone
 from backbones.mmim import MMILB, MMIM, gaussian_entropy
-from promptkit.hookspec import hook_spec_for, resolve_module
-
-torch.set_num_threads(1)
+from promptkit.hookspec import hook_spec_for
 
 
-@pytest.mark.parametrize("lengths", [(50, 50, 50), (50, 375, 500)], ids=["aligned", "unaligned"])
-@pytest.mark.parametrize("task,out_dim", [("regression", 1), ("classification", 4)])
+@ALIGNED_AND_UNALIGNED
+@REGRESSION_AND_CLASSIFICATION
 def test_output_shape(lengths, task, out_dim):
-    model = create_backbone("mmim", out_dim=out_dim, task=task).eval()
-    out = model(**inputs(lengths))
-    assert out.shape == (3, out_dim)
-    assert torch.isfinite(out).all()
+    assert_output_shape(create_backbone("mmim", out_dim=out_dim, task=task).eval(), lengths, out_dim)
 
 
 def test_auxiliary_loss_is_the_published_weighted_combination_and_differentiable():
@@ -34,14 +38,10 @@ def test_auxiliary_loss_is_the_published_weighted_combination_and_differentiable
     assert all(torch.isfinite(v) and v.dim() == 0 for v in p.values())
     torch.testing.assert_close(aux, 0.1 * p["nce"] - 0.1 * p["lld"] - 0.1 * p["entropy"])
     aux.backward()
-    for path in ["mmilb.audio.mu", "mmilb.vision.logvar", "cpc.text", "enc.audio", "text_enc", "fusion.hidden1"]:
-        grads = [q.grad for q in resolve_module(model, path).parameters()]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads), path
-        assert any(g.abs().sum() > 0 for g in grads), path
+    assert_gradients_reach(model, ["mmilb.audio.mu", "mmilb.vision.logvar", "cpc.text", "enc.audio", "text_enc",
+                                   "fusion.hidden1"])
     assert all(not q.requires_grad for q in model.mmilb["audio"].entropy_prj.parameters())
-    model.eval()
-    model(**inputs())
-    assert model.auxiliary_loss() is None and model.loss_parts == {}
+    assert_eval_forward_clears_auxiliary_loss(model)
 
 
 def test_log_likelihood_is_the_gaussian_log_density_up_to_its_constant():
@@ -70,7 +70,7 @@ def test_entropy_uses_the_previous_batch_as_memory():
     assert model._memory["audio"]["all"].shape == (6, 16 // 4)
     model(**x2)
     with_memory = model.loss_parts["entropy"].item()
-    model.reset_memory()
+    model.load_training_state({})  # forget the previous batch
     model(**x2)
     assert model.loss_parts["entropy"].item() != pytest.approx(with_memory)
 
@@ -104,12 +104,7 @@ def test_mi_loss_is_the_first_stage_loss_over_the_q_networks():
 
 def test_config_rebuilds_an_identical_model():
     torch.manual_seed(0)
-    model = create_backbone("mmim", text_dim=32, rnn_out=8, text_pool="first", alpha=0.2).eval()
-    clone = create_backbone("mmim", **model.config()).eval()
-    assert clone.config() == model.config()
-    clone.load_state_dict(model.state_dict())
-    x = inputs()
-    torch.testing.assert_close(clone(**x), model(**x))
+    assert_config_rebuilds("mmim", create_backbone("mmim", text_dim=32, rnn_out=8, text_pool="first", alpha=0.2).eval())
 
 
 def test_hook_spec_validates_and_widths_match_the_tensors():
@@ -136,11 +131,7 @@ def test_lstm_target_takes_a_prefix_and_keeps_the_readout_shape():
 
 
 def test_wrong_feature_size_and_missing_text_are_clear_errors():
-    model = MMIM()
-    x = inputs()
-    x["vision"] = torch.randn(3, 50, 35)
-    with pytest.raises(ValueError, match=r"vision features must have shape \(B, T, 20\)"):
-        model(**x)
+    assert_wrong_width_is_refused(MMIM(), "vision", 35, expected=20)
     with pytest.raises(KeyError, match="needs a 'text' modality"):
         MMIM(feature_dims={"audio": 5, "vision": 20})
     with pytest.raises(ValueError, match="size >= 4"):

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _backbone_io import DIMS, inputs, record_shapes
+from _backbone_io import inputs, record_shapes
+from _helpers import (
+    ALIGNED_AND_UNALIGNED,
+    REGRESSION_AND_CLASSIFICATION,
+    assert_config_rebuilds,
+    assert_gradients_reach,
+    assert_output_shape,
+    assert_wrong_width_is_refused,
+)
 
 import backbones.unimse  # noqa: F401  (registers "unimse")
 from backbones import create_backbone
 from backbones.unimse import PMFFeedForward, UniMSE
-from promptkit.hookspec import hook_spec_for, resolve_module
-
-torch.set_num_threads(1)
+from promptkit.hookspec import hook_spec_for
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +26,11 @@ def model() -> UniMSE:
     return UniMSE().eval()
 
 
-@pytest.mark.parametrize("lengths", [(50, 50, 50), (50, 375, 500)], ids=["aligned", "unaligned"])
-@pytest.mark.parametrize("task,out_dim", [("regression", 1), ("classification", 4)])
+@ALIGNED_AND_UNALIGNED
+@REGRESSION_AND_CLASSIFICATION
 def test_output_shape(lengths, task, out_dim):
     net = create_backbone("unimse", out_dim=out_dim, task=task, num_layers=2, fusion_layers=1).eval()
-    out = net(**inputs(lengths))
-    assert out.shape == (3, out_dim)
-    assert torch.isfinite(out).all()
+    assert_output_shape(net, lengths, out_dim)
 
 
 def test_pmf_sits_in_the_last_fusion_layers_blocks(model):
@@ -50,9 +54,8 @@ def test_training_step_gives_gradients_and_no_auxiliary_loss():
     net = UniMSE(num_layers=2, fusion_layers=2).train()
     net(**inputs()).sum().backward()
     assert net.auxiliary_loss() is None
-    for path in ["text_proj", "enc.audio", "enc.vision", "fusion.t5.encoder.block.1.layer.1.adapter", "head"]:
-        grads = [p.grad for p in resolve_module(net, path).parameters()]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads), path
+    paths = ["text_proj", "enc.audio", "enc.vision", "fusion.t5.encoder.block.1.layer.1.adapter", "head"]
+    assert_gradients_reach(net, paths, nonzero=False)
 
 
 def test_local_pretrained_t5_is_loaded_and_its_sizes_used(tmp_path):
@@ -77,12 +80,7 @@ def test_local_pretrained_t5_is_loaded_and_its_sizes_used(tmp_path):
 def test_config_rebuilds_an_identical_model():
     torch.manual_seed(0)
     net = create_backbone("unimse", d_model=32, num_heads=2, num_layers=2, rnn_out=8, out_dim=3, task="classification")
-    net.eval()
-    clone = create_backbone("unimse", **net.config()).eval()
-    assert clone.config() == net.config()
-    clone.load_state_dict(net.state_dict())
-    x = inputs()
-    torch.testing.assert_close(clone(**x), net(**x))
+    assert_config_rebuilds("unimse", net.eval())
 
 
 def test_hook_spec_validates_and_widths_match_the_tensors(model):
@@ -106,10 +104,7 @@ def test_fusion_takes_prefix_tokens(model):
 
 
 def test_wrong_feature_size_and_missing_text_are_clear_errors(model):
-    x = inputs()
-    x["text"] = torch.randn(3, 50, 768)
-    with pytest.raises(ValueError, match=r"text features must have shape \(B, T, 300\)"):
-        model(**x)
+    assert_wrong_width_is_refused(model, "text", 768, expected=300)
     with pytest.raises(KeyError, match="needs a 'text' modality"):
         UniMSE(feature_dims={"audio": 5, "vision": 20})
     with pytest.raises(ValueError, match="divisible by num_heads"):

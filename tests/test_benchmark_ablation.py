@@ -4,40 +4,22 @@ from __future__ import annotations
 
 import json
 
+from _helpers import tiny_recipe_toml, write_recipe
+
 from benchmarks import ablation
 from promptkit.recipes import load, load_recipe_data
 from promptkit.train.pretrain import pretrain
 
-TINY = """
-name = "tiny-ablation"
-[backbone]
-name = "mult"
-[backbone.config]
-d_model = 10
-num_heads = 2
-layers = 1
-[data]
-source = "synthetic"
-sizes = { train = 32, valid = 40, test = 16 }
-[data.synthetic]
-seq_lens = { text = 4, audio = 5, vision = 6 }
-[pretrain]
-epochs = 1
-batch_size = 16
-checkpoint = "backbone-{seed}.safetensors"
-[prompt]
-epochs = 1
-batch_size = 16
-prompt_lr = 0.5
-[prompt.prompter]
-prompt_length = 4
-init_scale = "data"
-"""
+# valid (40) and test (16) sizes differ, so a record of the wrong split shows
+TINY = tiny_recipe_toml(
+    name="tiny-ablation", sizes=(32, 40, 16), seq_lens=(4, 5, 6),
+    pretrain={"epochs": 1, "batch_size": 16, "checkpoint": "backbone-{seed}.safetensors"},
+    prompt={"epochs": 1, "batch_size": 16, "prompt_lr": 0.5, "prompter": {"prompt_length": 4, "init_scale": "data"}},
+)
 
 
 def test_ablation_scores_validation_and_compares_with_head_only(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
+    path = write_recipe(tmp_path, TINY, "tiny.toml")
     recipe = load(path)
     import dataclasses
 

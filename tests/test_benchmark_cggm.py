@@ -11,14 +11,6 @@ import torch
 from benchmarks import cggm as bench
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_quick_run_writes_json_csv_png_and_reports_both_runs(tmp_path):
     payload = bench.main(["--quick", "--seeds", "1", "--epochs", "1", "--out", str(tmp_path), "--quiet"])
     saved = json.loads((tmp_path / "cggm.json").read_text())

@@ -1,4 +1,5 @@
-"""benchmarks.speed: the whole code path on tiny sizes; structure of the results, not speed."""
+"""benchmarks.speed: the whole code path on tiny sizes; structure of the results, not speed; and
+the measurement helpers of benchmarks._measure."""
 
 from __future__ import annotations
 
@@ -7,16 +8,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import speed
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+from benchmarks import _measure, speed
 
 ROW_KEYS = {
     "backbone", "shape", "full_s", "prompt_s", "ratio", "full_flops", "prompt_flops", "flop_ratio",
@@ -66,23 +58,23 @@ def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
 
 
 def test_op_categories():
-    assert speed.op_category("aten::mm") == "linear"
-    assert speed.op_category("aten::bmm") == "attention"
-    assert speed.op_category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
-    assert speed.op_category("aten::native_layer_norm_backward") == "layer_norm"
-    assert speed.op_category("aten::mm_something_else") == "other"  # aten names match exactly
-    assert speed.op_category("aten::copy_") == "other"
+    assert _measure.op_category("aten::mm") == "linear"
+    assert _measure.op_category("aten::bmm") == "attention"
+    assert _measure.op_category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert _measure.op_category("aten::native_layer_norm_backward") == "layer_norm"
+    assert _measure.op_category("aten::mm_something_else") == "other"  # aten names match exactly
+    assert _measure.op_category("aten::copy_") == "other"
 
 
 def test_interleaved_medians_and_peak_memory():
     calls = []
-    t = speed.interleaved_medians(
+    t = _measure.interleaved_medians(
         {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1, device=torch.device("cpu")
     )
     assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then rounds in turn
     assert t["a"]["n"] == 3 and t["a"]["min_s"] <= t["a"]["median_s"]
     held = []
-    mib = speed.peak_memory(lambda: held.append(torch.ones(1 << 20)), torch.device("cpu")) / 2**20
+    mib = _measure.peak_memory(lambda: held.append(torch.ones(1 << 20)), torch.device("cpu")) / 2**20
     assert mib == pytest.approx(4.0, rel=0.05)
 
 

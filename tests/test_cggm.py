@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
+from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 from hypothesis import strategies as st
 from torch import nn
 
@@ -91,8 +92,7 @@ def train_step(model, opt, batch, task="regression", plugin=None, clip=0.8):
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(1)
+def _seed():
     torch.manual_seed(0)
 
 
@@ -455,20 +455,17 @@ def test_state_dict_round_trip_continues_identically():
 
 
 # --- integration with the training stages ---------------------------------------------------------
-TINY_RECIPE = {
-    "name": "tiny-cggm",
-    "backbone": {"name": "mult", "config": {"d_model": 10, "num_heads": 2, "layers": 1}},
-    "data": {"source": "synthetic", "sizes": {"train": 48, "valid": 16, "test": 16},
-             "synthetic": {"seq_lens": {"text": 4, "audio": 4, "vision": 4}}},
-    "pretrain": {"epochs": 2, "batch_size": 16, "lr": 1e-2},
-    "prompt": {"epochs": 1, "batch_size": 16, "lr": 1e-2, "eta": 0.7, "prompter": {"prompt_length": 2}},
-}
-
-
 def tiny_recipe(**top):
+    """A tiny MulT recipe, two pretrain epochs on 48 samples, one prompt epoch; ``top`` adds or
+    replaces top-level tables (``cggm``, ``backbone``)."""
     from promptkit.recipes import from_dict
 
-    return from_dict({**copy.deepcopy(TINY_RECIPE), **top})
+    return from_dict(tiny_recipe_dict(
+        name="tiny-cggm", sizes=(48, 16, 16), seq_lens=(4, 4, 4),
+        pretrain={"epochs": 2, "batch_size": 16, "lr": 1e-2},
+        prompt={"epochs": 1, "batch_size": 16, "lr": 1e-2, "eta": 0.7, "prompter": {"prompt_length": 2}},
+        **top,
+    ))
 
 
 @pytest.fixture(scope="module")
@@ -490,24 +487,9 @@ def test_cli_train_with_cggm_logs_B_per_modality(tmp_path, capsys, table):
     from promptkit.checkpoint import load_checkpoint
     from promptkit.cli import main
 
-    text = """
-[backbone]
-name = "mult"
-[backbone.config]
-d_model = 10
-num_heads = 2
-layers = 1
-[data]
-source = "synthetic"
-sizes = { train = 32, valid = 16, test = 16 }
-[data.synthetic]
-seq_lens = { text = 4, audio = 4, vision = 4 }
-[pretrain]
-epochs = 3
-batch_size = 16
-""" + (table or "")
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(text)
+    # 32 training samples in batches of 16: two steps per epoch
+    text = tiny_recipe_toml(sizes=(32, 16, 16), seq_lens=(4, 4, 4), pretrain={"epochs": 3, "batch_size": 16})
+    recipe = write_recipe(tmp_path, text + (table or ""))
     out = tmp_path / "run"
     argv = ["train", "--recipe", str(recipe), "--cggm", "--epochs", "1", "--out", str(out), "--device", "cpu",
             "--quiet"]
@@ -613,10 +595,9 @@ def test_recipe_with_cggm_on_a_backbone_without_encoders_is_a_clear_error(no_enc
         pretrain(recipe, tiny_data, tmp_path / "run", cggm=True, device="cpu", progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was written
     # the same through the console script: one line, exit status 2
-    toml = tmp_path / "r.toml"
-    toml.write_text(f'[backbone]\nname = "{no_encoder_backbone}"\n'
-                    '[data]\nsizes = { train = 8, valid = 8, test = 8 }\n'
-                    '[data.synthetic]\nseq_lens = { text = 2, audio = 2, vision = 2 }\n[cggm]\nrho = 1.3\n')
+    toml = write_recipe(tmp_path, f'[backbone]\nname = "{no_encoder_backbone}"\n'
+                                  '[data]\nsizes = { train = 8, valid = 8, test = 8 }\n'
+                                  '[data.synthetic]\nseq_lens = { text = 2, audio = 2, vision = 2 }\n[cggm]\nrho = 1.3\n')
     assert main(["train", "--recipe", str(toml), "--cggm", "--out", str(tmp_path / "cli"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("promptkit: error: " + msg) and err.count("\n") == 1

@@ -16,11 +16,9 @@ DIMS = {"text": 12, "audio": 5, "vision": 7}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _reset_dynamo():
+    """Each test traces afresh: TorchDynamo's caches are cleared after it."""
     yield
-    torch.set_num_threads(n)
     torch._dynamo.reset()
 
 

@@ -20,14 +20,6 @@ from promptkit.train import FitResult, NonFiniteLossError, RunDirError, TrainPlu
 DIMS = {"text": 6, "audio": 3, "vision": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class ToyBackbone(MSABackbone):
     """Mean over time per modality → Linear → dropout → concat → head ``(B, out_dim)``."""
 

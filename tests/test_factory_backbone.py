@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import FOREIGN_HOOKS, TINY_MULT, to_toml, tiny_recipe_toml, write_recipe
 
 import backbones
 from backbones import _registry
@@ -25,66 +26,16 @@ from promptkit.recipes import RecipeError, load, load_recipe_data
 TESTS = Path(__file__).resolve().parent
 FACTORY = "_foreign_pkg.models:build"
 
-HOOKS = """
-[hooks]
-trainable = ["head"]
-[hooks.features]
-text = "text"
-audio = "audio"
-vision = "vision"
-[hooks.signal]
-text = "proj.text"
-audio = "proj.audio"
-vision = "proj.vision"
-[[hooks.type]]
-path = "enc.text"
-[[hooks.type]]
-path = "enc.audio"
-[[hooks.type]]
-path = "enc.vision"
-[hooks.encoders]
-text = { output = "enc.text", layout = "BTD", params = ["proj.text", "enc.text"] }
-audio = { output = "enc.audio", layout = "BTD", params = ["proj.audio", "enc.audio"] }
-vision = { output = "enc.vision", layout = "BTD", params = ["proj.vision", "enc.vision"] }
-"""
-
-BODY = """
-[data]
-source = "synthetic"
-seed = 1
-sizes = { train = 32, valid = 16, test = 24 }
-[data.synthetic]
-seq_lens = { text = 3, audio = 3, vision = 3 }
-[pretrain]
-epochs = 1
-batch_size = 16
-[prompt]
-epochs = 1
-batch_size = 16
-controls = ["head_only"]
-[prompt.prompter]
-prompt_length = 2
-[eval]
-missing_rates = [0.5]
-"""
+# everything after [backbone] and [hooks]: 32 / 16 / 24 synthetic samples, one epoch per stage
+BODY = tiny_recipe_toml(
+    backbone=None, data={"seed": 1}, sizes=(32, 16, 24), seq_lens=(3, 3, 3),
+    prompt={"epochs": 1, "batch_size": 16, "controls": ["head_only"], "prompter": {"prompt_length": 2}},
+    eval={"missing_rates": [0.5]},
+)
 
 
-def factory_recipe(factory: str = FACTORY, config: str = "dim = 8", hooks: str = HOOKS) -> str:
+def factory_recipe(factory: str = FACTORY, config: str = "dim = 8", hooks: str = FOREIGN_HOOKS) -> str:
     return f'name = "tiny-factory"\n[backbone]\nfactory = "{factory}"\n[backbone.config]\n{config}\n{hooks}{BODY}'
-
-
-def write(tmp_path: Path, text: str, name: str = "f.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +43,7 @@ def factory_run(tmp_path_factory):
     """``python -m promptkit.cli run`` on the factory recipe, in a fresh process; the package is
     importable the way an installed one is (on PYTHONPATH), not from the recipe's folder."""
     root = tmp_path_factory.mktemp("factory")
-    recipe = write(root, factory_recipe())
+    recipe = write_recipe(root, factory_recipe())
     out = root / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -138,11 +89,11 @@ def test_factory_checkpoint_loads_for_its_recipe_only(factory_run, tmp_path, cap
     assert set(json.loads(capsys.readouterr().out)) >= {"mae", "non0_acc2", "loss"}
 
     # another backbone's recipe, a registered one or another factory, is refused, naming both
-    mult = write(tmp_path, '[backbone]\nname = "mult"\n' + BODY, "mult.toml")
+    mult = write_recipe(tmp_path, '[backbone]\nname = "mult"\n' + BODY, "mult.toml")
     assert main(["eval", "--recipe", str(mult), "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert f"was saved from factory '{FACTORY}'" in err and "names backbone 'mult'" in err
-    other = load(write(tmp_path, factory_recipe("_foreign_pkg.models:build_again"), "other.toml"))
+    other = load(write_recipe(tmp_path, factory_recipe("_foreign_pkg.models:build_again"), "other.toml"))
     with pytest.raises(CheckpointError, match=r"names factory '_foreign_pkg.models:build_again'"):
         load_backbone(ckpt, recipe=other)
     # [pretrain] checkpoint = a file of another backbone: refused before anything trains
@@ -154,7 +105,7 @@ def test_factory_checkpoint_loads_for_its_recipe_only(factory_run, tmp_path, cap
 
 
 def test_train_and_eval_do_not_need_feature_dims_on_the_model(tmp_path, capsys):
-    recipe = write(tmp_path, factory_recipe("_foreign_pkg.models:build_without_dims"))
+    recipe = write_recipe(tmp_path, factory_recipe("_foreign_pkg.models:build_without_dims"))
     out = tmp_path / "pre"
     assert main(["train", "--recipe", str(recipe), "--out", str(out), "--device", "cpu", "--quiet"]) == 0, \
         capsys.readouterr().err
@@ -168,7 +119,7 @@ def test_resuming_a_run_with_another_factory_is_refused(factory_run):
 
     recipe, out, proc = factory_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    other = load(write(out.parent, factory_recipe("_foreign_pkg.models:build_again"), "again.toml"))
+    other = load(write_recipe(out.parent, factory_recipe("_foreign_pkg.models:build_again"), "again.toml"))
     with pytest.raises(RunDirError, match=r"holds a different run \(settings differ in: .*run\.factory"):
         pretrain(other, load_recipe_data(other), out / "pretrain", resume=True, progress=False)
 
@@ -184,7 +135,7 @@ def test_resuming_a_run_with_another_factory_is_refused(factory_run):
     ],
 )
 def test_factory_import_errors_name_recipe_factory_and_cause(tmp_path, factory, message):
-    p = write(tmp_path, factory_recipe(factory))
+    p = write_recipe(tmp_path, factory_recipe(factory))
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory '{factory}': {message}"):
         load(p)
 
@@ -199,7 +150,7 @@ def test_factory_import_errors_name_recipe_factory_and_cause(tmp_path, factory, 
 def test_a_factory_that_builds_no_module_is_named(tmp_path, factory, message):
     from promptkit.train.pretrain import build_backbone
 
-    p = write(tmp_path, factory_recipe(factory))
+    p = write_recipe(tmp_path, factory_recipe(factory))
     recipe = load(p)
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory '{factory}': {message}"):
         build_backbone(recipe, load_recipe_data(recipe))
@@ -207,26 +158,26 @@ def test_a_factory_that_builds_no_module_is_named(tmp_path, factory, message):
 
 def test_name_and_factory_exclude_each_other(tmp_path):
     text = factory_recipe().replace("[backbone]\n", '[backbone]\nname = "mult"\n')
-    with pytest.raises(RecipeError, match=r"f\.toml: \[backbone\] sets both name 'mult' and factory "
+    with pytest.raises(RecipeError, match=r"recipe\.toml: \[backbone\] sets both name 'mult' and factory "
                                           rf"'{FACTORY}'; give one"):
-        load(write(tmp_path, text))
+        load(write_recipe(tmp_path, text))
 
 
 @pytest.mark.parametrize(
     "hooks, message",
     [
-        (HOOKS.replace('trainable = ["head"]', 'trainable = ["head"]\noutputs = 0'),
+        (FOREIGN_HOOKS.replace('trainable = ["head"]', 'trainable = ["head"]\noutputs = 0'),
          r"unknown HookSpec key\(s\) \['outputs'\]"),
-        (HOOKS.replace('text = "proj.text"', 'text = { path = "proj.text", layout = "DTB" }'),
+        (FOREIGN_HOOKS.replace('text = "proj.text"', 'text = { path = "proj.text", layout = "DTB" }'),
          r"signal target 'proj.text': layout must be one of"),
-        (HOOKS.replace('[hooks.features]\ntext = "text"\naudio = "audio"\nvision = "vision"\n', ""),
+        (FOREIGN_HOOKS.replace('[hooks.features]\ntext = "text"\naudio = "audio"\nvision = "vision"\n', ""),
          r"features"),
-        (HOOKS.replace('[hooks.encoders]', '[hooks.encoders]\npose = "enc.pose"'),
+        (FOREIGN_HOOKS.replace('[hooks.encoders]', '[hooks.encoders]\npose = "enc.pose"'),
          r"HookSpec.encoders names modality \['pose'\]"),
     ],
 )
 def test_hooks_table_is_checked_at_load(tmp_path, hooks, message):
-    p = write(tmp_path, factory_recipe(hooks=hooks))
+    p = write_recipe(tmp_path, factory_recipe(hooks=hooks))
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[hooks\]: .*{message}"):
         load(p)
     # a path that does not exist in the model is found when the model is wrapped (it needs the model)
@@ -240,7 +191,7 @@ def test_factory_is_found_beside_the_recipe_and_gets_only_the_keywords_it_names(
         "def build(feature_dims, width=4):\n"
         "    return nn.Linear(sum(feature_dims.values()), width)\n"
     )
-    recipe = load(write(tmp_path, factory_recipe("beside_model_x7:build", config="width = 3", hooks="")))
+    recipe = load(write_recipe(tmp_path, factory_recipe("beside_model_x7:build", config="width = 3", hooks="")))
     data = load_recipe_data(recipe)
     assert backbone_kwargs(recipe, data) == {"feature_dims": {"text": 300, "audio": 5, "vision": 20}, "width": 3}
     model = build_backbone(recipe, data)
@@ -248,7 +199,7 @@ def test_factory_is_found_beside_the_recipe_and_gets_only_the_keywords_it_names(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     with pytest.raises(RecipeError, match=rf"cannot import module 'absent_model_x7' .* nor in {elsewhere}"):
-        load(write(elsewhere, factory_recipe("absent_model_x7:build", hooks="")))
+        load(write_recipe(elsewhere, factory_recipe("absent_model_x7:build", hooks="")))
 
 
 def test_registered_backbone_with_a_hooks_table_uses_the_recipes_spec(tmp_path, monkeypatch):
@@ -263,8 +214,8 @@ def test_registered_backbone_with_a_hooks_table_uses_the_recipes_spec(tmp_path, 
     hooks = "[hooks]\n" + f"trainable = {json.dumps(spec['trainable'])}\n[hooks.features]\n" + "".join(
         f'{m} = "{m}"\n' for m in spec["features"]) + "[hooks.signal]\n" + "".join(
         f'{m} = {{ path = "proj.{m}", layout = "BDT" }}\n' for m in spec["features"])
-    text = '[backbone]\nname = "mult"\n[backbone.config]\nd_model = 10\nnum_heads = 2\nlayers = 1\n' + hooks + BODY
-    recipe = load(write(tmp_path, text.replace('controls = ["head_only"]', "")))
+    text = to_toml({"backbone": TINY_MULT}) + hooks + BODY
+    recipe = load(write_recipe(tmp_path, text.replace('controls = ["head_only"]', "")))
     assert recipe.hook_spec() == hookspec.HookSpec.from_dict(spec)
 
     seen: dict = {}
@@ -331,7 +282,7 @@ def test_entry_points_register_backbones_and_specs_once(fresh_registry, monkeypa
 
 def test_a_recipe_names_an_entry_point_backbone(fresh_registry, monkeypatch, tmp_path):
     fake_entry_points(monkeypatch, ("foreign", "_foreign_pkg.plugin"))
-    recipe = load(write(tmp_path, '[backbone]\nname = "foreign_msa"\n[backbone.config]\ndim = 4\n' + BODY))
+    recipe = load(write_recipe(tmp_path, '[backbone]\nname = "foreign_msa"\n[backbone.config]\ndim = 4\n' + BODY))
     from promptkit.train.pretrain import build_backbone
 
     model = build_backbone(recipe, load_recipe_data(recipe))

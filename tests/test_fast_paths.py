@@ -10,14 +10,6 @@ import backbones.layers as L
 from backbones.layers import PointwiseConv1d, dropout, dropout_add, dropout_attention, future_mask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _qkv(b, h, t_q, t_k, d, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(b, h, t, d, generator=g, dtype=torch.float64, requires_grad=True) for t in (t_q, t_k, t_k)]

@@ -41,14 +41,6 @@ DIMS = {"text": 6, "audio": 3, "vision": 4}
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --- editing a safetensors header by hand -----------------------------------------------------
 def read_header(path: Path) -> tuple[dict, bytes]:
     """The parsed JSON header and the raw data section of a safetensors file."""

@@ -4,31 +4,14 @@ corrupt TOML are errors that name the file, section and key."""
 from __future__ import annotations
 
 import pytest
+from _helpers import FOREIGN_HOOKS, TINY_MULT, tiny_recipe_toml, write_recipe
 
 from promptkit import recipes
 from promptkit.recipes import RecipeError, Recipe, from_dict, load, load_recipe_data
 
-TINY = """
-[backbone]
-name = "mult"
-[backbone.config]
-d_model = 10
-num_heads = 2
-layers = 1
-[data]
-source = "synthetic"
-sizes = { train = 8, valid = 4, test = 4 }
-[data.synthetic]
-seq_lens = { text = 3, audio = 3, vision = 3 }
-[pretrain]
-epochs = 1
-"""
-
-
-def write(tmp_path, text: str, name: str = "r.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+# a MulT recipe on 8 / 4 / 4 synthetic samples of 3 steps; its text ends in [pretrain]
+SMALL = dict(sizes=(8, 4, 4), seq_lens=(3, 3, 3), pretrain={"epochs": 1})
+TINY = tiny_recipe_toml(**SMALL)
 
 
 @pytest.mark.parametrize("name", ["mult-synth", "mult-mosi"])
@@ -51,78 +34,65 @@ def test_mult_mosi_has_the_published_settings():
 
 
 def test_defaults_and_int_widens_to_float(tmp_path):
-    r = load(write(tmp_path, TINY + "lr = 1\n"))
+    r = load(write_recipe(tmp_path, TINY + "lr = 1\n"))
     assert r.pretrain.lr == 1.0 and isinstance(r.pretrain.lr, float)
     assert r.prompt == recipes.PromptSection() and r.cggm is None
-    assert r.hash() == load(write(tmp_path, TINY + "lr = 1.0\n", "s.toml")).hash()
+    assert r.hash() == load(write_recipe(tmp_path, TINY + "lr = 1.0\n", "s.toml")).hash()
 
 
 def test_unknown_key_names_section_allowed_keys_and_suggestion(tmp_path):
-    p = write(tmp_path, TINY + "learning_rate = 0.1\n")
+    p = write_recipe(tmp_path, TINY + "learning_rate = 0.1\n")
     with pytest.raises(RecipeError) as e:
         load(p)
     msg = str(e.value)
     assert str(p) in msg and "unknown key 'learning_rate' in [pretrain]" in msg
     assert "did you mean 'lr'?" in msg and "allowed: epochs, batch_size, lr" in msg
     with pytest.raises(RecipeError, match=r"unknown key 'pretrian' in the top level; did you mean 'pretrain'\?"):
-        load(write(tmp_path, TINY.replace("[pretrain]", "[pretrian]")))
+        load(write_recipe(tmp_path, TINY.replace("[pretrain]", "[pretrian]")))
     with pytest.raises(RecipeError, match=r"unknown key 'ssed' in \[eval\]; did you mean 'seed'\?"):
-        load(write(tmp_path, TINY + "[eval]\nssed = 1\n"))
+        load(write_recipe(tmp_path, TINY + "[eval]\nssed = 1\n"))
 
 
 def test_wrong_type_names_expected_type(tmp_path):
     with pytest.raises(RecipeError, match=r"\[pretrain\] epochs must be an integer, got '3' \(str\)"):
-        load(write(tmp_path, TINY.replace("epochs = 1", 'epochs = "3"')))
+        load(write_recipe(tmp_path, TINY.replace("epochs = 1", 'epochs = "3"')))
     with pytest.raises(RecipeError, match=r"\[pretrain\] batch_size must be an integer, got 2.5"):
-        load(write(tmp_path, TINY + "batch_size = 2.5\n"))
+        load(write_recipe(tmp_path, TINY + "batch_size = 2.5\n"))
     with pytest.raises(RecipeError, match=r"\[data\] aligned must be true or false, got 1"):
-        load(write(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\naligned = 1')))
+        load(write_recipe(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\naligned = 1')))
     with pytest.raises(RecipeError, match=r"\[eval\] missing_rates\[1\] must be a number, got 'x'"):
-        load(write(tmp_path, TINY + "[eval]\nmissing_rates = [0.1, 'x']\n"))
+        load(write_recipe(tmp_path, TINY + "[eval]\nmissing_rates = [0.1, 'x']\n"))
     with pytest.raises(RecipeError, match=r"optimizer must be one of 'adam', 'adamw', got 'sgd'"):
-        load(write(tmp_path, TINY + 'optimizer = "sgd"\n'))
+        load(write_recipe(tmp_path, TINY + 'optimizer = "sgd"\n'))
     with pytest.raises(RecipeError, match=r"\[backbone\] config must be a table"):
-        load(write(tmp_path, '[backbone]\nname = "mult"\nconfig = 3\n'))
+        load(write_recipe(tmp_path, '[backbone]\nname = "mult"\nconfig = 3\n'))
 
 
 def test_unknown_backbone_lists_known_ones(tmp_path):
     with pytest.raises(RecipeError, match=r"unknown backbone 'mulT'.*did you mean 'mult'\?.*known backbones: \[.*'mult'"):
-        load(write(tmp_path, TINY.replace('name = "mult"', 'name = "mulT"')))
+        load(write_recipe(tmp_path, TINY.replace('name = "mult"', 'name = "mulT"')))
     with pytest.raises(RecipeError, match=r"a model of your own goes in \[backbone\] factory"):
-        load(write(tmp_path, TINY.replace('name = "mult"', 'name = "mine"')))
+        load(write_recipe(tmp_path, TINY.replace('name = "mult"', 'name = "mine"')))
 
 
-FACTORY = TINY.replace('name = "mult"', 'factory = "_foreign_pkg.models:build"').replace(
-    "d_model = 10\nnum_heads = 2\nlayers = 1", "dim = 4") + """
-[hooks]
-trainable = ["head"]
-[hooks.features]
-text = "text"
-audio = "audio"
-vision = "vision"
-[hooks.signal]
-text = "proj.text"
-audio = { path = "proj.audio", layout = "BTD" }
-vision = "proj.vision"
-[[hooks.type]]
-path = "enc.text"
-"""
+FACTORY = tiny_recipe_toml(**SMALL, backbone={"factory": "_foreign_pkg.models:build", "config": {"dim": 4}}) + \
+    FOREIGN_HOOKS.replace('audio = "proj.audio"', 'audio = { path = "proj.audio", layout = "BTD" }')
 
 
 def test_factory_recipe_with_hooks_round_trips(tmp_path):
     from promptkit.hookspec import HookSpec
 
-    r = load(write(tmp_path, FACTORY))
+    r = load(write_recipe(tmp_path, FACTORY))
     assert r.backbone.name is None and r.backbone.factory == "_foreign_pkg.models:build"
     assert r.backbone.config == {"dim": 4} and r.backbone.label == "_foreign_pkg.models:build"
     assert r.backbone.identity() == {"factory": "_foreign_pkg.models:build"}
     assert r.hooks["signal"]["audio"] == {"path": "proj.audio", "layout": "BTD"}  # kept as written
     spec = r.hook_spec()
     assert isinstance(spec, HookSpec) and spec.modalities == ("text", "audio", "vision")
-    assert spec.signal["text"].path == "proj.text" and [t.path for t in spec.type] == ["enc.text"]
+    assert spec.signal["text"].path == "proj.text" and [t.path for t in spec.type] == ["enc.text", "enc.audio", "enc.vision"]
     assert r.hook_spec() is not spec and r.hooks["signal"]["text"] == "proj.text"  # parsing leaves the table as is
     assert from_dict(r.to_dict()) == r
-    named = load(write(tmp_path, TINY, "n.toml"))
+    named = load(write_recipe(tmp_path, TINY, "n.toml"))
     assert named.backbone.identity() == {"backbone": "mult"} and named.hook_spec() is None
     assert r.hash() != named.hash()
 
@@ -133,24 +103,25 @@ def test_default_backbone_is_mult_unless_a_factory_is_given():
 
 
 def test_factory_is_imported_only_when_backbones_are_checked(tmp_path):
-    p = write(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no_such_pkg_q.models:build"))
+    p = write_recipe(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no_such_pkg_q.models:build"))
     r = load(p, check_backbone=False)  # e.g. `promptkit recipes list`
     assert r.backbone.factory == "no_such_pkg_q.models:build"
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory 'no_such_pkg_q.models:build': cannot "
                                           r"import module 'no_such_pkg_q.models' \(No module named 'no_such_pkg_q'\)"):
         load(p)
-    bad = write(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no colon"), "bad.toml")
+    bad = write_recipe(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no colon"), "bad.toml")
     with pytest.raises(RecipeError, match=r"\[backbone\] factory 'no colon': must have the form 'package.module:function'"):
         load(bad, check_backbone=False)
     with pytest.raises(RecipeError, match=r"\[backbone\] factory must be a string, got 3"):
-        load(write(tmp_path, FACTORY.replace('"_foreign_pkg.models:build"', "3"), "int.toml"))
+        load(write_recipe(tmp_path, FACTORY.replace('"_foreign_pkg.models:build"', "3"), "int.toml"))
     with pytest.raises(RecipeError, match=r"\[hooks\] must be a table, got 'x'|hooks must be a table"):
-        load(write(tmp_path, 'hooks = "x"\n' + TINY, "h.toml"))
+        load(write_recipe(tmp_path, 'hooks = "x"\n' + TINY, "h.toml"))
 
 
 def test_corrupt_toml_names_file_and_line(tmp_path):
-    p = write(tmp_path, TINY + "[eval\nseed = 1\n")
-    with pytest.raises(RecipeError, match=rf"{p}.* is not valid TOML: .*line 15, column 6"):
+    p = write_recipe(tmp_path, TINY + "[eval\nseed = 1\n")
+    line = TINY.count("\n") + 1  # the line of "[eval"
+    with pytest.raises(RecipeError, match=rf"{p}.* is not valid TOML: .*line {line}, column 6"):
         load(p)
     with pytest.raises(RecipeError, match="not found .*shipped: .*mult-synth"):
         load(tmp_path / "missing.toml")
@@ -163,24 +134,25 @@ def test_values_out_of_range_and_contradictions(tmp_path):
         ("[eval]\nmissing_rates = [0.2, 1.2]", r"missing_rates must lie in \[0, 1\], got \[1.2\]"),
     ]:
         with pytest.raises(RecipeError, match=match):
-            load(write(tmp_path, TINY.replace("epochs = 1", "") + extra + "\n"))
+            load(write_recipe(tmp_path, TINY.replace("epochs = 1", "") + extra + "\n"))
     with pytest.raises(RecipeError, match=r"metric 'mosei2' is unknown; did you mean 'mosei'\?"):
-        load(write(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\nmetric = "mosei2"')))
+        load(write_recipe(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\nmetric = "mosei2"')))
     with pytest.raises(RecipeError, match=r"\[backbone.config\] must not set 'feature_dims'.*\[data\] feature_dims"):
-        load(write(tmp_path, TINY.replace("layers = 1", "layers = 1\nfeature_dims = { text = 3 }")))
+        load(write_recipe(tmp_path, tiny_recipe_toml(**SMALL, backbone={
+            "name": "mult", "config": {**TINY_MULT["config"], "feature_dims": {"text": 3}}})))
     with pytest.raises(RecipeError, match="path 'x.pkl' is set but source is 'synthetic'"):
-        load(write(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\npath = "x.pkl"')))
+        load(write_recipe(tmp_path, TINY.replace('source = "synthetic"', 'source = "synthetic"\npath = "x.pkl"')))
 
 
 def test_passthrough_tables_are_checked_by_their_owners_at_load(tmp_path):
     with pytest.raises(RecipeError, match=r"\[prompt.prompter\]: unknown PrompterConfig key\(s\) \['prompt_len'\]"):
-        load(write(tmp_path, TINY + "[prompt.prompter]\nprompt_len = 4\n"))
-    with pytest.raises(RecipeError, match=r"r\.toml: \[cggm\]: CGGMConfig.rho must be a number > 0"):
-        load(write(tmp_path, TINY + "[cggm]\nrho = -1.0\n"))
+        load(write_recipe(tmp_path, TINY + "[prompt.prompter]\nprompt_len = 4\n"))
+    with pytest.raises(RecipeError, match=r"recipe\.toml: \[cggm\]: CGGMConfig.rho must be a number > 0"):
+        load(write_recipe(tmp_path, TINY + "[cggm]\nrho = -1.0\n"))
 
 
 def test_passthrough_tables_and_data_loading(tmp_path):
-    r = load(write(tmp_path, TINY + "[prompt.prompter]\nprompt_length = 4\n[cggm]\nrho = 1.3\n"))
+    r = load(write_recipe(tmp_path, TINY + "[prompt.prompter]\nprompt_length = 4\n[cggm]\nrho = 1.3\n"))
     assert r.prompt.prompter == {"prompt_length": 4} and r.cggm == {"rho": 1.3}
     data = load_recipe_data(r)
     assert {s: len(d) for s, d in data.splits.items()} == {"train": 8, "valid": 4, "test": 4}
@@ -199,25 +171,25 @@ def test_recipe_is_a_dataclass_tree_with_to_dict():
 
 
 def test_compile_is_false_true_or_a_backend_name(tmp_path):
-    r = load(write(tmp_path, TINY))
+    r = load(write_recipe(tmp_path, TINY))
     assert r.pretrain.compile is False and r.prompt.compile is False
     assert recipes.compile_backend(r.pretrain.compile) is None
-    r = load(write(tmp_path, TINY + "compile = true\n[prompt]\ncompile = \"aot_eager\"\n"))
+    r = load(write_recipe(tmp_path, TINY + "compile = true\n[prompt]\ncompile = \"aot_eager\"\n"))
     assert r.pretrain.compile is True and recipes.compile_backend(r.pretrain.compile) == "inductor"
     assert r.prompt.compile == "aot_eager" and recipes.compile_backend(r.prompt.compile) == "aot_eager"
-    assert from_dict(r.to_dict()) == r and r.hash() != load(write(tmp_path, TINY, "s.toml")).hash()
+    assert from_dict(r.to_dict()) == r and r.hash() != load(write_recipe(tmp_path, TINY, "s.toml")).hash()
 
 
 def test_bad_compile_values_name_the_key(tmp_path):
-    with pytest.raises(RecipeError, match=r"r\.toml: \[pretrain\] compile 'indcutor' is not a torch.compile backend; "
+    with pytest.raises(RecipeError, match=r"recipe\.toml: \[pretrain\] compile 'indcutor' is not a torch.compile backend; "
                                           r"did you mean 'inductor'\?"):
-        load(write(tmp_path, TINY + 'compile = "indcutor"\n'))
+        load(write_recipe(tmp_path, TINY + 'compile = "indcutor"\n'))
     with pytest.raises(RecipeError, match=r"\[prompt\] compile 'true' is not a torch.compile backend; .*without quotes"):
-        load(write(tmp_path, TINY + '[prompt]\ncompile = "true"\n'))
+        load(write_recipe(tmp_path, TINY + '[prompt]\ncompile = "true"\n'))
     with pytest.raises(RecipeError, match=r"\[pretrain\] compile must be true or false or a string, got 1 \(int\)"):
-        load(write(tmp_path, TINY + "compile = 1\n"))
+        load(write_recipe(tmp_path, TINY + "compile = 1\n"))
     with pytest.raises(RecipeError, match=r"unknown key 'compiled' in \[prompt\]; did you mean 'compile'\?"):
-        load(write(tmp_path, TINY + "[prompt]\ncompiled = true\n"))
+        load(write_recipe(tmp_path, TINY + "[prompt]\ncompiled = true\n"))
 
 
 @pytest.mark.parametrize("raw,message", [

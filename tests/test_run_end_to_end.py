@@ -17,38 +17,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _helpers import tiny_recipe_toml, write_recipe
 
 # Sizes chosen so the valid (24) and test (40) splits cannot be confused.
-RECIPE = """
-name = "tiny-e2e"
-description = "a tiny end-to-end test recipe"
-[backbone]
-name = "mult"
-[backbone.config]
-d_model = 10
-num_heads = 2
-layers = 1
-[data]
-source = "synthetic"
-seed = 3
-sizes = { train = 48, valid = 24, test = 40 }
-[data.synthetic]
-seq_lens = { text = 4, audio = 5, vision = 6 }
-[pretrain]
-epochs = 1
-batch_size = 16
-seed = 1
-[prompt]
-epochs = 2
-batch_size = 16
-seed = 2
-controls = ["head_only"]
-[prompt.prompter]
-prompt_length = 4
-[eval]
-missing_rates = [0.5]
-seed = 5
-"""
+RECIPE = tiny_recipe_toml(
+    name="tiny-e2e", description="a tiny end-to-end test recipe",
+    data={"seed": 3}, sizes=(48, 24, 40), seq_lens=(4, 5, 6),
+    pretrain={"epochs": 1, "batch_size": 16, "seed": 1},
+    prompt={"epochs": 2, "batch_size": 16, "seed": 2, "controls": ["head_only"], "prompter": {"prompt_length": 4}},
+    eval={"missing_rates": [0.5], "seed": 5},
+)
 
 MODALITIES = ("text", "audio", "vision")  # the mask's columns
 CASES = {  # case name -> available modalities, written out by hand
@@ -77,8 +55,7 @@ def _run(recipe, out, cwd):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    recipe = root / "tiny.toml"
-    recipe.write_text(RECIPE)
+    recipe = write_recipe(root, RECIPE, "tiny.toml")
     out = root / "run"
     proc = _run(recipe, out, root)
     return recipe, out, proc

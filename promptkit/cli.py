@@ -68,38 +68,70 @@ def _with_compile(recipe: Recipe, sections: Sequence[str], backend: str | None) 
     return recipe.replace(**{s: dataclasses.replace(getattr(recipe, s), compile=backend) for s in sections})
 
 
+def _with_log_with(recipe: Recipe, sections: Sequence[str], trackers: Sequence[str] | None) -> Recipe:
+    """``recipe`` with ``log_with = trackers`` in each stage section (unchanged when None)."""
+    if trackers is None:
+        return recipe
+    from .train.tracking import check_log_with
+
+    check_log_with(trackers)
+    return recipe.replace(**{s: dataclasses.replace(getattr(recipe, s), log_with=list(trackers)) for s in sections})
+
+
 def default_run_dir(recipe: Recipe) -> Path:
     """``runs/<recipe name>`` (the file stem when the recipe has no name)."""
     return DEFAULT_RUNS / (recipe.name or Path(recipe.source or "recipe").stem)
 
 
 # --- train -----------------------------------------------------------------------------------
-def add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="pre-train the recipe's backbone on complete data")
+def _training_parser(
+    sub: argparse._SubParsersAction, name: str, *, help: str, epochs: dict[str, str], out: str, resume: str,
+    cggm: str, compile_sections: str,
+) -> argparse.ArgumentParser:
+    """The parser of a sub-command that trains (train, run), with the options both have: --recipe,
+    --data, --device, an epochs override per ``epochs`` item (option -> the section it overrides),
+    --out (default ``out``), --resume, --overwrite, --cggm, --compile (over ``compile_sections``), --quiet;
+    ``resume`` and ``cggm`` are those options' help."""
+    p = sub.add_parser(name, help=help)
     _recipe_arg(p)
     _data_arg(p)
     _device_arg(p)
-    p.add_argument("--epochs", type=int, help="override [pretrain] epochs")
-    p.add_argument("--out", type=Path, help="output directory (default: runs/<recipe>/pretrain)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    for option, section in epochs.items():
+        p.add_argument(option, type=int, help=f"override [{section}] epochs")
+    p.add_argument("--out", type=Path, help=f"output directory (default: {out})")
+    p.add_argument("--resume", action="store_true", help=resume)
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--cggm", action="store_true", help="train with CGGM gradient modulation ([cggm] table)")
-    _compile_arg(p, "[pretrain]")
+    p.add_argument("--cggm", action="store_true", help=cggm)
+    _compile_arg(p, compile_sections)
+    p.add_argument("--log-with", nargs="+", metavar="TRACKER", default=None,
+                   help=f"experiment trackers for {compile_sections}: csv, tensorboard, wandb, ... (logs in --out/.../logs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    return p
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = _training_parser(
+        sub, "train", help="pre-train the recipe's backbone on complete data", epochs={"--epochs": "pretrain"},
+        out="runs/<recipe>/pretrain", resume="continue the run in --out from its last checkpoint",
+        cggm="train with CGGM gradient modulation ([cggm] table)", compile_sections="[pretrain]",
+    )
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import BACKBONE_FILE, pretrain
+    from .train.distributed import is_main_process
 
     recipe = _with_epochs(load(args.recipe), "pretrain", args.epochs)
     recipe = _with_compile(recipe, ["pretrain"], args.compile)
+    recipe = _with_log_with(recipe, ["pretrain"], args.log_with)
     data = load_recipe_data(recipe, args.data)
     out = args.out or default_run_dir(recipe) / "pretrain"
     result = pretrain(recipe, data, out, cggm=args.cggm, resume=args.resume, overwrite=args.overwrite,
                       device=args.device, progress=not args.quiet)
-    print(f"backbone saved to {Path(out) / BACKBONE_FILE} (best epoch {result.best_epoch}); "
-          f"test {result.primary} = {result.test[result.primary]:.4f}; results in {Path(out) / 'results.json'}")
+    if is_main_process():
+        print(f"backbone saved to {Path(out) / BACKBONE_FILE} (best epoch {result.best_epoch}); "
+              f"test {result.primary} = {result.test[result.primary]:.4f}; results in {Path(out) / 'results.json'}")
     return 0
 
 
@@ -217,18 +249,12 @@ def cmd_backbones_list(args: argparse.Namespace) -> int:
 
 # --- run -------------------------------------------------------------------------------------
 def add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="pretrain -> wrap -> prompt stage -> missing-modality evaluation")
-    _recipe_arg(p)
-    _data_arg(p)
-    _device_arg(p)
-    p.add_argument("--pretrain-epochs", type=int, help="override [pretrain] epochs")
-    p.add_argument("--prompt-epochs", type=int, help="override [prompt] epochs")
-    p.add_argument("--out", type=Path, help="output directory (default: runs/<recipe>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--cggm", action="store_true", help="train both stages with CGGM ([cggm] table)")
-    _compile_arg(p, "[pretrain] and [prompt]")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    p = _training_parser(
+        sub, "run", help="pretrain -> wrap -> prompt stage -> missing-modality evaluation",
+        epochs={"--pretrain-epochs": "pretrain", "--prompt-epochs": "prompt"}, out="runs/<recipe>",
+        resume="continue an interrupted run in --out", cggm="train both stages with CGGM ([cggm] table)",
+        compile_sections="[pretrain] and [prompt]",
+    )
     p.set_defaults(func=cmd_run)
 
 
@@ -238,6 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = _with_epochs(load(args.recipe), "pretrain", args.pretrain_epochs)
     recipe = _with_epochs(recipe, "prompt", args.prompt_epochs)
     recipe = _with_compile(recipe, ["pretrain", "prompt"], args.compile)
+    recipe = _with_log_with(recipe, ["pretrain", "prompt"], args.log_with)
     data = load_recipe_data(recipe, args.data)
     out = args.out or default_run_dir(recipe)
     run_pipeline(recipe, data, out, device=args.device, resume=args.resume, overwrite=args.overwrite,

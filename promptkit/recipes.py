@@ -121,6 +121,10 @@ class StageSection:
     ``false`` (default, eager), ``true`` (the ``"inductor"`` backend) or a backend name such as
     ``"inductor"``, ``"aot_eager"`` or ``"eager"``. It changes speed, not what is trained:
     checkpoints keep the eager layout (same keys), and a run may be resumed with it changed.
+
+    ``log_with`` names experiment trackers for the stage (``["csv", "tensorboard"]``; default none,
+    see :mod:`promptkit.train.tracking`); it may change on resume. ``batch_size`` is the global
+    batch, split across the processes of a distributed run.
     """
 
     epochs: int = 10
@@ -136,6 +140,7 @@ class StageSection:
     seed: int = 0
     compile: bool | str = False
     checkpoint: str | None = None
+    log_with: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -518,6 +523,12 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
         if not 0 < s.plateau_factor < 1:
             raise RecipeError(f"{where}: [{name}] plateau_factor must lie in (0, 1), got {s.plateau_factor}")
         check_compile_backend(s.compile, f"{where}: [{name}] compile")
+        from .train.tracking import check_log_with
+
+        try:
+            check_log_with(s.log_with)
+        except ValueError as e:
+            raise RecipeError(f"{where}: [{name}] log_with: {e}") from None
     if r.prompt.prompt_lr is not None and r.prompt.prompt_lr <= 0:
         raise RecipeError(f"{where}: [prompt] prompt_lr must be > 0 (leave it out to use lr), got {r.prompt.prompt_lr}")
     from .train.methods import CONTROLS

@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from torch import distributed as dist
 from torch import nn
 
 from ..checkpoint import optimizer_from_flat, optimizer_to_flat
@@ -32,10 +31,6 @@ from .targets import check_encoders, encoder_width, find_head, modality_paramete
 def _classifier(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """f_m: ``(B, D_m) → (B, out_dim)``; ``[-1]`` is the output layer compared in L_gm."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class CGGM(TrainPlugin):
@@ -103,6 +98,7 @@ class CGGM(TrainPlugin):
         self._pending: list[float] | None = None
         self._captured: dict[str, torch.Tensor] = {}
         self._force_capture = False
+        self._accelerator: Any = None  # set by setup()
         self._reset_epoch()
         self._handles = [
             resolve_module(model, self.spec.encoders[m].output).register_forward_hook(self._capture_hook(m))
@@ -150,7 +146,9 @@ class CGGM(TrainPlugin):
 
     # --- plug-in protocol ------------------------------------------------------------------
     def setup(self, model: nn.Module, optimizer_params: Any = None, accelerator: Any = None) -> None:
-        """Put the classifiers on the training device."""
+        """Put the classifiers on the training device; keep the accelerator, which syncs the
+        classifiers' statistics and gradients across the processes of a distributed run."""
+        self._accelerator = accelerator
         device = getattr(accelerator, "device", None)
         if device is None:
             device = next(self.model.parameters()).device
@@ -309,16 +307,16 @@ class CGGM(TrainPlugin):
         return x
 
     def _sync(self, counts: torch.Tensor) -> None:
-        """Sum hit counts and average classifier gradients across processes."""
-        world = _world_size()
-        if world == 1:
+        """Sum hit counts and average the classifiers' gradients across processes (through the
+        accelerator), so every process computes the same accuracies and the same B."""
+        acc = getattr(self, "_accelerator", None)
+        if acc is None or getattr(acc, "num_processes", 1) <= 1:
             return
-        dist.all_reduce(counts)
+        counts.copy_(acc.reduce(counts, reduction="sum"))
         for p in self.classifiers.parameters():
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)
+            p.grad.copy_(acc.reduce(p.grad, reduction="mean"))
 
     def cosines(self) -> torch.Tensor:
         """cos_m between f_m's output weight (constant) and the head's weight (with grad): ``(M,)``."""

@@ -40,6 +40,7 @@ the names other modules import from here):
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -52,6 +53,7 @@ from ..data import make_loader
 from ..metrics import primary_metric
 from ..plugins import TrainPlugin, check_plugins
 from .device import check_compile, resolve_device
+from .distributed import check_process_split, make_accelerator
 from .forward import Batch, ForwardFn, MaskFn, default_forward
 from .loop import NonFiniteLossError, TrainLoop
 from .losses import task_loss
@@ -62,6 +64,7 @@ from .run_dir import LAST, RunDirError, lock_run_dir, prepare_out_dir
 from .scoring import evaluate
 from .seeding import derive_seed, seed_everything
 from .state import restore, stage_dict, trained_state_refs
+from .tracking import accelerate_log_with, check_log_with, tracker_config
 
 __all__ = [  # what other modules import from here
     "Batch",
@@ -85,20 +88,6 @@ __all__ = [  # what other modules import from here
 ]
 
 
-def _accelerator(device: torch.device):
-    """accelerate's Accelerator: bf16 autocast on a GPU that supports it, plain on CPU."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    cpu = device.type == "cpu"
-    mixed = "bf16" if not cpu and torch.cuda.is_bf16_supported() else "no"
-    try:
-        return Accelerator(cpu=cpu, mixed_precision=mixed)
-    except ValueError:  # an earlier fit in this process set other precision/device settings
-        AcceleratorState._reset_state(reset_partial_state=True)
-        return Accelerator(cpu=cpu, mixed_precision=mixed)
-
-
 def fit(
     model: nn.Module,
     data: Any,
@@ -117,6 +106,7 @@ def fit(
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
     evaluate_test: bool = True,
+    log_with: Sequence[str] | None = None,
 ) -> FitResult:
     """Train ``params`` of ``model`` on ``data`` and report the test split with the best weights.
 
@@ -135,9 +125,12 @@ def fit(
         params: the tensors to train (default: every parameter with ``requires_grad``), or
             parameter groups ``[{"params": [...], "lr": ...}, ...]`` (e.g. prompts at their own
             learning rate); the optimizer holds only these.
-        mask_fn: ``mask_fn(batch, epoch, generator) -> mask (B, M)`` replaces ``batch["mask"]``
-            in training (a generator per epoch, seeded by ``(seed, epoch)``) and in evaluation
+        mask_fn: ``mask_fn(batch, epoch, generator) -> mask (N, M)`` gives ``batch["mask"]`` in
+            training (a generator per epoch, seeded by ``(seed, epoch)``) and in evaluation
             (``epoch`` 0, a generator seeded per split so every evaluation sees the same masks).
+            It is called once per epoch (or evaluation) with a batch holding the whole split's
+            ``labels`` and ``index``; each batch then takes its rows by sample index, so the masks do
+            not depend on the batching or the number of processes.
         plugins: :class:`~promptkit.plugins.TrainPlugin`-like objects.
         metric_kind: a :func:`promptkit.metrics.metrics_for` kind; its primary metric selects
             the best epoch and drives early stopping.
@@ -150,6 +143,12 @@ def fit(
         evaluate_test: score the test split with the best weights at the end (``FitResult.test``);
             False leaves it unread (``test`` is empty), for callers whose own protocol is the one
             reading of the test split.
+        log_with: experiment trackers (``"csv"``, ``"tensorboard"``, ...; see
+            :mod:`promptkit.train.tracking`), logging to ``out_dir/logs``; default: the stage's
+            ``log_with``, else none.
+
+    Several processes (``torchrun``, ``accelerate launch``) run one data-parallel fit: see
+    :mod:`promptkit.train.distributed` (``stage.batch_size`` is the global batch).
 
     Raises:
         RuntimeError: ``stage.compile`` asks for a backend that cannot run here (before anything
@@ -169,15 +168,22 @@ def fit(
     plugins = check_plugins(plugins)
     dev = resolve_device(device)
     backend = check_compile(stage)
+    trackers = check_log_with(getattr(stage, "log_with", None) if log_with is None else log_with)
 
-    # 2. the model: on its device (a distributed run would prepare it with the accelerator here)
-    accelerator = _accelerator(dev)
+    # 2. the processes and the model: on its device, compiled if asked, wrapped for data parallelism
+    accelerator = make_accelerator(dev, log_with=accelerate_log_with(trackers, out_dir / "logs", out_dir.name or "run"),
+                                   project_dir=out_dir, find_unused_parameters=hasattr(model, "prompt_tensors"))
+    processes = accelerator.num_processes
+    if processes > 1:
+        dev = accelerator.device  # cuda:<local rank> on GPUs, cpu with gloo
+        check_process_split(int(stage.batch_size), processes, data.splits)
     model.to(dev)
     if backend is not None:
         from ..compile import compile_model
 
         compile_model(model, backend=backend)
     refs = trained_state_refs(model, params)
+    train_model = accelerator.prepare_model(model, device_placement=False) if processes > 1 else model
 
     # 3. the run's identity, checked against out_dir
     identity = {
@@ -190,18 +196,29 @@ def fit(
         "masked": mask_fn is not None,
         "plugins": [type(p).__name__ for p in plugins],
     }
-    with lock_run_dir(out_dir):  # one writer per directory; stray .tmp files of a crash are removed
-        prepare_out_dir(out_dir, identity, resume, overwrite)
+    main = accelerator.is_main_process
+    processes_record = {"num_processes": processes, "global_batch_size": int(stage.batch_size),
+                        "per_process_batch_size": int(stage.batch_size) // processes}
+    # one writer per directory (the main process holds the lock); stray .tmp files of a crash are removed
+    with lock_run_dir(out_dir) if main else contextlib.nullcontext():
+        prepare_out_dir(out_dir, identity, resume, overwrite, write=main, record=processes_record)
+        accelerator.wait_for_everyone()
 
-        # 4. optimizer and scheduler (a distributed run would prepare the optimizer here)
+        # 4. optimizer and scheduler; the epoch scheduler steps on the validation loss, which every
+        # process computes alike from gathered predictions, so it is not wrapped
         seed_everything(derive_seed(int(stage.seed), "setup"))
         optimizer = build_optimizer(groups or params, stage)
+        scheduler = EpochScheduler(optimizer, stage)
+        if processes > 1:
+            optimizer = accelerator.prepare_optimizer(optimizer, device_placement=False)
         loop = TrainLoop(
             model=model, data=data, stage=stage, out_dir=out_dir,
             forward=forward or default_forward(data.modalities, mask_fn is not None, hooks),
             params=params, mask_fn=mask_fn, plugins=plugins, metric_kind=metric_kind, device=dev,
-            accelerator=accelerator, optimizer=optimizer, scheduler=EpochScheduler(optimizer, stage), refs=refs,
+            accelerator=accelerator, optimizer=optimizer, scheduler=scheduler, refs=refs, train_model=train_model,
         )
+        if trackers:
+            accelerator.init_trackers(out_dir.name or "run", config=tracker_config(identity, processes_record))
 
         # 5. plug-ins, then the resumed state
         for p in plugins:
@@ -211,7 +228,7 @@ def fit(
 
         # 6. the epochs (data loaders are built per epoch in TrainLoop.train_epoch)
         epochs = int(stage.epochs)
-        with ProgressBars(progress, epochs, loop.counters["epoch"]) as bar:
+        with ProgressBars(progress and main, epochs, loop.counters["epoch"]) as bar:
             for epoch in range(loop.counters["epoch"] + 1, epochs + 1):
                 if loop.counters["stopped_early"]:
                     break
@@ -223,12 +240,18 @@ def fit(
         if loop.best is not None:
             restore(refs, loop.best)
         counters = loop.counters
+        test_count: dict[str, int] = {}
         result = FitResult(
             out_dir=out_dir, primary=primary, higher_is_better=higher, best_epoch=counters["best_epoch"],
-            best_valid=loop.best_valid, test=loop.evaluate("test") if evaluate_test else {},
+            best_valid=loop.best_valid, test=loop.evaluate("test", test_count) if evaluate_test else {},
             history=counters["history"], epochs_run=counters["epoch"], stopped_early=counters["stopped_early"],
         )
-        write_results(out_dir, result, {"metric_kind": metric_kind, "data": identity["data"], "split": "test"})
-        if progress and evaluate_test:
+        if main:
+            write_results(out_dir, result, {"metric_kind": metric_kind, "data": identity["data"], "split": "test",
+                                            "test_samples": test_count.get("samples"), **processes_record})
+        if trackers:
+            accelerator.end_training()
+        accelerator.wait_for_everyone()
+        if progress and evaluate_test and main:
             print_results(result)
         return result

@@ -20,6 +20,7 @@ from torch import nn
 from ..checkpoint import save_checkpoint
 from ..data import make_loader
 from ..metrics import primary_metric
+from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device
 from .losses import auxiliary_loss, task_loss
 from .optim import EpochScheduler
@@ -68,13 +69,21 @@ class TrainLoop:
     optimizer: torch.optim.Optimizer
     scheduler: EpochScheduler
     refs: dict[str, torch.Tensor]
+    train_model: nn.Module | None = None  # the model as wrapped for data parallelism (None: ``model``)
     counters: dict[str, Any] = field(default_factory=fresh_counters)
     best: dict[str, torch.Tensor] | None = None
     best_valid: dict[str, float] = field(default_factory=dict)
 
     # --- checkpoints ---------------------------------------------------------------------------
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files (the only one, or rank 0)."""
+        return self.accelerator.is_main_process
+
     def save(self) -> None:
-        """Write ``last.safetensors``: everything a resumed run needs."""
+        """Write ``last.safetensors``: everything a resumed run needs (the main process only)."""
+        if not self.main:
+            return
         save_train_state(
             self.out_dir / LAST, model=self.model, refs=self.refs, optimizer=self.optimizer,
             scheduler=self.scheduler, plugins=self.plugins, stage=self.stage, counters=self.counters,
@@ -93,20 +102,24 @@ class TrainLoop:
         """One pass over the shuffled train split; returns the mean training loss."""
         seed, stage, dev = int(self.stage.seed), self.stage, self.device
         seed_everything(derive_seed(seed, epoch, "torch"))
-        mask_gen = seeded_generator(derive_seed(seed, epoch, "mask"))
-        # training data: shuffled per (seed, epoch) (a distributed run would shard it here)
-        loader = make_loader(self.data.splits["train"], stage.batch_size, shuffle=True,
-                             seed=derive_seed(seed, epoch, "loader"))
+        train = self.data.splits["train"]
+        masks = None if self.mask_fn is None else \
+            epoch_masks(self.mask_fn, train, epoch, seeded_generator(derive_seed(seed, epoch, "mask")))
+        # training data: shuffled per (seed, epoch); several processes split each global batch
+        loader = make_loader(train, stage.batch_size, shuffle=True, seed=derive_seed(seed, epoch, "loader"))
+        if self.accelerator.num_processes > 1:
+            loader = self.accelerator.prepare_data_loader(loader, device_placement=False)
         bar.epoch(epoch, stage.epochs, len(loader))
+        model = self.train_model or self.model
         self.model.train()
         total, n = 0.0, 0
         for step, batch in enumerate(loader, start=1):
             batch = batch_to_device(batch, dev)
-            if self.mask_fn is not None:
-                batch["mask"] = self.mask_fn(batch, epoch, mask_gen).to(dev)
+            if masks is not None:
+                batch["mask"] = masks[batch["index"].cpu()].to(dev)
             labels = batch["labels"]
             with self.accelerator.autocast():
-                preds = self.forward(self.model, batch)
+                preds = self.forward(model, batch)
             loss = task_loss(preds, labels, self.data.task)
             aux = auxiliary_loss(self.model)
             if aux is not None:
@@ -132,16 +145,24 @@ class TrainLoop:
             total += float(loss.detach()) * labels.shape[0]
             n += labels.shape[0]
             bar.step(total / n)
+            if self.accelerator.trackers:
+                self.accelerator.log({"train/loss": float(loss.detach()),
+                                      "train/lr": float(self.optimizer.param_groups[0]["lr"])},
+                                     step=(epoch - 1) * len(loader) + step)
+        if self.accelerator.num_processes > 1:  # the epoch's mean over every process's samples
+            sums = self.accelerator.reduce(torch.tensor([total, float(n)], device=dev), reduction="sum")
+            total, n = float(sums[0]), int(sums[1])
         return total / max(n, 1)
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and metrics on ``split`` (masks seeded per split, the same at every call)."""
+    def evaluate(self, split: str, counts: dict[str, int] | None = None) -> dict[str, float]:
+        """Loss and metrics on ``split`` (masks seeded per split, the same at every call); the number
+        of samples scored goes to ``counts["samples"]`` when given."""
         # evaluation: every validation and the final test reading go through here
         return evaluate(
             self.model, self.data.splits[split], task=self.data.task, modalities=self.data.modalities,
             metric_kind=self.metric_kind, batch_size=self.stage.batch_size, forward=self.forward,
             mask_fn=self.mask_fn, mask_seed=derive_seed(int(self.stage.seed), split), device=self.device,
-            autocast=self.accelerator.autocast,
+            autocast=self.accelerator.autocast, accelerator=self.accelerator, counts=counts,
         )
 
     # --- end of an epoch -----------------------------------------------------------------------
@@ -157,13 +178,18 @@ class TrainLoop:
                  "lr": float(self.optimizer.param_groups[0]["lr"]), "valid": valid}
         for p in self.plugins:
             entry.update({k: float(v) for k, v in p.on_epoch_end(epoch).items()})
+        if self.accelerator.trackers:
+            logged = {"epoch/train_loss": train_loss, "epoch/valid_loss": valid["loss"], "epoch/lr": entry["lr"]}
+            logged.update({f"valid/{k}": v for k, v in valid.items() if k != "loss"})
+            self.accelerator.log(logged, step=epoch)
         entry["seconds"] = seconds
         counters["history"].append(entry)
         counters["epoch"] = epoch
         if improved:
             self.best, self.best_valid = snapshot(self.refs), valid
             counters.update(best_epoch=epoch, best_metric=value, bad_epochs=0)
-            save_checkpoint(self.out_dir / BEST, self.best, {"epoch": epoch, "valid": valid}, kind="weights")
+            if self.main:
+                save_checkpoint(self.out_dir / BEST, self.best, {"epoch": epoch, "valid": valid}, kind="weights")
         else:
             counters["bad_epochs"] += 1
             patience = self.stage.early_stop_patience

@@ -21,6 +21,7 @@ from torch import nn
 from .._atomic import atomic_write_bytes
 from ..checkpoint import CheckpointError, check_layout, load_checkpoint, save_checkpoint
 from ..recipes import Recipe, RecipeError
+from .distributed import is_main_process, main_process_first
 from .engine import FitResult, derive_seed, fit, seed_everything
 from .plugins import TrainPlugin
 
@@ -231,10 +232,11 @@ def pretrain(
     result = fit(model, data, recipe.pretrain, out_dir, hooks=hooks, plugins=built, metric_kind=recipe.data.metric,
                  run_info=_jsonable(run_info), **opts)
     extra = {"best_epoch": result.best_epoch, "test": result.test, "data": data.description}
-    if recipe.backbone.factory is not None:
-        save_backbone(model, out_dir / BACKBONE_FILE, factory=recipe.backbone.factory, config=kwargs, extra=extra)
-    else:
-        save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name, extra)
+    with main_process_first():  # one writer; the other processes of a distributed run wait for the file
+        if is_main_process() and recipe.backbone.factory is not None:
+            save_backbone(model, out_dir / BACKBONE_FILE, factory=recipe.backbone.factory, config=kwargs, extra=extra)
+        elif is_main_process():
+            save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name, extra)
     return result
 
 

@@ -18,6 +18,7 @@ from ..checkpoint import weights_digest
 from ..modalities import ModalitySet
 from ..prompter import MissingModalityPrompter, PrompterConfig, wrap
 from ..recipes import Recipe
+from .distributed import is_main_process, main_process_first
 from .engine import FitResult, derive_seed, fit, seed_everything
 from .methods import PROMPTS, method_config
 from .plugins import TrainPlugin
@@ -144,5 +145,7 @@ def prompt_tune(
             getattr(plugin, "remove", lambda: None)()
         prompter.unwrap()
         raise
-    prompter.save_pretrained(out_dir / ADAPTER_DIR)
+    with main_process_first():  # one writer in a distributed run
+        if is_main_process():
+            prompter.save_pretrained(out_dir / ADAPTER_DIR)
     return prompter, result

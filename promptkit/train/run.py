@@ -19,6 +19,7 @@ In the order the work happens:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
 from .methods import LABELS, PROMPTS
 from .pretrain import BACKBONE_FILE, check_backbone_fits, load_backbone, pretrain
 from .prompt_stage import prompt_tune
+from .distributed import barrier, is_main_process
 from .run_dir import lock_run_dir
 
 ZERO_FILLED = "zero_filled"
@@ -107,7 +109,8 @@ def run_pipeline(
     dev = resolve_device(device)
     for stage in (recipe.pretrain, recipe.prompt):
         check_compile(stage)  # both stages' backends, before the first one trains
-    with lock_run_dir(out_dir):  # a second `promptkit run` into this directory is refused, naming this pid
+    # a second `promptkit run` into this directory is refused, naming this pid (the main process holds it)
+    with lock_run_dir(out_dir) if is_main_process() else contextlib.nullcontext():
         return _run_locked(recipe, data, out_dir, dev, resume=resume, overwrite=overwrite, progress=progress,
                            cggm=cggm, data_path=data_path)
 
@@ -166,9 +169,12 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
         "headroom": headroom,
     }
     labelled = {LABELS.get(k, k): r for k, r in results.items()}
-    report.save_protocol_results(out_dir, results, summary)
-    report.plot_rate_sweep(out_dir / "protocol.png", labelled, kind, f"ours on {data.description}")
-    if progress:
+    main = is_main_process()  # every process evaluated alike; one writes and prints
+    if main:
+        report.save_protocol_results(out_dir, results, summary)
+        report.plot_rate_sweep(out_dir / "protocol.png", labelled, kind, f"ours on {data.description}")
+    barrier()
+    if progress and main:
         report.print_table1(labelled, kind, data.description, modalities=data.modalities)
         report.print_paired(
             {f"{SHORT.get(a, a)} − {SHORT.get(b, b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},

@@ -25,7 +25,7 @@ except ImportError:  # not on POSIX: runs are not locked
 
 LAST, BEST, RUN, RESULTS = "last.safetensors", "best.safetensors", "run.json", "results"
 LOCK = ".lock"
-RESUMABLE = ("epochs", "early_stop_patience", "compile")  # may change when a run is resumed
+RESUMABLE = ("epochs", "early_stop_patience", "compile", "log_with")  # may change when a run is resumed
 _HINTS = {  # what a differing identity key means, for the refusal's message
     "run.backbone_weights": ": the pre-trained backbone changed since this stage ran (e.g. the pretrain stage "
     "was resumed with another budget), so its adapter belongs to another backbone and the stage must rerun",
@@ -99,10 +99,16 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def prepare_out_dir(out_dir: Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> None:
+def prepare_out_dir(
+    out_dir: Path, identity: dict[str, Any], resume: bool, overwrite: bool, *, write: bool = True,
+    record: Mapping[str, Any] | None = None,
+) -> None:
     """Refuse a directory that holds a run's checkpoints or results; write ``run.json``.
 
     A directory with only ``run.json`` (a run that failed before its first epoch ended) is free.
+    Every process of a distributed run checks; only the one with ``write`` writes. ``record`` is
+    written beside the identity without being part of its hash (e.g. the process count, which may
+    change when a run is resumed).
     """
     run_file = out_dir / RUN
     key = json.loads(json.dumps({k: v for k, v in identity.items() if k != "stage"}, default=str))
@@ -111,8 +117,9 @@ def prepare_out_dir(out_dir: Path, identity: dict[str, Any], resume: bool, overw
     outputs = [out_dir / LAST, out_dir / BEST, out_dir / f"{RESULTS}.json", out_dir / f"{RESULTS}.csv"]
     taken = any(p.exists() for p in outputs)
     if overwrite:
-        for p in outputs + [run_file]:
-            p.unlink(missing_ok=True)
+        if write:
+            for p in outputs + [run_file]:
+                p.unlink(missing_ok=True)
     elif taken and run_file.is_file():
         prev = json.loads(run_file.read_text())
         if prev.get("hash") != run_hash:
@@ -130,6 +137,8 @@ def prepare_out_dir(out_dir: Path, identity: dict[str, Any], resume: bool, overw
             )
     elif taken:
         raise RunDirError(f"{out_dir} holds checkpoints or results without {RUN}; use another directory or overwrite=True")
+    if not write:  # another process of this run writes (the checks above ran in every process)
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
-    blob = json.dumps({"hash": run_hash, "key": key, "identity": identity}, indent=2, default=str)
+    blob = json.dumps({"hash": run_hash, "key": key, "identity": identity, **dict(record or {})}, indent=2, default=str)
     atomic_write_bytes(run_file, blob.encode())

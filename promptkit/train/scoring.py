@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data import make_loader
 from ..metrics import metrics_for
+from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device, default_forward
 from .losses import metric_preds, task_loss
 from .seeding import seeded_generator
@@ -33,30 +34,42 @@ def evaluate(
     mask_seed: int = 0,
     device: str | torch.device | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    accelerator: Any = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on one split (eval mode, fixed order).
 
-    With ``mask_fn`` the masks come from a generator seeded by ``mask_seed``, so every call sees
-    the same masks.
+    With ``mask_fn`` the masks come from a generator seeded by ``mask_seed`` (one per sample,
+    picked by index), so every call sees the same masks. With an ``accelerator`` of several
+    processes each scores its shard and the predictions are gathered (``gather_for_metrics``), so
+    every process returns the metrics of every sample, each counted once; ``counts["samples"]``
+    receives that count.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     forward = forward or default_forward(modalities, mask_fn is not None)
-    gen = seeded_generator(mask_seed)
+    masks = None if mask_fn is None else epoch_masks(mask_fn, dataset, 0, seeded_generator(mask_seed))
     metric = metrics_for(metric_kind)
     model.eval()
     total, n = 0.0, 0
-    # evaluation data: the split in its fixed order (a distributed run would shard it here)
-    for batch in make_loader(dataset, batch_size, shuffle=False):
+    # evaluation data: the split in its fixed order; several processes score a shard each
+    loader = make_loader(dataset, batch_size, shuffle=False)
+    sharded = accelerator is not None and accelerator.num_processes > 1
+    if sharded:
+        loader = accelerator.prepare_data_loader(loader, device_placement=False)
+    for batch in loader:
         batch = batch_to_device(batch, device)
-        if mask_fn is not None:
-            batch["mask"] = mask_fn(batch, 0, gen).to(device)
+        if masks is not None:
+            batch["mask"] = masks[batch["index"].cpu()].to(device)
         with autocast() if autocast else contextlib.nullcontext():
             preds = forward(model, batch)
         labels = batch["labels"]
-        # per-batch loss sum and metric update (a distributed run would gather preds/labels here)
+        if sharded:  # every sample once, the padding of uneven shards dropped
+            preds, labels = accelerator.gather_for_metrics((preds.contiguous(), labels.contiguous()))
         total += float(task_loss(preds, labels, task)) * labels.shape[0]
         n += labels.shape[0]
         metric.update(metric_preds(preds), labels.cpu())
     out = {k: float(v) for k, v in metric.compute().items()}
     out["loss"] = total / max(n, 1)
+    if counts is not None:
+        counts["samples"] = n
     return out

@@ -7,42 +7,19 @@ import json
 
 import pytest
 import torch
+from _helpers import TINY_MULT, to_toml, tiny_recipe_toml, write_recipe
 
 from promptkit.cli import SUBCOMMANDS, build_parser, main
 
-TINY = """
-name = "tiny"
-description = "a tiny test recipe"
-[backbone]
-name = "mult"
-[backbone.config]
-d_model = 10
-num_heads = 2
-layers = 1
-[data]
-source = "synthetic"
-sizes = { train = 32, valid = 16, test = 16 }
-[data.synthetic]
-seq_lens = { text = 4, audio = 4, vision = 4 }
-[pretrain]
-epochs = 2
-batch_size = 16
-"""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# the recipe the tests train: a tiny MulT, two epochs (data describe shows the (32, 4, 300) text features)
+TINY_ARGS = dict(name="tiny", description="a tiny test recipe", sizes=(32, 16, 16), seq_lens=(4, 4, 4),
+                 pretrain={"epochs": 2, "batch_size": 16})
+TINY = tiny_recipe_toml(**TINY_ARGS)
 
 
 @pytest.fixture
 def recipe(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(TINY)
-    return p
+    return write_recipe(tmp_path, TINY, "tiny.toml")
 
 
 def test_train_then_eval_reports_the_same_test_metrics(recipe, tmp_path, capsys):
@@ -91,8 +68,8 @@ def test_errors_are_one_line_with_status_2(recipe, tmp_path, capsys, argv, messa
 
 
 def test_recipe_feature_dims_that_differ_from_the_data_are_refused(tmp_path, capsys):
-    p = tmp_path / "dims.toml"
-    p.write_text(TINY.replace('source = "synthetic"', 'source = "synthetic"\nfeature_dims = { text = 768, audio = 5, vision = 20 }'))
+    dims = {"feature_dims": {"text": 768, "audio": 5, "vision": 20}}
+    p = write_recipe(tmp_path, tiny_recipe_toml(**TINY_ARGS, data=dims), "dims.toml")
     assert main(["train", "--recipe", str(p), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "[data] feature_dims = {'text': 768, 'audio': 5, 'vision': 20}" in err
@@ -111,8 +88,7 @@ def test_eval_refuses_a_checkpoint_of_another_backbone(recipe, tmp_path, capsys)
     out = tmp_path / "run"
     assert main(["train", "--recipe", str(recipe), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
     capsys.readouterr()
-    misa = tmp_path / "misa.toml"
-    misa.write_text(TINY.split("[backbone]")[0] + '[backbone]\nname = "misa"\n[data]' + TINY.split("[data]")[1])
+    misa = write_recipe(tmp_path, tiny_recipe_toml(**TINY_ARGS, backbone={"name": "misa"}), "misa.toml")
     assert main(["eval", "--recipe", str(misa), "--checkpoint", str(out / "backbone.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "was saved from backbone 'mult'" in err and "names backbone 'misa'" in err
@@ -135,8 +111,8 @@ def test_file_data_given_with_data_flag(tmp_path, capsys):
     assert main(["data", "describe", "--data", str(pkl)]) == 0
     out = capsys.readouterr().out
     assert str(pkl) in out and "(16, 3, 300)" in out
-    recipe = tmp_path / "file.toml"
-    recipe.write_text(TINY.split("[data]")[0] + '[data]\nsource = "file"\n[pretrain]\nepochs = 1\n')
+    text = to_toml({"name": "tiny", "backbone": TINY_MULT, "data": {"source": "file"}, "pretrain": {"epochs": 1}})
+    recipe = write_recipe(tmp_path, text, "file.toml")
     assert main(["train", "--recipe", str(recipe), "--data", str(pkl), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     assert json.loads((tmp_path / "o" / "results.json").read_text())["data"].endswith(str(pkl))
 
@@ -199,8 +175,7 @@ def stages(monkeypatch):
     ],
 )
 def test_compile_flag_overrides_the_recipes_stage_settings(stages, tmp_path, argv, recipe_line, want):
-    p = tmp_path / "c.toml"
-    p.write_text(TINY + recipe_line + "\n")
+    p = write_recipe(tmp_path, TINY + recipe_line + "\n", "c.toml")
     assert main(argv[:1] + ["--recipe", str(p), "--out", str(tmp_path / "o")] + argv[1:]) == 0
     assert stages == {"command": argv[0], **want}
 

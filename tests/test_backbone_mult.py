@@ -21,14 +21,6 @@ from promptkit.hookspec import hook_spec_for, resolve_module
 DIMS = {"text": 300, "audio": 5, "vision": 20}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _features(b: int, lengths=(50, 50, 50), dims=DIMS, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {m: torch.randn(b, t, d, generator=g) for (m, d), t in zip(dims.items(), lengths)}

@@ -46,7 +46,6 @@ def test_unknown_keyword_is_rejected():
 
 
 def test_config_rebuilds_an_equal_model():
-    torch.set_num_threads(1)
     cfg = dict(
         feature_dims={"text": 16, "audio": 5, "vision": 7},
         out_dim=8,

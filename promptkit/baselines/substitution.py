@@ -1,0 +1,244 @@
+"""Modality substitution (MS) and modality dropout (MD): the paper's baselines of Sec. 4.2.
+
+- **MS** (``ms_zero``, ``ms_mean``): the complete-trained (pre-trained) backbone, untouched; at test
+  time every missing modality of a sample is replaced by a default value: zeros (``ms_zero``, the
+  same as :func:`~promptkit.evaluation.zero_filled_forward`) or the *training split's* mean per
+  feature (``ms_mean``). Nothing trains (0 trainable parameters).
+- **MD** (``md_zero``, ``md_mean``): every backbone weight trained with modalities dropped at the
+  recipe's ``[prompt] eta`` (the prompt stage's protocol and settings) and substituted as in MS.
+  ``md_zero`` is the ``full_finetune`` control of :mod:`promptkit.train.methods`;
+  ``md_mean`` is the same training with the training means substituted instead of zeros.
+
+Fill values. :func:`training_means` gives one ``(D_m,)`` vector per modality: the mean over the
+*valid* time steps of the training split's samples, a valid step being one whose features are not
+all exactly zero (the data's left zero padding, as in the MulT pickles, is excluded; a real step that
+happens to be all zero is indistinguishable from padding and is excluded too). A missing modality of
+a sample is then the mean on every one of its ``T_m`` steps: its padding layout is unknown when the
+modality is missing, so no step is kept as padding. A modality without any valid training step gets
+zeros.
+
+:func:`substitute` is the one place a fill happens; the MD training forward
+(:func:`substituted_fit_forward`) and the evaluation forward (:func:`substituted_forward`) both call
+it, so a model is evaluated with exactly the fill it was trained with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..checkpoint import weights_digest
+from ..data import MSADataset
+from ..evaluation.protocol import Forward, prompted_forward
+from ..modalities import check_mask
+from ..recipes import Recipe
+from . import TrainedMethod, register_method
+
+__all__ = [
+    "FillValues",
+    "substitute",
+    "substituted_fit_forward",
+    "substituted_forward",
+    "train_md",
+    "training_means",
+]
+
+FillValues = Mapping[str, torch.Tensor]
+"""Modality → fill vector ``(D_m,)``; a modality left out (or ``None`` for all) is filled with zeros."""
+
+_CHUNK = 1024  # samples per step of the mean, so a large split is never copied to float64 at once
+
+
+def training_means(dataset: MSADataset) -> dict[str, torch.Tensor]:
+    """The mean per feature over the valid (not all-zero) steps of every sample of ``dataset``.
+
+    Args:
+        dataset: the split the means come from (the methods pass the **training** split).
+
+    Returns:
+        modality → ``(D_m,)`` float32 on the CPU; zeros for a modality without any valid step.
+    """
+    means: dict[str, torch.Tensor] = {}
+    for m in dataset.modalities:
+        x = dataset.features[m]
+        total = torch.zeros(x.shape[-1], dtype=torch.float64)
+        steps = 0
+        for start in range(0, x.shape[0], _CHUNK):
+            chunk = x[start : start + _CHUNK].double()  # (n, T, D)
+            valid = chunk.abs().amax(-1) > 0  # (n, T): padding steps are exactly zero
+            total += chunk[valid].sum(0)
+            steps += int(valid.sum())
+        means[m] = (total / steps if steps else total).float()
+    return means
+
+
+def substitute(
+    features: Mapping[str, torch.Tensor],
+    mask: torch.Tensor,
+    modalities: Sequence[str],
+    fill: FillValues | None = None,
+) -> dict[str, torch.Tensor]:
+    """Replace every missing modality of every sample by its fill value.
+
+    Args:
+        features: ``{m: (B, T_m, D_m)}``.
+        mask: ``(B, M)`` bool, True = available; columns in ``modalities`` order.
+        modalities: the mask's column order.
+        fill: modality → ``(D_m,)``, broadcast over the sample's ``T_m`` steps; None (or a
+            modality not in it): zeros.
+
+    Returns:
+        ``{m: (B, T_m, D_m)}``: an available modality as given, a missing one the fill on every step.
+    """
+    check_mask(mask, len(modalities), next(iter(features.values())).shape[0] if features else None)
+    out: dict[str, torch.Tensor] = {}
+    for i, m in enumerate(modalities):
+        if m not in features:
+            raise KeyError(f"features have no modality {m!r} (they have {sorted(features)})")
+        x = features[m]
+        value = None if fill is None else fill.get(m)
+        if value is None:
+            value = x.new_zeros(())
+        else:
+            if value.shape != (x.shape[-1],):
+                raise ValueError(f"fill of {m!r} has shape {tuple(value.shape)}, its features (B, T, {x.shape[-1]})")
+            value = value.to(device=x.device, dtype=x.dtype)
+        out[m] = torch.where(mask[:, i, None, None].to(x.device), x, value)
+    return out
+
+
+def substituted_forward(
+    backbone: nn.Module, modalities: Sequence[str], fill: FillValues | None = None, hooks: Any = None
+) -> Forward:
+    """The evaluation forward ``(features, mask) -> (B, out_dim)``: :func:`substitute`, then the
+    backbone through :func:`promptkit.hookspec.backbone_caller` (``hooks``: a spec for a backbone
+    without a registered one)."""
+    from ..hookspec import backbone_caller
+
+    call = backbone_caller(backbone, hooks)
+    modalities = tuple(modalities)
+
+    def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        return call(substitute(features, mask, modalities, fill))
+
+    return forward
+
+
+def substituted_fit_forward(
+    modalities: Sequence[str], fill: FillValues | None = None, hooks: Any = None
+) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
+    """The training forward ``(model, batch) -> (B, out_dim)`` for :func:`~promptkit.train.engine.fit`:
+    the batch's modalities with :func:`substitute` applied under ``batch["mask"]``."""
+    from ..hookspec import backbone_caller
+
+    modalities = tuple(modalities)
+    callers: dict[int, Callable[..., torch.Tensor]] = {}  # the spec is resolved once per model
+
+    def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if id(model) not in callers:
+            callers[id(model)] = backbone_caller(model, hooks)
+        return callers[id(model)](substitute({m: batch[m] for m in modalities}, batch["mask"], modalities, fill))
+
+    return forward
+
+
+def _hooks(recipe: Recipe, hooks: Any) -> Any:
+    """The hooks given, else the recipe's ``[hooks]`` spec (None: the backbone's registered one)."""
+    return hooks if hooks is not None else recipe.hook_spec()
+
+
+def _device(opts: Mapping[str, Any]) -> torch.device:
+    from ..train.engine import resolve_device
+
+    return resolve_device(opts.get("device"))
+
+
+def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, fill: FillValues | None,
+        hooks: Any, opts: Mapping[str, Any]) -> TrainedMethod:
+    from ..train.pretrain import check_backbone_fits, load_backbone
+
+    bare = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
+    check_backbone_fits(bare, data, f"backbone {backbone_file}")
+    info: dict[str, Any] = {"fill": "zero" if fill is None else "train_mean", "backbone_file": str(backbone_file)}
+    if fill is not None:
+        info["fill_values"] = {m: v.clone() for m, v in fill.items()}
+    return TrainedMethod(name=name, forward=substituted_forward(bare, data.modalities, fill, _hooks(recipe, hooks)),
+                         trainable_params=0, modules={"backbone": bare}, info=info)
+
+
+@register_method("ms_zero")
+def ms_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
+            **opts: Any) -> TrainedMethod:
+    """MS with zeros: the pre-trained backbone, every missing modality zero (no training)."""
+    return _ms("ms_zero", recipe, data, backbone_file, None, hooks, opts)
+
+
+@register_method("ms_mean")
+def ms_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
+            **opts: Any) -> TrainedMethod:
+    """MS with the training split's means (:func:`training_means`; no training)."""
+    return _ms("ms_mean", recipe, data, backbone_file, training_means(data.splits["train"]), hooks, opts)
+
+
+@register_method("md_zero")
+def md_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
+            **opts: Any) -> TrainedMethod:
+    """MD with zeros: the ``full_finetune`` control (every weight trained at ``[prompt] eta`` on
+    zero-filled inputs), evaluated through its prompter."""
+    from ..train.pretrain import load_backbone
+    from ..train.prompt_stage import prompt_tune
+
+    backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
+    model, result = prompt_tune(recipe, data, backbone, out_dir, hooks=_hooks(recipe, hooks), method="full_finetune",
+                                evaluate_test=False, **opts)
+    model.eval()
+    summary = model.trainable_summary()
+    return TrainedMethod(name="md_zero", forward=prompted_forward(model), trainable_params=int(summary["trainable_params"]),
+                         modules={"prompter": model}, info={"fill": "zero", "best_epoch": result.best_epoch,
+                                                            "eta": recipe.prompt.eta})
+
+
+def train_md(recipe: Recipe, data: Any, backbone: nn.Module, out_dir: str | Path, fill: FillValues | None, *,
+             hooks: Any = None, run_info: Mapping[str, Any] | None = None, **opts: Any) -> Any:
+    """Train every weight of ``backbone`` with the ``[prompt]`` stage at ``[prompt] eta``, each
+    dropped modality substituted by :func:`substitute` with ``fill`` (training and validation).
+
+    Returns:
+        the :class:`~promptkit.train.engine.FitResult` (no test split read); ``backbone`` holds the
+        best-validation weights, in eval mode.
+    """
+    from ..train.engine import fit
+    from ..train.prompt_stage import eta_mask_fn
+
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    info = {**recipe.backbone.identity(), "backbone_weights": weights_digest(backbone), "eta": recipe.prompt.eta,
+            "fill": "zero" if fill is None else "train_mean", **(run_info or {})}
+    result = fit(backbone, data, recipe.prompt, out_dir, forward=substituted_fit_forward(data.modalities, fill, hooks),
+                 mask_fn=eta_mask_fn(data.modalities, recipe.prompt.eta), params=list(backbone.parameters()),
+                 metric_kind=recipe.data.metric, run_info=info, evaluate_test=False, **opts)
+    backbone.eval()
+    return result
+
+
+@register_method("md_mean")
+def md_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
+            **opts: Any) -> TrainedMethod:
+    """MD with the training means: :func:`train_md` with :func:`training_means`, evaluated with
+    the same fill."""
+    from ..train.pretrain import check_backbone_fits, load_backbone
+
+    backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
+    check_backbone_fits(backbone, data, f"backbone {backbone_file}")
+    fill = training_means(data.splits["train"])
+    spec = _hooks(recipe, hooks)
+    result = train_md(recipe, data, backbone, out_dir, fill, hooks=spec, run_info={"method": "md_mean"}, **opts)
+    return TrainedMethod(
+        name="md_mean", forward=substituted_forward(backbone, data.modalities, fill, spec),
+        trainable_params=sum(p.numel() for p in backbone.parameters()), modules={"backbone": backbone},
+        info={"fill": "train_mean", "fill_values": {m: v.clone() for m, v in fill.items()},
+              "best_epoch": result.best_epoch, "eta": recipe.prompt.eta},
+    )

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .recipes import DataSection, Recipe, check_compile_backend, list_recipes, load, load_recipe_data
+from .recipes import Recipe, check_compile_backend, list_recipes, load, load_recipe_data
 
 DEFAULT_RUNS = Path("runs")
 

@@ -255,6 +255,10 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         resume="continue an interrupted run in --out", cggm="train both stages with CGGM ([cggm] table)",
         compile_sections="[pretrain] and [prompt]",
     )
+    p.add_argument("--method", nargs="+", metavar="M", default=None,
+                   help="what trains beside the zero-filled reference: mplmm, head_only, full_finetune, or a baseline "
+                        "(ms_zero, ms_mean, md_zero, md_mean, lb, lora, lora_mplmm); default: mplmm, the recipe's "
+                        "[prompt] controls and baselines")
     p.set_defaults(func=cmd_run)
 
 
@@ -268,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = load_recipe_data(recipe, args.data)
     out = args.out or default_run_dir(recipe)
     run_pipeline(recipe, data, out, device=args.device, resume=args.resume, overwrite=args.overwrite,
-                 progress=not args.quiet, cggm=args.cggm, data_path=args.data)
+                 progress=not args.quiet, cggm=args.cggm, data_path=args.data, methods=args.method)
     return 0
 
 

@@ -153,6 +153,8 @@ class PromptSection(StageSection):
     methods ``promptkit run`` trains beside the prompts, on the same masks and data:
     ``"head_only"`` (every prompt type off, the same trainable head, the same eta) and
     ``"full_finetune"`` (every backbone weight trained at the same eta, the paper's MD).
+    ``baselines`` names methods of :mod:`promptkit.baselines` trained and scored beside them
+    (``"ms_mean"``, ``"md_mean"``, ``"lb"``, ``"lora"``, ``"lora_mplmm"``, ...).
 
     In ``[pretrain]``, ``checkpoint`` names a pre-trained backbone file (``backbone.safetensors``,
     relative paths from the recipe's folder; ``{seed}`` in it is replaced by ``[data] seed``): the
@@ -163,6 +165,7 @@ class PromptSection(StageSection):
     eta: float = 0.7
     prompt_lr: float | None = None
     controls: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
     prompter: dict[str, Any] = field(default_factory=dict)
 
 
@@ -538,6 +541,15 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
             close = difflib.get_close_matches(c, list(CONTROLS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise RecipeError(f"{where}: [prompt] controls has unknown control {c!r}{hint} (known: {', '.join(CONTROLS)})")
+    from .baselines import list_methods
+
+    for b in r.prompt.baselines:
+        if b not in list_methods():
+            close = difflib.get_close_matches(b, list_methods(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(f"{where}: [prompt] baselines has unknown method {b!r}{hint} (known: {', '.join(list_methods())})")
+    if len(set(r.prompt.baselines)) != len(r.prompt.baselines):
+        raise RecipeError(f"{where}: [prompt] baselines lists a method twice: {r.prompt.baselines}")
     if len(set(r.prompt.controls)) != len(r.prompt.controls):
         raise RecipeError(f"{where}: [prompt] controls lists a control twice: {r.prompt.controls}")
     if r.eval.max_se is not None and r.eval.max_se <= 0:

@@ -448,6 +448,7 @@ def train_lora(
     from ..train.seeding import derive_seed
 
     out_dir = Path(out_dir)
+    opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once
     backbone = load_backbone(backbone_file, device=resolve_device(opts.get("device")), recipe=recipe)
     spec = _spec(backbone, hooks if hooks is not None else recipe.hook_spec())
     inject_lora(backbone, r=r, alpha=alpha, dropout=lora_dropout, target_modules=target_modules, hooks=spec,

@@ -28,6 +28,13 @@ LABELS: dict[str, str] = {
     PROMPTS: "MPLMM prompts",
     "head_only": "head only (control)",
     "full_finetune": "full fine-tuning (MD)",
+    "ms_zero": "MS: zero substitution",
+    "ms_mean": "MS: training-mean substitution",
+    "md_zero": "MD: modality dropout, zeros",
+    "md_mean": "MD: modality dropout, training means",
+    "lb": "LB: a model per case",
+    "lora": "LoRA (peft) + head",
+    "lora_mplmm": "LoRA + MPLMM prompts",
 }
 
 

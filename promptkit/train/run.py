@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..evaluation import (
     check_precision,
@@ -41,7 +41,9 @@ from .run_dir import lock_run_dir
 
 ZERO_FILLED = "zero_filled"
 STAGE_DIRS: dict[str, str] = {PROMPTS: "prompt", "head_only": "head_only", "full_finetune": "full_finetune"}
-SHORT: dict[str, str] = {ZERO_FILLED: "zero-fill", PROMPTS: "prompts", "head_only": "head only", "full_finetune": "full FT"}
+SHORT: dict[str, str] = {ZERO_FILLED: "zero-fill", PROMPTS: "prompts", "head_only": "head only", "full_finetune": "full FT",
+                         "ms_zero": "MS zero", "ms_mean": "MS mean", "md_zero": "MD zero", "md_mean": "MD mean",
+                         "lb": "LB", "lora": "LoRA", "lora_mplmm": "LoRA+prompts"}
 
 
 def comparisons(methods: list[str]) -> list[tuple[str, str]]:
@@ -50,6 +52,14 @@ def comparisons(methods: list[str]) -> list[tuple[str, str]]:
     pairs = [(m, ZERO_FILLED) for m in methods]
     pairs += [(PROMPTS, c) for c in methods if c != PROMPTS and PROMPTS in methods]
     return pairs
+
+
+def _baseline_share(done: Any, backbone_file: Path, dev: Any, recipe: Recipe) -> dict[str, float]:
+    """A baseline's trainable counts in the keys of ``MissingModalityPrompter.trainable_summary``."""
+    backbone = sum(p.numel() for p in load_backbone(backbone_file, device=dev, recipe=recipe).parameters())
+    prompts = int(done.info.get("counts", {}).get("prompts", 0))
+    return {"backbone_params": backbone, "prompt_params": prompts, "trainable_params": done.trainable_params,
+            "prompt_share": prompts / backbone, "trainable_share": done.trainable_params / backbone}
 
 
 def comparison_key(a: str, b: str) -> str:
@@ -93,8 +103,15 @@ def run_pipeline(
     progress: bool = True,
     cggm: bool = False,
     data_path: str | Path | None = None,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run every stage; write ``out_dir/{pretrain,prompt,<control>}/`` and ``out_dir/protocol.{json,csv,png}``.
+    """Run every stage; write ``out_dir/{pretrain,prompt,<control>,<baseline>}/`` and
+    ``out_dir/protocol.{json,csv,png}``.
+
+    ``methods`` chooses what trains beside the zero-filled reference: ``"mplmm"`` (the prompts),
+    controls (``"head_only"``, ``"full_finetune"``) and baselines of :mod:`promptkit.baselines`
+    (``"ms_mean"``, ``"md_mean"``, ``"lb"``, ``"lora"``, ...); default: the prompts, the recipe's
+    ``[prompt] controls`` and its ``[prompt] baselines``. Every model is scored on the same masks.
 
     Each stage is compiled when its ``compile`` setting asks for it; a backend that cannot run here
     is refused before the first stage starts.
@@ -110,13 +127,29 @@ def run_pipeline(
     for stage in (recipe.pretrain, recipe.prompt):
         check_compile(stage)  # both stages' backends, before the first one trains
     # a second `promptkit run` into this directory is refused, naming this pid (the main process holds it)
+    chosen = check_methods(methods if methods is not None else
+                           [PROMPTS, *recipe.prompt.controls, *recipe.prompt.baselines])
     with lock_run_dir(out_dir) if is_main_process() else contextlib.nullcontext():
         return _run_locked(recipe, data, out_dir, dev, resume=resume, overwrite=overwrite, progress=progress,
-                           cggm=cggm, data_path=data_path)
+                           cggm=cggm, data_path=data_path, methods=chosen)
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """``methods`` checked: each the prompts, a control or a registered baseline, none twice."""
+    from ..baselines import list_methods
+    from .methods import CONTROLS
+
+    known = [PROMPTS, *CONTROLS, *list_methods()]
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise KeyError(f"unknown method(s) {unknown}; known: {known}")
+    if len(set(methods)) != len(methods) or not methods:
+        raise ValueError(f"methods must list at least one method, none twice; got {list(methods)}")
+    return list(methods)
 
 
 def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: bool, overwrite: bool,
-                progress: bool, cggm: bool, data_path: str | Path | None) -> dict[str, Any]:
+                progress: bool, cggm: bool, data_path: str | Path | None, methods: list[str]) -> dict[str, Any]:
     from ..evaluation import report
 
     kind = recipe.data.metric
@@ -131,25 +164,33 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     backbone_file, pretrained = obtain_backbone(recipe, data, out_dir, data_path=data_path, cggm=cggm, **opts)
     times["pretrain_s"] = time.perf_counter() - t0
 
-    methods = [PROMPTS, *recipe.prompt.controls]
     hooks = recipe.hook_spec()  # None: the backbone's registered spec
-    trained, best_epochs, shares = {}, {}, {}
+    trained, forwards, best_epochs, shares = {}, {}, {}, {}
     for method in methods:
         t0 = time.perf_counter()
-        backbone = load_backbone(backbone_file, device=dev, recipe=recipe)
-        model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], hooks=hooks, method=method,
-                                    cggm=cggm and method == PROMPTS, evaluate_test=False, **opts)
-        model.eval()
-        trained[method], best_epochs[method] = model, result.best_epoch
-        shares[method] = model.trainable_summary()
+        if method in STAGE_DIRS:  # the prompts or a control: a prompter through the prompt stage
+            backbone = load_backbone(backbone_file, device=dev, recipe=recipe)
+            model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], hooks=hooks,
+                                        method=method, cggm=cggm and method == PROMPTS, evaluate_test=False, **opts)
+            model.eval()
+            trained[method], best_epochs[method] = model, result.best_epoch
+            forwards[method] = prompted_forward(model)
+            shares[method] = model.trainable_summary()
+        else:  # a baseline of promptkit.baselines, on the same pre-trained backbone
+            from ..baselines import get_method
+
+            done = get_method(method)(recipe, data, backbone_file, out_dir / method, hooks=hooks, **opts)
+            forwards[method] = done.forward
+            best_epochs[method] = done.info.get("best_epoch")
+            shares[method] = _baseline_share(done, backbone_file, dev, recipe)
         times[f"{method}_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     eval_kw = dict(rates=recipe.eval.missing_rates, seed=recipe.eval.seed, batch_size=256, device=dev)
     bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
     results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities, hooks), test, kind, **eval_kw)}
-    for method, model in trained.items():
-        results[method] = evaluate_protocol(prompted_forward(model), test, kind, **eval_kw)
+    for method, forward in forwards.items():
+        results[method] = evaluate_protocol(forward, test, kind, **eval_kw)
     paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}
     ceiling = ridge_ceilings(data, kind) if data.task == "regression" else None
     times["eval_s"] = time.perf_counter() - t0
@@ -183,7 +224,8 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
         if headroom:
             _print_headroom(headroom, results, methods)
         report.print_rate_sweep(labelled, kind)
-        trained[PROMPTS].print_trainable_parameters()
+        if PROMPTS in trained:
+            trained[PROMPTS].print_trainable_parameters()
         spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in times.items())
         print(f"time: {spent}; results in {out_dir}/protocol.json, .csv, .png")
     return {**summary, "results": {k: r.to_dict() for k, r in results.items()}}

@@ -6,7 +6,7 @@ from .mmgm import MissingModalityGenerator
 from .model import MissingModalityPrompter, unwrap, wrap
 from .verify import HookError
 from .signal import MissingSignalPrompts
-from .type_prompt import MissingTypePrompts, per_case_prompt_parameters
+from .type_prompt import MissingTypePrompts, PerCaseTypePrompts, per_case_prompt_parameters
 
 __all__ = [
     "AdapterLoadError",
@@ -15,6 +15,7 @@ __all__ = [
     "MissingModalityPrompter",
     "MissingSignalPrompts",
     "MissingTypePrompts",
+    "PerCaseTypePrompts",
     "PrompterConfig",
     "per_case_prompt_parameters",
     "unwrap",

@@ -60,11 +60,10 @@ def calibrate_init(prompter: nn.Module, features: dict[str, torch.Tensor]) -> di
                 p = table[m]
                 p.mul_(std * measured.get(f"signal.{m}", 1.0) / max(rms(p), 1e-12))
     if prompter.type_prompts is not None:
-        pairs = {m: prompter.signal_prompts.pair(m) for m in prompter.modality_set.names}
         batch = next(iter(features.values())).shape[0]
         missing = ~prompter.modality_set.sample_masks(batch, 0.7, torch.Generator().manual_seed(0)).to(
             next(iter(features.values())).device)
-        tokens = prompter.type_prompts(pairs, missing)
+        tokens = prompter.type_tokens(missing)
         for j, (p, tok) in enumerate(zip(prompter.type_prompts.type_prompts, tokens)):
             p.mul_(std * measured.get(f"type.{j}", 1.0) / max(rms(tok), 1e-12))
     if prompter.mmgm is not None:

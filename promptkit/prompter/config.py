@@ -33,6 +33,14 @@ class PrompterConfig:
     type: bool = field(
         default=True, metadata={"help": "Missing-type prompts as extra encoder tokens (eq. 4-5)."}
     )
+    type_source: str = field(
+        default="mplmm",
+        metadata={
+            "help": "Where the missing-type tokens come from. 'mplmm': built from the missing-signal prompts of "
+            "each modality (eq. 4-5), linear in M. 'per_case': one learned token set per missing case (MPMM, Lee "
+            "et al. 2023), 2**M - 1 sets - the baseline the paper compares with, not MPLMM."
+        },
+    )
     type_positions: str = field(
         default="shift",
         metadata={
@@ -88,6 +96,8 @@ class PrompterConfig:
             raise ValueError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         if self.init_scale not in ("fixed", "data"):
             raise ValueError(f"init_scale must be 'fixed' or 'data', got {self.init_scale!r}")
+        if self.type_source not in ("mplmm", "per_case"):
+            raise ValueError(f"type_source must be 'mplmm' or 'per_case', got {self.type_source!r}")
         if self.type_positions not in ("shift", "prefix"):
             raise ValueError(f"type_positions must be 'shift' or 'prefix', got {self.type_positions!r}")
         if self.init_std <= 0:

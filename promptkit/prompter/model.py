@@ -28,7 +28,7 @@ from ..modalities import ModalitySet, check_mask
 from .config import PrompterConfig
 from .mmgm import MissingModalityGenerator
 from .signal import MissingSignalPrompts
-from .type_prompt import MissingTypePrompts
+from .type_prompt import MissingTypePrompts, PerCaseTypePrompts
 from .widths import module_width
 
 # backbone -> the prompter whose hooks sit on it; a second wrap is refused until unwrap()
@@ -91,7 +91,8 @@ class MissingModalityPrompter(nn.Module):
             if cfg.generative
             else None
         )
-        needs_signal = cfg.signal or cfg.type
+        per_case = cfg.type and cfg.type_source == "per_case"
+        needs_signal = cfg.signal or (cfg.type and not per_case)  # MPLMM's type tokens are built from P_MS/P_NMS
         if needs_signal and set(self.spec.signal) != set(self.modality_set.names):
             lacking = sorted(set(self.modality_set.names) - set(self.spec.signal))
             raise KeyError(f"signal/type prompts need a signal hook for every modality; the spec lacks {lacking}")
@@ -114,11 +115,14 @@ class MissingModalityPrompter(nn.Module):
                     f"prompt count, but type target {target.path!r} has no prefix_len_arg; set "
                     f"TypeTarget(prefix_len_arg=...) or use type_positions='shift'"
                 )
-        self.type_prompts = (
-            MissingTypePrompts(self.signal_widths, self.type_widths, cfg.prompt_length, cfg.prompt_length)
-            if cfg.type
-            else None
-        )
+        if not cfg.type:
+            self.type_prompts = None
+        elif per_case:
+            self.type_prompts = PerCaseTypePrompts(len(self.modality_set.cases), self.type_widths, cfg.prompt_length,
+                                                   cfg.init_std)
+        else:
+            self.type_prompts = MissingTypePrompts(self.signal_widths, self.type_widths, cfg.prompt_length,
+                                                   cfg.prompt_length)
 
         self._original_requires_grad = {n: p.requires_grad for n, p in backbone.named_parameters()}
         self._mask: torch.Tensor | None = None
@@ -300,13 +304,20 @@ class MissingModalityPrompter(nn.Module):
             features = generated
         missing = ~mask
         if self.type_prompts is not None:
-            pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
-            self._type_tokens = self.type_prompts(pairs, missing)
+            self._type_tokens = self.type_tokens(missing)
         self._mask = mask
         try:
             return self._call_backbone(features)
         finally:
             self._mask, self._type_tokens = None, None
+
+    def type_tokens(self, missing: torch.Tensor) -> list[torch.Tensor]:
+        """The missing-type tokens for a batch whose ``missing`` is ``(B, M)`` bool: one ``(B, l_p, d_t)``
+        per type target, from the signal prompts (MPLMM) or per case (``type_source="per_case"``)."""
+        if isinstance(self.type_prompts, PerCaseTypePrompts):
+            return self.type_prompts(self.modality_set.case_ids_from_masks(~missing))
+        pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
+        return self.type_prompts(pairs, missing)
 
     def _reconstruction_loss(
         self, real: dict[str, torch.Tensor], generated: dict[str, torch.Tensor], mask: torch.Tensor
@@ -420,7 +431,7 @@ class MissingModalityPrompter(nn.Module):
         if self.signal_prompts is not None:
             for m in out:
                 out[m] += [self.signal_prompts.real[m], self.signal_prompts.generated[m]]
-        if self.type_prompts is not None:
+        if isinstance(self.type_prompts, MissingTypePrompts):  # per-case tokens belong to no one modality
             for m, ps in self.type_prompts.modality_parameters().items():
                 out[m] += ps
         return out

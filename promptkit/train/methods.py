@@ -23,6 +23,9 @@ CONTROLS: dict[str, dict[str, bool]] = {
     "head_only": {"generative": False, "signal": False, "type": False},
     "full_finetune": {"generative": False, "signal": False, "type": False, "train_backbone": True},
 }
+BASELINE_CONFIGS: dict[str, dict[str, object]] = {  # baselines that are prompter configurations too
+    "mpmm": {"generative": False, "signal": False, "type": True, "type_source": "per_case"},
+}
 LABELS: dict[str, str] = {
     "zero_filled": "zero-filled frozen backbone",
     PROMPTS: "MPLMM prompts",
@@ -35,6 +38,7 @@ LABELS: dict[str, str] = {
     "lb": "LB: a model per case",
     "lora": "LoRA (peft) + head",
     "lora_mplmm": "LoRA + MPLMM prompts",
+    "mpmm": "MPMM: a prompt set per case",
 }
 
 
@@ -42,6 +46,7 @@ def method_config(method: str, prompts: PrompterConfig) -> PrompterConfig:
     """The prompter config of ``method``: the recipe's own for ``"mplmm"``, a control otherwise."""
     if method == PROMPTS:
         return prompts
-    if method not in CONTROLS:
-        raise KeyError(f"unknown method {method!r}; known: {[PROMPTS, *CONTROLS]}")
-    return dataclasses.replace(prompts, **CONTROLS[method])
+    overrides = CONTROLS.get(method, BASELINE_CONFIGS.get(method))
+    if overrides is None:
+        raise KeyError(f"unknown method {method!r}; known: {[PROMPTS, *CONTROLS, *BASELINE_CONFIGS]}")
+    return dataclasses.replace(prompts, **overrides)

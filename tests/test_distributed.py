@@ -15,43 +15,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import tiny_recipe_toml
 
 from promptkit.train.distributed import check_process_split
 
-RECIPE = """
-name = "tiny-ddp"
-[backbone]
-name = "mult"
-[backbone.config]
-d_model = 8
-num_heads = 2
-layers = 1
-embed_dropout = 0.0
-relu_dropout = 0.0
-res_dropout = 0.0
-out_dropout = 0.0
-attn_dropout = 0.0
-[data]
-source = "synthetic"
-seed = 3
-sizes = { train = 64, valid = 30, test = 37 }
-[data.synthetic]
-seq_lens = { text = 4, audio = 5, vision = 6 }
-[pretrain]
-epochs = 2
-batch_size = 16
-seed = 1
-[prompt]
-epochs = 2
-batch_size = 16
-seed = 2
-controls = ["head_only"]
-[prompt.prompter]
-prompt_length = 3
-[eval]
-missing_rates = [0.5]
-seed = 5
-"""
+NO_DROPOUT = {k: 0.0 for k in ("embed_dropout", "relu_dropout", "res_dropout", "out_dropout", "attn_dropout")}
+
+
+def _recipe(pretrain_epochs: int = 2) -> str:
+    return tiny_recipe_toml(
+        name="tiny-ddp", backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1, **NO_DROPOUT}},
+        sizes=(64, 30, 37), seq_lens=(4, 5, 6), data={"seed": 3},
+        pretrain={"epochs": pretrain_epochs, "batch_size": 16, "seed": 1},
+        prompt={"epochs": 2, "batch_size": 16, "seed": 2, "controls": ["head_only"], "prompter": {"prompt_length": 3}},
+        eval={"missing_rates": [0.5], "seed": 5},
+    )
+
+
 TEST_SAMPLES = 37
 
 
@@ -73,7 +53,7 @@ def _files(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    (root / "tiny.toml").write_text(RECIPE)
+    (root / "tiny.toml").write_text(_recipe())
     for n in (1, 2):
         _promptkit(["run", "--recipe", "tiny.toml", "--out", f"run{n}", "--quiet"], n, root)
     return root
@@ -103,8 +83,7 @@ def test_a_run_trained_on_two_processes_resumes_on_one(runs):
     """Resuming with another process count is allowed: the global batch and the masks (drawn per
     sample) do not depend on it."""
     root = runs
-    recipe = RECIPE.replace("[pretrain]\nepochs = 2", "[pretrain]\nepochs = 1")
-    (root / "short.toml").write_text(recipe)
+    (root / "short.toml").write_text(_recipe(pretrain_epochs=1))
     _promptkit(["train", "--recipe", "short.toml", "--out", "resumed", "--quiet"], 2, root)
     _promptkit(["train", "--recipe", "tiny.toml", "--out", "resumed", "--resume", "--quiet"], 1, root)
     resumed = json.loads((root / "resumed" / "results.json").read_text())

@@ -41,3 +41,4 @@ __all__ = [
 
 from . import mult  # noqa: E402,F401  (registers "mult" and MulT's hook spec)
 from . import misa, mmim, unimse  # noqa: E402,F401
+from . import mctn, mmin  # noqa: E402,F401  (the baselines MCTN and MMIN, with their hook specs)

@@ -10,9 +10,12 @@ from backbones import create_backbone, list_backbones
 from promptkit.modalities import ModalitySet
 
 SMALL = {"feature_dims": {"text": 12, "audio": 5, "vision": 7}}
+# MCTN predicts from its source modality (text) alone, so what MMGM generates for the other modalities
+# cannot reach its output and gets no gradient; its prompted step is checked in test_baseline_mctn.py.
+PROMPTED = [name for name in list_backbones() if name != "mctn"]
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", PROMPTED)
 @pytest.mark.parametrize("lengths", [(6, 6, 6), (6, 9, 11)], ids=["aligned", "unaligned"])
 def test_registered_spec_wraps_and_trains_one_step_with_frozen_weights(name, lengths):
     torch.manual_seed(0)

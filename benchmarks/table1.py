@@ -1,0 +1,179 @@
+"""``python -m benchmarks.table1``: the paper's Table 1 — every method × the six missing cases.
+
+For each backbone (MulT by default) and training seed, :func:`promptkit.train.run.run_pipeline`
+adapts the shipped pre-trained backbone of the ``<backbone>-synth`` recipe (the paper's transfer
+setting: pre-trained on the generator's large source domain, adapted on the CMU-MOSI-sized target)
+with every method of :data:`METHODS`, and scores all of them on the same fixed masks of the test
+split: binary accuracy and F1 on non-zero labels per case, their average, and complete data; mean ±
+std over seeds; the trainable parameters of each method. The paper's CMU-MOSI rows are printed
+beside, labelled as the paper's figures on CMU-MOSI. Synthetic data, NOT CMU-MOSI.
+
+Resumable: each (backbone, seed) run lives in ``--work`` and is read back when it finished.
+
+    python -m benchmarks.table1                       # CPU-sized default
+    python -m benchmarks.table1 --seeds 0 --quick     # seconds: the code path only
+    python -m benchmarks.table1 --full --device cuda  # the recipe's own sizes and epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from promptkit.evaluation.report import ACC_F1_KEYS
+from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
+from promptkit.recipes import Recipe, load, load_recipe_data
+from promptkit.train.run import ZERO_FILLED, run_pipeline
+
+from ._common import RESULTS_DIR, machine_info, mean_std, write_csv, write_json
+
+# promptkit method -> the paper's row (None: beyond the paper)
+METHODS: dict[str, str | None] = {
+    "lb": "LB", ZERO_FILLED: "MS", "ms_mean": None, "md_zero": "MD", "md_mean": None, "mctn": "MCTN",
+    "mmin": "MMIN", "mpmm": "MPMM", "lora": None, "lora_mplmm": None, "mplmm": "Ours",
+}
+CASES = TABLE1_CASES[:-1]  # the six incomplete cases of text/audio/vision
+CPU = {"sizes": {"train": 1284, "valid": 300, "test": 1000}, "prompt_epochs": 4, "pretrain_epochs": 4}
+QUICK = {"sizes": {"train": 48, "valid": 24, "test": 48}, "seq_lens": {"text": 6, "audio": 8, "vision": 7},
+         "prompt_epochs": 1, "pretrain_epochs": 1}
+
+
+def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = False) -> Recipe:
+    """The shipped ``<backbone>-synth`` recipe with training seed ``seed``: its own sizes and epochs
+    (``full``), the CPU-sized default, or ``quick`` (a tiny set, pre-trained here for one epoch)."""
+    recipe = load(f"{backbone}-synth")
+    data, pre, prompt = recipe.data, recipe.pretrain, dataclasses.replace(recipe.prompt, seed=seed, controls=[],
+                                                                       baselines=[])
+    if quick:
+        data = dataclasses.replace(data, sizes=QUICK["sizes"], synthetic={**data.synthetic, "seq_lens": QUICK["seq_lens"]},
+                                   pretrain_on="target", source_sizes=None)
+        pre = dataclasses.replace(pre, checkpoint=None, epochs=QUICK["pretrain_epochs"])
+        prompt = dataclasses.replace(prompt, epochs=QUICK["prompt_epochs"])
+    elif not full:
+        data = dataclasses.replace(data, sizes=CPU["sizes"])
+        pre = dataclasses.replace(pre, epochs=CPU["pretrain_epochs"])  # LB's per-case models train with it
+        prompt = dataclasses.replace(prompt, epochs=CPU["prompt_epochs"])
+    evaluation = dataclasses.replace(recipe.eval, missing_rates=[], **({"max_se": None} if quick else {}))
+    return recipe.replace(data=data, pretrain=pre, prompt=prompt, eval=evaluation)
+
+
+def run_seed(recipe: Recipe, work: Path, methods: Sequence[str], device: str) -> dict[str, Any]:
+    """One seed's run of every method; its ``protocol.json`` is read back when it exists."""
+    done = work / "protocol.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    trained = [m for m in methods if m != ZERO_FILLED]  # the zero-filled reference always runs
+    return run_pipeline(recipe, load_recipe_data(recipe), work, device=device, resume=True, progress=False,
+                        methods=trained)
+
+
+def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
+    """Per method: per case (and avg, complete) acc and F1 mean ± std over runs, in percent; trainable counts."""
+    acc, f1 = ACC_F1_KEYS["mosi"]
+    out: dict[str, Any] = {}
+    for m in methods:
+        cells = {}
+        for case in (*CASES, "avg", "complete"):
+            accs = [100 * r["results"][m]["cases"][case][acc] for r in runs]
+            f1s = [100 * r["results"][m]["cases"][case][f1] for r in runs]
+            (am, asd), (fm, fsd) = mean_std(accs), mean_std(f1s)
+            cells[case] = {"acc": {"mean": am, "std": asd, "per_seed": accs}, "f1": {"mean": fm, "std": fsd, "per_seed": f1s}}
+        trainable = runs[0].get("trainable", {}).get(m, {}).get("trainable_params", 0)
+        out[m] = {"cases": cells, "trainable_params": int(trainable), "paper_row": METHODS.get(m)}
+    return out
+
+
+def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Table 1 — acc / F1 (%), mean ± std over seeds {list(seeds)}; {data_label}")
+    table.add_column("method")
+    for case in (*CASES, "avg", "complete"):
+        table.add_column(case, justify="right")
+    table.add_column("trainable", justify="right")
+    for m, s in summary.items():
+        cells = [f"{s['cases'][c]['acc']['mean']:.1f}±{s['cases'][c]['acc']['std']:.1f} / "
+                 f"{s['cases'][c]['f1']['mean']:.1f}" for c in (*CASES, "avg", "complete")]
+        table.add_row(m, *cells, f"{s['trainable_params']:,}")
+        paper = s["paper_row"]
+        if paper in TABLE1_MOSI:
+            table.add_row(f"  paper {paper}, CMU-MOSI", *[f"{a:.1f} / {f:.1f}" for a, f in TABLE1_MOSI[paper]], "–", "",
+                          style="dim")
+    Console(width=max(Console().width, 160)).print(table)
+
+
+def plot(path: Path, summary: dict[str, Any], data_label: str) -> None:
+    """Grouped bars: one group per case, one bar per method (accuracy, std as error bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = (*CASES, "avg")
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    width = 0.8 / max(len(summary), 1)
+    for i, (m, s) in enumerate(summary.items()):
+        xs = [k + (i - (len(summary) - 1) / 2) * width for k in range(len(cases))]
+        ax.bar(xs, [s["cases"][c]["acc"]["mean"] for c in cases], width,
+               yerr=[s["cases"][c]["acc"]["std"] for c in cases], label=m, capsize=2)
+    ax.set_xticks(range(len(cases)), cases)
+    ax.set_ylabel("binary accuracy, non-zero labels (%)")
+    ax.set_xlabel("available modalities")
+    ax.set_ylim(40, 90)
+    ax.set_title(f"Table 1 on {data_label}", fontsize=9, wrap=True)
+    ax.legend(ncol=6, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbones", nargs="+", default=["mult"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--quick", action="store_true", help="tiny sizes: the code path, no figures")
+    p.add_argument("--full", action="store_true", help="the recipe's own sizes and epochs (for a GPU)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--work", type=Path, default=Path("runs/table1"))
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    methods = [m for m in METHODS if m in args.methods]
+    t0 = time.perf_counter()
+    payload: dict[str, Any] = {"seeds": args.seeds, "methods": methods, "setting": "quick" if args.quick else
+                               "full" if args.full else "cpu", "backbones": {}}
+    for backbone in args.backbones:
+        runs = []
+        for seed in args.seeds:
+            recipe = recipe_for(backbone, seed, quick=args.quick, full=args.full)
+            runs.append(run_seed(recipe, args.work / backbone / f"s{seed}", methods, args.device))
+        summary = summarize(runs, methods)
+        payload["data"] = runs[0]["data"]
+        payload["backbones"][backbone] = summary
+        if not args.quiet:
+            print_table(summary, runs[0]["data"], args.seeds)
+    payload["seconds"] = time.perf_counter() - t0
+    payload["machine"] = machine_info(args.device)
+    payload["paper"] = {"source": "MPLMM Table 1, CMU-MOSI (the paper's data, not ours)", "rows": TABLE1_MOSI}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "table1.json", payload)
+    rows = [[b, m, c, s["cases"][c]["acc"]["mean"], s["cases"][c]["acc"]["std"], s["cases"][c]["f1"]["mean"],
+             s["cases"][c]["f1"]["std"], s["trainable_params"]]
+            for b, summ in payload["backbones"].items() for m, s in summ.items() for c in (*CASES, "avg", "complete")]
+    write_csv(args.out / "table1.csv", ["backbone", "method", "case", "acc_mean", "acc_std", "f1_mean", "f1_std",
+                                         "trainable_params"], rows)
+    for backbone, summary in payload["backbones"].items():
+        plot(args.out / (f"table1-{backbone}.png" if len(args.backbones) > 1 else "table1.png"), summary, payload["data"])
+    if not args.quiet:
+        print(f"{payload['seconds']:.0f} s; results in {args.out / 'table1.json'}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from _helpers import tiny_recipe_dict
 from torch import nn
 
 import promptkit.baselines.lower_bound as lower_bound
@@ -43,12 +44,11 @@ def _shifted(data):
 
 @pytest.fixture(scope="module")
 def recipe():
-    return from_dict({
-        "backbone": {"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1}},
-        "data": {"source": "synthetic", "sizes": {"train": 24, "valid": 12, "test": 12}, "synthetic": {"seq_lens": SEQ}},
-        "pretrain": {"epochs": 1, "batch_size": 12},
-        "prompt": {"epochs": 1, "batch_size": 12, "eta": 0.7},
-    })
+    return from_dict(tiny_recipe_dict(
+        backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1}}, sizes=(24, 12, 12),
+        seq_lens=tuple(SEQ.values()), pretrain={"epochs": 1, "batch_size": 12},
+        prompt={"epochs": 1, "batch_size": 12, "eta": 0.7},
+    ))
 
 
 @pytest.fixture(scope="module")

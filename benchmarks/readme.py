@@ -187,7 +187,28 @@ def source_size(small: dict[str, Any]) -> str:
     return _table(["MulT pre-trained on", "runs", "Com", "Incom", "Incom†", "Incom head only", "Incom† − head only"], rows)
 
 
+def table1(t1: dict[str, Any]) -> str:
+    """Every method's acc per case (mean ± std over seeds), F1 on the average, trainable parameters;
+    the paper's CMU-MOSI row of the same method beside (accuracy), labelled as such."""
+    from promptkit.reference import TABLE1_MOSI
+
+    rows = []
+    for m, s in t1["backbones"]["mult"].items():
+        c = s["cases"]
+        rows.append([m, *[f"{c[k]['acc']['mean']:.1f} ± {c[k]['acc']['std']:.1f}" for k in (*CASES, "avg")],
+                     f"{c['avg']['f1']['mean']:.1f}", f"{c['complete']['acc']['mean']:.1f}", f"{s['trainable_params']:,}"])
+        paper = s.get("paper_row")
+        if paper in TABLE1_MOSI:
+            rows.append([f"*paper {paper}, CMU-MOSI*", *[f"*{a:.1f}*" for a, _ in TABLE1_MOSI[paper]],
+                         f"*{TABLE1_MOSI[paper][-1][1]:.1f}*", "", ""])
+    table = _table(["method", *CASES, "avg", "avg F1", "complete", "trainable"], rows)
+    seeds = ", ".join(str(x) for x in t1["seeds"])
+    return (f"{table}\n\nMulT, seeds {seeds} ({t1['setting']} setting, {t1['seconds'] / 60:.0f} min on "
+            f"{t1['machine'].get('cores', '?')} CPU cores); {t1['data']}")
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "table1": ("table1.json", table1),
     "source-size": ("table2_source2000/table2.json", source_size),
     "contribution": ("contribution.json", contribution),
     "calibration": ("calibration.json", calibration),

@@ -37,7 +37,7 @@ METHODS: dict[str, str | None] = {
     "mmin": "MMIN", "mpmm": "MPMM", "lora": None, "lora_mplmm": None, "mplmm": "Ours",
 }
 CASES = TABLE1_CASES[:-1]  # the six incomplete cases of text/audio/vision
-CPU = {"sizes": {"train": 1284, "valid": 300, "test": 1000}, "prompt_epochs": 4, "pretrain_epochs": 4}
+CPU = {"sizes": {"train": 1284, "valid": 300, "test": 1000}, "prompt_epochs": 3, "pretrain_epochs": 3}
 QUICK = {"sizes": {"train": 48, "valid": 24, "test": 48}, "seq_lens": {"text": 6, "audio": 8, "vision": 7},
          "prompt_epochs": 1, "pretrain_epochs": 1}
 

@@ -54,9 +54,9 @@ def comparisons(methods: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _baseline_share(done: Any, backbone_file: Path, dev: Any, recipe: Recipe) -> dict[str, float]:
-    """A baseline's trainable counts in the keys of ``MissingModalityPrompter.trainable_summary``."""
-    backbone = sum(p.numel() for p in load_backbone(backbone_file, device=dev, recipe=recipe).parameters())
+def _baseline_share(done: Any, backbone: int) -> dict[str, float]:
+    """A baseline's trainable counts in the keys of ``MissingModalityPrompter.trainable_summary``
+    (``backbone``: the pre-trained backbone's parameter count)."""
     prompts = int(done.info.get("counts", {}).get("prompts", 0))
     return {"backbone_params": backbone, "prompt_params": prompts, "trainable_params": done.trainable_params,
             "prompt_share": prompts / backbone, "trainable_share": done.trainable_params / backbone}
@@ -165,6 +165,8 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     times["pretrain_s"] = time.perf_counter() - t0
 
     hooks = recipe.hook_spec()  # None: the backbone's registered spec
+    bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
+    bare_params = sum(p.numel() for p in bare.parameters())
     trained, forwards, best_epochs, shares = {}, {}, {}, {}
     for method in methods:
         t0 = time.perf_counter()
@@ -182,12 +184,11 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
             done = get_method(method)(recipe, data, backbone_file, out_dir / method, hooks=hooks, **opts)
             forwards[method] = done.forward
             best_epochs[method] = done.info.get("best_epoch")
-            shares[method] = _baseline_share(done, backbone_file, dev, recipe)
+            shares[method] = _baseline_share(done, bare_params)
         times[f"{method}_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     eval_kw = dict(rates=recipe.eval.missing_rates, seed=recipe.eval.seed, batch_size=256, device=dev)
-    bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
     results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities, hooks), test, kind, **eval_kw)}
     for method, forward in forwards.items():
         results[method] = evaluate_protocol(forward, test, kind, **eval_kw)

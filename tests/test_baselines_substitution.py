@@ -294,3 +294,19 @@ def test_each_method_runs_through_the_protocol(name, data, trained):
     assert set(result.rates) == {0.5, 1.0}
     assert all(math.isfinite(v) for case in result.cases.values() for v in case.values())
     assert all(p.shape == (len(data.splits["test"]),) for p in result.predictions.values())
+
+
+def test_lb_case_models_are_seeded_by_the_training_seed(recipe, data, tmp_path):
+    """LB's spread over training seeds is real: ``[prompt] seed`` seeds its case models, not the
+    shared ``[pretrain] seed`` (which once made five seeds' LB runs one and the same run)."""
+    case = ModalitySet(data.modalities).incomplete_cases[0]
+
+    def weights(seed: int, name: str) -> dict[str, torch.Tensor]:
+        seeded = recipe.replace(prompt=dataclasses.replace(recipe.prompt, seed=seed))
+        model, _ = lower_bound.train_case_model(seeded, data, case, tmp_path / name, device="cpu", progress=False)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    first, again, other = weights(0, "a"), weights(0, "b"), weights(1, "c")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    assert recipe.pretrain.seed == 0  # the pretrain seed is the same in all three runs

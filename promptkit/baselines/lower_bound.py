@@ -6,7 +6,10 @@ For every incomplete case of the data's modality set (six for three modalities) 
 case's absent modalities are zero in training, in validation and at test time
 (:func:`promptkit.baselines.substitution.substitute` with zeros), so each model learns only from the
 modalities its case has. The stage settings are the recipe's ``[pretrain]`` ones (epochs, lr,
-batch size, seed, ...), each case in its own directory ``out_dir/case<id>-<modalities>``.
+batch size, ...), each case in its own directory ``out_dir/case<id>-<modalities>``. The seed is the
+*training* seed, ``[prompt] seed``, as for every other method: the case models' initial weights,
+shuffling and masks change with it, so LB's spread over training seeds is a real one (the
+``[pretrain] seed`` belongs to the shared pre-trained backbone, the same for every training seed).
 
 Where LB trains: in the paper's transfer setting the complete model is pre-trained on the source
 domain, and an LB model would be too. Here each LB model trains on the *target's* train split
@@ -20,6 +23,7 @@ backbone from ``backbone_file``, which LB does not train.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -46,6 +50,7 @@ def train_case_model(recipe: Recipe, data: Any, case: MissingCase, out_dir: str 
 
     Args:
         case: the modalities the model may see; every other one is zero in training and validation.
+            The initial weights and the stage are seeded by ``recipe.prompt.seed`` (the training seed).
         **opts: passed to :func:`~promptkit.train.engine.fit` (device, resume, overwrite, progress).
 
     Returns:
@@ -55,6 +60,7 @@ def train_case_model(recipe: Recipe, data: Any, case: MissingCase, out_dir: str 
     from ..train.pretrain import build_backbone
 
     ms = ModalitySet(data.modalities)
+    recipe = recipe.replace(pretrain=dataclasses.replace(recipe.pretrain, seed=recipe.prompt.seed))
 
     def mask_fn(batch: dict[str, torch.Tensor], epoch: int, generator: torch.Generator) -> torch.Tensor:
         return ms.case_mask(case, batch["labels"].shape[0])

@@ -4,6 +4,8 @@
                   [--compile [BACKEND]]
     promptkit train --recipe R [--data PATH] [--device D] [--epochs N] [--out DIR] [--resume] [--overwrite] [--cggm]
                     [--compile [BACKEND]]
+    promptkit sweep --recipe R --set KEY=V1,V2,... [--set ...] [--seeds 0-4] [--method M ...] [--jobs N]
+                    [--out DIR] [--device D] [--data PATH]
     promptkit eval --recipe R --checkpoint C [--data PATH] [--device D] [--json]
     promptkit data describe [--recipe R] [--data PATH]
     promptkit recipes list
@@ -276,9 +278,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="a grid of recipe settings x training seeds, one run each; resumable, one tidy CSV")
+    _recipe_arg(p)
+    _data_arg(p)
+    _device_arg(p)
+    p.add_argument("--set", dest="axes", action="append", default=[], metavar="KEY=V1,V2",
+                   help="an axis: a dotted recipe key and its values, TOML literals (prompt.eta=0.1,0.3; "
+                        "prompt.prompter.prompt_length=4,16); repeat for a grid")
+    p.add_argument("--seeds", default="0", help="training seeds ([prompt] seed): 0-4, 0,2,7 (default 0)")
+    p.add_argument("--method", nargs="+", metavar="M", default=None,
+                   help="what each cell trains (as `promptkit run --method`); default: the recipe's")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in this many processes (one thread each)")
+    p.add_argument("--out", type=Path, default=None, help="sweep directory (default runs/sweep-<recipe>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepError, parse_assignment, parse_seeds, run_sweep
+
+    axes: dict[str, list[Any]] = {}
+    for text in args.axes:
+        key, values = parse_assignment(text)
+        if key in axes:
+            raise SweepError(f"--set {key} is given twice")
+        axes[key] = values
+    if args.jobs < 1:
+        raise SweepError(f"--jobs must be at least 1, got {args.jobs}")
+    recipe = load(args.recipe)
+    out = args.out or DEFAULT_RUNS / f"sweep-{recipe.name or Path(args.recipe).stem}"
+    path = run_sweep(recipe, axes, parse_seeds(args.seeds), out, methods=args.method, jobs=args.jobs,
+                     device=args.device, data_path=args.data, progress=not args.quiet)
+    print(f"results in {path}")
+    return 0
+
+
 # --- main ------------------------------------------------------------------------------------
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_run,
+    add_sweep,
     add_train,
     add_eval,
     add_data,

@@ -74,4 +74,4 @@ def _load_builtin() -> None:
         importlib.import_module(f"{__name__}.{module}")
 
 
-_BUILTIN: list[str] = ["substitution", "lower_bound", "lora", "mpmm", "mmin_method", "mctn_method"]  # module names under promptkit.baselines, added as they are written
+_BUILTIN: list[str] = ["substitution", "lower_bound", "lora", "mpmm", "mpmm_attention", "mmin_method", "mctn_method"]  # module names under promptkit.baselines, added as they are written

@@ -9,7 +9,8 @@ head-only control. The sets grow as ``2**M - 1`` where MPLMM's prompts grow line
 Departure from the paper: MPMM's *input-level* variant prepends the prompts to the backbone's input
 tokens; here they enter at the spec's type targets (the encoders/fusion inputs), the same places as
 MPLMM's missing-type prompts, so the two are compared at equal positions. The *attention-level*
-variant (prompts as prefixes of every attention layer's keys and values) is not built.
+variant (per-case prefixes of every attention module's keys and values) is the method
+``"mpmm_attn"`` of :mod:`promptkit.baselines.mpmm_attention`.
 """
 
 from __future__ import annotations

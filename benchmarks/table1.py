@@ -8,7 +8,13 @@ split: binary accuracy and F1 on non-zero labels per case, their average, and co
 std over seeds; the trainable parameters of each method. The paper's CMU-MOSI rows are printed
 beside, labelled as the paper's figures on CMU-MOSI. Synthetic data, NOT CMU-MOSI.
 
-Resumable: each (backbone, seed) run lives in ``--work`` and is read back when it finished.
+The same runs are scored under the test missing rates 10..100 % (seeded masks, the same for every
+method and seed); ``table1.json`` keeps acc, F1, MAE and Corr per rate, which
+``python -m benchmarks.figures fig4`` draws. :func:`prompt_growth` prints how MPLMM's and MPMM's
+prompts grow with the number of modalities (M = 3 and M = 5 of the any-M synthetic world).
+
+Resumable: each (backbone, seed) run lives in ``--work``; a finished run is read back when it holds
+every method asked for, and otherwise re-run with each finished training stage reused.
 
     python -m benchmarks.table1                       # CPU-sized default
     python -m benchmarks.table1 --seeds 0 --quick     # seconds: the code path only
@@ -24,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from promptkit.evaluation.protocol import DEFAULT_RATES
 from promptkit.evaluation.report import ACC_F1_KEYS
 from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
 from promptkit.recipes import Recipe, load, load_recipe_data
@@ -34,12 +41,13 @@ from ._common import RESULTS_DIR, machine_info, mean_std, write_csv, write_json
 # promptkit method -> the paper's row (None: beyond the paper)
 METHODS: dict[str, str | None] = {
     "lb": "LB", ZERO_FILLED: "MS", "ms_mean": None, "md_zero": "MD", "md_mean": None, "mctn": "MCTN",
-    "mmin": "MMIN", "mpmm": "MPMM", "lora": None, "lora_mplmm": None, "mplmm": "Ours",
+    "mmin": "MMIN", "mpmm": "MPMM", "mpmm_attn": None, "lora": None, "lora_mplmm": None, "mplmm": "Ours",
 }
+RATE_METRICS = {"acc": "non0_acc2", "f1": "non0_f1", "mae": "mae", "corr": "corr"}  # Fig. 4's four panels
 CASES = TABLE1_CASES[:-1]  # the six incomplete cases of text/audio/vision
 CPU = {"sizes": {"train": 1284, "valid": 300, "test": 1000}, "prompt_epochs": 3, "pretrain_epochs": 3}
 QUICK = {"sizes": {"train": 48, "valid": 24, "test": 48}, "seq_lens": {"text": 6, "audio": 8, "vision": 7},
-         "prompt_epochs": 1, "pretrain_epochs": 1}
+         "prompt_epochs": 1, "pretrain_epochs": 1, "rates": [0.5, 1.0]}
 
 
 def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = False) -> Recipe:
@@ -57,15 +65,20 @@ def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = Fa
         data = dataclasses.replace(data, sizes=CPU["sizes"])
         pre = dataclasses.replace(pre, epochs=CPU["pretrain_epochs"])  # LB's per-case models train with it
         prompt = dataclasses.replace(prompt, epochs=CPU["prompt_epochs"])
-    evaluation = dataclasses.replace(recipe.eval, missing_rates=[], **({"max_se": None} if quick else {}))
+    rates = QUICK["rates"] if quick else list(DEFAULT_RATES)
+    evaluation = dataclasses.replace(recipe.eval, missing_rates=rates, **({"max_se": None} if quick else {}))
     return recipe.replace(data=data, pretrain=pre, prompt=prompt, eval=evaluation)
 
 
 def run_seed(recipe: Recipe, work: Path, methods: Sequence[str], device: str) -> dict[str, Any]:
-    """One seed's run of every method; its ``protocol.json`` is read back when it exists."""
+    """One seed's run of every method; its ``protocol.json`` is read back when it holds every
+    method and rate asked for (else the run repeats, each finished training stage read back)."""
     done = work / "protocol.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        run = json.loads(done.read_text())
+        rates = {str(float(r)) for r in recipe.eval.missing_rates}
+        if all(m in run["results"] and rates <= set(run["results"][m].get("rates", {})) for m in methods):
+            return run
     trained = [m for m in methods if m != ZERO_FILLED]  # the zero-filled reference always runs
     return run_pipeline(recipe, load_recipe_data(recipe), work, device=device, resume=True, progress=False,
                         methods=trained)
@@ -82,9 +95,74 @@ def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[st
             f1s = [100 * r["results"][m]["cases"][case][f1] for r in runs]
             (am, asd), (fm, fsd) = mean_std(accs), mean_std(f1s)
             cells[case] = {"acc": {"mean": am, "std": asd, "per_seed": accs}, "f1": {"mean": fm, "std": fsd, "per_seed": f1s}}
+        rates = {}
+        for rate in runs[0]["results"][m].get("rates", {}):
+            rates[rate] = {}
+            for name, key in RATE_METRICS.items():
+                vals = [(100 if name in ("acc", "f1") else 1) * r["results"][m]["rates"][rate][key] for r in runs]
+                mean, std = mean_std(vals)
+                rates[rate][name] = {"mean": mean, "std": std, "per_seed": vals}
         trainable = runs[0].get("trainable", {}).get(m, {}).get("trainable_params", 0)
-        out[m] = {"cases": cells, "trainable_params": int(trainable), "paper_row": METHODS.get(m)}
+        out[m] = {"cases": cells, "rates": rates, "trainable_params": int(trainable), "paper_row": METHODS.get(m)}
     return out
+
+
+GROWTH_MODALITIES = ("text", "audio", "vision", "pose", "gaze")  # M = 5: two extra views of the any-M world
+
+
+def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[str, Any]:
+    """Prompt parameters of MPLMM (generative + signal + type prompts and MMGM) and of MPMM's
+    per-case sets (input level, and attention level where registered) on the ``<backbone>-synth``
+    recipe's backbone over the first M of :data:`GROWTH_MODALITIES`, per M. MPLMM grows linearly
+    in M, MPMM as ``2**M - 1`` prompt sets (the backbone itself grows with M too: MulT has
+    M(M-1) crossmodal transformers)."""
+    import promptkit
+    from promptkit import PrompterConfig
+    from promptkit.data import make_synthetic_mosi
+    from promptkit.train.pretrain import build_backbone
+
+    recipe = load(f"{backbone}-synth")
+    out: dict[str, Any] = {}
+    for m in ms:
+        mods = GROWTH_MODALITIES[:m]
+        data = make_synthetic_mosi(sizes=(4, 2, 2), seq_lens={x: 4 for x in mods}, modalities=mods)
+        counts: dict[str, int] = {}
+        for name, overrides in (("mplmm", {}), ("mpmm", {"generative": False, "signal": False, "type_source": "per_case"})):
+            config = PrompterConfig(**{**recipe.prompt.prompter, **overrides})
+            prompter = promptkit.wrap(build_backbone(recipe, data), hooks=recipe.hook_spec(), config=config,
+                                      feature_dims=data.feature_dims)
+            counts[name] = int(sum(prompter.prompt_parameters().values()))
+            prompter.unwrap()
+        attention = _attention_prompt_count(recipe, data, mods)
+        if attention is not None:
+            counts["mpmm_attn"] = attention
+        out[str(m)] = {"modalities": list(mods), "cases": 2**m - 1, **counts}
+    return out
+
+
+def _attention_prompt_count(recipe: Recipe, data: Any, mods: Sequence[str]) -> int | None:
+    """MPMM's attention-level prompt count on this backbone, when that method is installed."""
+    try:
+        from promptkit.baselines.mpmm_attention import attention_prompt_parameters, attention_widths
+    except ImportError:
+        return None
+    from promptkit.train.pretrain import build_backbone
+
+    length = int(recipe.prompt.prompter.get("prompt_length", 16))
+    return int(attention_prompt_parameters(len(mods), length, attention_widths(build_backbone(recipe, data))))
+
+
+def print_growth(growth: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    methods = [k for k in ("mplmm", "mpmm", "mpmm_attn") if all(k in g for g in growth.values())]
+    table = Table(title="Prompt parameters by number of modalities M (MPLMM linear in M, MPMM 2^M - 1 sets)")
+    for col in ("M", "cases", *methods, "mpmm per set"):
+        table.add_column(col, justify="right")
+    for m, g in growth.items():
+        table.add_row(m, str(g["cases"]), *[f"{g[k]:,}" for k in methods], f"{g['mpmm'] // g['cases']:,}")
+    Console().print(table)
 
 
 def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int]) -> None:
@@ -159,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not args.quiet:
             print_table(summary, runs[0]["data"], args.seeds)
     payload["seconds"] = time.perf_counter() - t0
+    payload["prompt_growth"] = {b: prompt_growth(b) for b in args.backbones if b == "mult"}
+    if not args.quiet:
+        for growth in payload["prompt_growth"].values():
+            print_growth(growth)
     payload["machine"] = machine_info(args.device)
     payload["paper"] = {"source": "MPLMM Table 1, CMU-MOSI (the paper's data, not ours)", "rows": TABLE1_MOSI}
     args.out.mkdir(parents=True, exist_ok=True)

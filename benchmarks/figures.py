@@ -47,7 +47,7 @@ def fig4(args: argparse.Namespace) -> dict[str, Any]:
     summary = _table1_rates(path, args.backbone, methods, args)
     if summary is None:
         argv = ["--backbones", args.backbone, "--seeds", *map(str, args.seeds), "--methods", *methods,
-                "--device", args.device, "--work", str(args.table1_work), "--out", str(args.fig_out / "fig4-table1")]
+                "--jobs", str(args.jobs), "--device", args.device, "--work", str(args.table1_work), "--out", str(args.fig_out / "fig4-table1")]
         payload = table1.main(argv + (["--quick"] if args.quick else []) + (["--full"] if args.full else [])
                               + ["--quiet"])
         path = args.fig_out / "fig4-table1" / "table1.json"

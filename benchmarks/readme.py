@@ -207,8 +207,80 @@ def table1(t1: dict[str, Any]) -> str:
             f"{t1['machine'].get('cores', '?')} CPU cores); {t1['data']}")
 
 
+def table1_growth(t1: dict[str, Any]) -> str:
+    """Prompt parameters of MPLMM and MPMM's two levels for M = 3 and M = 5 (MulT)."""
+    if "mult" not in t1.get("prompt_growth", {}):
+        return "*(table1.json has no prompt-growth count yet: run python -m benchmarks.table1)*"
+    growth = t1["prompt_growth"]["mult"]
+    methods = [m for m in ("mplmm", "mpmm", "mpmm_attn") if all(m in g for g in growth.values())]
+    rows = [[m, str(g["cases"]), *[f"{g[k]:,}" for k in methods], f"{g['mpmm'] // g['cases']:,}"]
+            for m, g in growth.items()]
+    first, last = list(growth.values())[0], list(growth.values())[-1]
+    ratios = ", ".join(f"{k} ×{last[k] / first[k]:.1f}" for k in methods)
+    return (_table(["M", "cases (2^M − 1)", *methods, "mpmm tokens per set"], rows)
+            + f"\n\nFrom M = {list(growth)[0]} to M = {list(growth)[-1]}: {ratios} (MulT's own type targets widen "
+            "with M too, so each per-case set grows as well).")
+
+
+def fig4_rates(t1: dict[str, Any]) -> str:
+    """Fig. 4 in numbers: each method's ACC (mean ± std over seeds) at a few test missing rates."""
+    show = ("0.1", "0.3", "0.5", "0.7", "1.0")
+    rows = []
+    for m, s in t1["backbones"]["mult"].items():
+        r = s.get("rates", {})
+        if all(k in r for k in show):
+            rows.append([m, *[f"{r[k]['acc']['mean']:.1f} ± {r[k]['acc']['std']:.1f}" for k in show],
+                         f"{r['1.0']['mae']['mean']:.3f}", f"{r['1.0']['corr']['mean']:.3f}"])
+    if not rows:
+        return "*(table1.json has no missing-rate sweep yet)*"
+    return _table(["method", *[f"ACC at {float(k):.0%}" for k in show], "MAE at 100%", "Corr at 100%"], rows)
+
+
+def table3(t3: dict[str, Any]) -> str:
+    """The ablation rows (six-case average, mean ± std), paired difference to all-off, paper beside."""
+    from promptkit.reference import TABLE3_COLUMNS
+
+    rows = []
+    for name, r in t3["rows"].items():
+        m = r["metrics"]
+        digits = {k: 3 if k in ("mae", "corr") else 1 for k in TABLE3_COLUMNS}
+        cells = [f"{m[k]['mean']:.{digits[k]}f} ± {m[k]['std']:.{digits[k]}f}" for k in TABLE3_COLUMNS]
+        vs = r["vs_all_off"]
+        rows.append([name, *cells, f"{vs['mean']:+.2f} ± {vs['se']:.2f}" if vs else "–"])
+        if r["paper_mosi"]:
+            rows.append(["*paper, CMU-MOSI*", *[("" if v is None else f"*{v:g}*") for v in r["paper_mosi"].values()], ""])
+    verdict = []
+    for name, c in t3["checks"].items():
+        worst = min(c["comparisons"], key=lambda x: x["mean"])
+        verdict.append(f"{name.replace('_', ' ')}: **{'holds' if c['holds'] else 'does not hold'}** "
+                       f"(smallest margin {worst['a']} − {worst['b']} = {worst['mean']:+.2f} ± {worst['se']:.2f})")
+    seeds = ", ".join(str(x) for x in t3["seeds"])
+    return (_table(["prompts", "ACC-7", "ACC", "F1", "MAE", "Corr", "ACC − all off (paired, ± SE over seeds)"], rows)
+            + "\n\n" + "; ".join(verdict) + f".\n\nMulT, seeds {seeds} ({t3['setting']} setting, "
+            f"{t3['seconds'] / 60:.0f} min on {t3['machine'].get('cores', '?')} CPU cores); {t3['data']}")
+
+
+def setting_figure(fig: dict[str, Any]) -> str:
+    """Fig. 6 or 7 in numbers: ACC and MAE per value, the optimum and its spread, the paper's."""
+    curve, o = fig["curve"], fig["optimum"]
+    rows = [[v, f"{c['acc']['mean']:.1f} ± {c['acc']['std']:.1f}", f"{c['f1']['mean']:.1f}", f"{c['mae']['mean']:.3f}",
+             f"{c['corr']['mean']:.3f}"] for v, c in curve.items()]
+    per_seed = ", ".join(f"{o_}" for o_ in o["best_per_seed"].values())
+    seeds = ", ".join(str(x) for x in fig["seeds"])
+    return (_table([fig["key"], "ACC (mean ± std)", "F1", "MAE", "Corr"], rows)
+            + f"\n\nBest mean ACC at **{o['best_of_mean']}**; within one SE of it: {o['within_one_se_of_best']}; "
+            f"best per seed: {per_seed}; the paper's best on CMU-MOSI: {o['paper_best']}. MulT, seeds {seeds} "
+            f"({fig['setting']} setting, {fig['seconds'] / 60:.0f} min on {fig['machine'].get('cores', '?')} CPU "
+            f"cores); {fig['data']}")
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "table1": ("table1.json", table1),
+    "table1-growth": ("table1.json", table1_growth),
+    "fig4": ("table1.json", fig4_rates),
+    "table3": ("table3.json", table3),
+    "fig6": ("fig6.json", setting_figure),
+    "fig7": ("fig7.json", setting_figure),
     "source-size": ("table2_source2000/table2.json", source_size),
     "contribution": ("contribution.json", contribution),
     "calibration": ("calibration.json", calibration),

@@ -84,6 +84,25 @@ def run_seed(recipe: Recipe, work: Path, methods: Sequence[str], device: str) ->
                         methods=trained)
 
 
+def run_seeds(jobs: Sequence[tuple], processes: int) -> list[dict[str, Any]]:
+    """:func:`run_seed` for each job, in ``processes`` processes of one torch thread each (seeds are
+    independent runs), results in the jobs' order."""
+    if processes <= 1 or len(jobs) <= 1:
+        return [run_seed(*job) for job in jobs]
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(min(processes, len(jobs)), initializer=_one_thread) as pool:
+        return list(pool.map(run_seed, *zip(*jobs)))
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
     """Per method: per case (and avg, complete) acc and F1 mean ± std over runs, in percent; trainable counts."""
     acc, f1 = ACC_F1_KEYS["mosi"]
@@ -218,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="tiny sizes: the code path, no figures")
     p.add_argument("--full", action="store_true", help="the recipe's own sizes and epochs (for a GPU)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (one torch thread each)")
     p.add_argument("--work", type=Path, default=Path("runs/table1"))
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--quiet", action="store_true")
@@ -227,10 +247,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {"seeds": args.seeds, "methods": methods, "setting": "quick" if args.quick else
                                "full" if args.full else "cpu", "backbones": {}}
     for backbone in args.backbones:
-        runs = []
-        for seed in args.seeds:
-            recipe = recipe_for(backbone, seed, quick=args.quick, full=args.full)
-            runs.append(run_seed(recipe, args.work / backbone / f"s{seed}", methods, args.device))
+        jobs = [(recipe_for(backbone, seed, quick=args.quick, full=args.full), args.work / backbone / f"s{seed}",
+                 methods, args.device) for seed in args.seeds]
+        runs = run_seeds(jobs, args.jobs)
         summary = summarize(runs, methods)
         payload["data"] = runs[0]["data"]
         payload["backbones"][backbone] = summary

@@ -98,7 +98,8 @@ def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int]) 
         table.add_column(col, justify="left" if col == "prompts" else "right")
     for name, row in summary["rows"].items():
         m = row["metrics"]
-        fmt = lambda k: f"{m[k]['mean']:.{3 if k in ('mae', 'corr') else 1}f}±{m[k]['std']:.{3 if k in ('mae', 'corr') else 1}f}"  # noqa: E731
+        digits = {k: 3 if k in ("mae", "corr") else 1 for k in TABLE3_COLUMNS}
+        fmt = lambda k: f"{m[k]['mean']:.{digits[k]}f}±{m[k]['std']:.{digits[k]}f}"  # noqa: E731
         vs = row["vs_all_off"]
         table.add_row(name, *[fmt(k) for k in TABLE3_COLUMNS], f"{vs['mean']:+.2f} ± {vs['se']:.2f}" if vs else "–")
         if row["paper_mosi"]:
@@ -120,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows, label = _sweeps.run_grid(args, AXES)
     summary = summarize(rows)
     payload = {"benchmark": "table3", "backbone": args.backbone, "setting": _sweeps.setting_name(args),
-               "seeds": args.seeds, "data": label, "all_off_is": "head-only control at [prompt] eta (not the paper's MD)",
+               "seeds": args.seeds, "data": label,
+               "all_off_is": "head-only control at [prompt] eta (not the paper's MD)",
                **summary, "seconds": time.perf_counter() - t0, "machine": machine_info(args.device),
                "paper": {"source": "MPLMM Table 3 (and Table 1 'Ours' for the full row), CMU-MOSI: the paper's data"}}
     if not args.quiet:

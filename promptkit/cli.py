@@ -259,7 +259,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", nargs="+", metavar="M", default=None,
                    help="what trains beside the zero-filled reference: mplmm, head_only, full_finetune, or a baseline "
-                        "(ms_zero, ms_mean, md_zero, md_mean, lb, lora, lora_mplmm); default: mplmm, the recipe's "
+                        "(ms_zero, ms_mean, md_zero, md_mean, lb, mctn, mmin, mpmm, mpmm_attn, lora, lora_mplmm); default: mplmm, the recipe's "
                         "[prompt] controls and baselines")
     p.set_defaults(func=cmd_run)
 

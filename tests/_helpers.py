@@ -98,6 +98,16 @@ def _toml_value(v: Any) -> str:
     return repr(v)  # int, float
 
 
+def fresh_backbone_file(recipe: Any, data: Any, directory: Path) -> Path:
+    """The recipe's backbone for ``data``, freshly initialised (untrained), saved as
+    ``directory/backbone.safetensors``: a stand-in for a pre-trained backbone file."""
+    from promptkit.train.pretrain import build_backbone, save_backbone
+
+    path = Path(directory) / "backbone.safetensors"
+    save_backbone(build_backbone(recipe, data), path, recipe.backbone.name)
+    return path
+
+
 def write_recipe(directory: Path, text: str, name: str = "recipe.toml") -> Path:
     """``text`` written to ``directory / name``; returns the path."""
     path = Path(directory) / name

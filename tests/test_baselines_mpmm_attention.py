@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers import tiny_recipe_dict
+from _helpers import fresh_backbone_file, tiny_recipe_dict
 from _toy import ToyMSA, toy_inputs, toy_spec
 from torch import nn
 
@@ -23,7 +23,7 @@ from promptkit.checkpoint import CheckpointError
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.modalities import ModalitySet
 from promptkit.recipes import from_dict, load_recipe_data
-from promptkit.train.pretrain import build_backbone, load_backbone, save_backbone
+from promptkit.train.pretrain import build_backbone, load_backbone
 
 L = 3
 SEQ = {"text": 4, "audio": 5, "vision": 6}
@@ -45,9 +45,7 @@ def data(recipe):
 
 @pytest.fixture(scope="module")
 def backbone_file(recipe, data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("pretrained") / "backbone.safetensors"
-    save_backbone(build_backbone(recipe, data), path, "mult")
-    return path
+    return fresh_backbone_file(recipe, data, tmp_path_factory.mktemp("pretrained"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from _helpers import tiny_recipe_dict
+from _helpers import fresh_backbone_file, tiny_recipe_dict
 from torch import nn
 
 import promptkit.baselines.lower_bound as lower_bound
@@ -22,7 +22,7 @@ from promptkit.data import MSADataset, make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.modalities import ModalitySet
 from promptkit.recipes import from_dict
-from promptkit.train.pretrain import build_backbone, load_backbone, save_backbone
+from promptkit.train.pretrain import load_backbone
 
 SEQ = {"text": 4, "audio": 5, "vision": 6}
 METHODS = ("ms_zero", "ms_mean", "md_zero", "md_mean", "lb")
@@ -58,9 +58,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def backbone_file(recipe, data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("pretrained") / "backbone.safetensors"
-    save_backbone(build_backbone(recipe, data), path, "mult")
-    return path
+    return fresh_backbone_file(recipe, data, tmp_path_factory.mktemp("pretrained"))
 
 
 @pytest.fixture(scope="module")

@@ -203,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if not args.quiet:
                 _print_optimum(payload)
         payload["seconds"] = time.perf_counter() - t0
+        payload["jobs"] = args.jobs
         payload["machine"] = machine_info(args.device)
         write_json(args.fig_out / f"{name}.json", payload)
         done[name] = payload

@@ -203,8 +203,14 @@ def table1(t1: dict[str, Any]) -> str:
                          f"*{TABLE1_MOSI[paper][-1][1]:.1f}*", "", ""])
     table = _table(["method", *CASES, "avg", "avg F1", "complete", "trainable"], rows)
     seeds = ", ".join(str(x) for x in t1["seeds"])
-    return (f"{table}\n\nMulT, seeds {seeds} ({t1['setting']} setting, {t1['seconds'] / 60:.0f} min on "
-            f"{t1['machine'].get('cores', '?')} CPU cores); {t1['data']}")
+    return (f"{table}\n\nMulT, seeds {seeds} ({t1['setting']} setting, {_timing(t1)}); {t1['data']}")
+
+
+def _timing(payload: dict[str, Any]) -> str:
+    """``"33 min on 2 CPU cores, 1 process"``: the measured wall time and how it ran."""
+    jobs = payload.get("jobs")
+    how = f", {jobs} process{'es' if jobs != 1 else ''}" if jobs else ""
+    return f"{payload['seconds'] / 60:.0f} min on {payload['machine'].get('cores', '?')} CPU cores{how}"
 
 
 def table1_growth(t1: dict[str, Any]) -> str:
@@ -256,8 +262,8 @@ def table3(t3: dict[str, Any]) -> str:
                        f"(smallest margin {worst['a']} − {worst['b']} = {worst['mean']:+.2f} ± {worst['se']:.2f})")
     seeds = ", ".join(str(x) for x in t3["seeds"])
     return (_table(["prompts", "ACC-7", "ACC", "F1", "MAE", "Corr", "ACC − all off (paired, ± SE over seeds)"], rows)
-            + "\n\n" + "; ".join(verdict) + f".\n\nMulT, seeds {seeds} ({t3['setting']} setting, "
-            f"{t3['seconds'] / 60:.0f} min on {t3['machine'].get('cores', '?')} CPU cores); {t3['data']}")
+            + "\n\n" + "; ".join(verdict) + f".\n\nMulT, seeds {seeds} ({t3['setting']} setting, {_timing(t3)}); "
+            f"{t3['data']}")
 
 
 def setting_figure(fig: dict[str, Any]) -> str:
@@ -270,8 +276,7 @@ def setting_figure(fig: dict[str, Any]) -> str:
     return (_table([fig["key"], "ACC (mean ± std)", "F1", "MAE", "Corr"], rows)
             + f"\n\nBest mean ACC at **{o['best_of_mean']}**; within one SE of it: {o['within_one_se_of_best']}; "
             f"best per seed: {per_seed}; the paper's best on CMU-MOSI: {o['paper_best']}. MulT, seeds {seeds} "
-            f"({fig['setting']} setting, {fig['seconds'] / 60:.0f} min on {fig['machine'].get('cores', '?')} CPU "
-            f"cores); {fig['data']}")
+            f"({fig['setting']} setting, {_timing(fig)}); {fig['data']}")
 
 
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {

@@ -256,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not args.quiet:
             print_table(summary, runs[0]["data"], args.seeds)
     payload["seconds"] = time.perf_counter() - t0
+    payload["jobs"] = args.jobs
     payload["prompt_growth"] = {b: prompt_growth(b) for b in args.backbones if b == "mult"}
     if not args.quiet:
         for growth in payload["prompt_growth"].values():

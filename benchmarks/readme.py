@@ -228,6 +228,33 @@ def table1_growth(t1: dict[str, Any]) -> str:
             "with M too, so each per-case set grows as well).")
 
 
+PAPER_ORDER = (("mplmm", "mmin"), ("mmin", "mpmm"), ("mpmm", "md_zero"), ("md_zero", "zero_filled"),
+               ("zero_filled", "lb"))
+"""The paper's Table 1 ordering on the average, MPLMM > MMIN > MPMM > MD > MS ≈ LB, as neighbouring pairs."""
+
+
+def table1_ordering(t1: dict[str, Any]) -> str:
+    """The paper's ordering, pair by pair: the six-case average accuracy difference paired by seed
+    (same test samples and masks), mean ± SE over seeds, and whether it holds (by more than 2 SE)."""
+    summary = t1["backbones"]["mult"]
+    rows = []
+    for a, b in PAPER_ORDER:
+        if a not in summary or b not in summary:
+            continue
+        pa, pb = summary[a]["cases"]["avg"]["acc"]["per_seed"], summary[b]["cases"]["avg"]["acc"]["per_seed"]
+        diffs = [x - y for x, y in zip(pa, pb)]
+        n = len(diffs)
+        mean = sum(diffs) / n
+        se = (sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) ** 0.5 if n > 1 else float("nan")
+        claim = "≈" if b == "lb" else ">"
+        if claim == "≈":
+            verdict = "holds (within 2 SE)" if abs(mean) <= 2 * se else "does not hold"
+        else:
+            verdict = "holds" if mean > 2 * se else "reversed" if mean < -2 * se else "not resolved (within 2 SE)"
+        rows.append([f"{a} {claim} {b}", f"{mean:+.2f} ± {se:.2f}", verdict])
+    return _table(["the paper's ordering", "avg acc difference, paired by seed (± SE over seeds)", "here"], rows)
+
+
 def fig4_rates(t1: dict[str, Any]) -> str:
     """Fig. 4 in numbers: each method's ACC (mean ± std over seeds) at a few test missing rates."""
     show = ("0.1", "0.3", "0.5", "0.7", "1.0")
@@ -282,6 +309,7 @@ def setting_figure(fig: dict[str, Any]) -> str:
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "table1": ("table1.json", table1),
     "table1-growth": ("table1.json", table1_growth),
+    "table1-ordering": ("table1.json", table1_ordering),
     "fig4": ("table1.json", fig4_rates),
     "table3": ("table3.json", table3),
     "fig6": ("fig6.json", setting_figure),

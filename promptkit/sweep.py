@@ -245,10 +245,14 @@ def _run_cells(args: list[tuple], names: list[str], jobs: int, progress: bool, t
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         with ProcessPoolExecutor(min(jobs, len(args))) as pool:
             futures = {pool.submit(run_cell, *a, threads=1): name for a, name in zip(args, names)}
-            for fut in as_completed(futures):
-                fut.result()  # a failed cell stops the sweep with its own error
-                bar.update(task, description=futures[fut])
-                bar.advance(task)
+            try:
+                for fut in as_completed(futures):
+                    fut.result()  # a failed cell stops the sweep with its own error
+                    bar.update(task, description=futures[fut])
+                    bar.advance(task)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # cells not started stay for the resumed sweep
+                raise
 
 
 def run_cell(recipe: Recipe, cell_dir: str, methods: Sequence[str] | None, device: str | None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,8 @@ def fake_pipeline(monkeypatch):
         name = Path(out_dir).name
         if name in fail_on:
             raise RuntimeError(f"cell {name} interrupted")
+        if fail_on:  # the other cells take a while, so a failure is seen before they all finish
+            time.sleep(0.3)
         calls.append((recipe.prompt.eta, recipe.prompt.seed, name))
         value = recipe.prompt.eta + recipe.prompt.seed / 100
         result = {"cases": {"{t}": {"non0_acc2": value, "mae": 1 - value}, "avg": {"non0_acc2": value}},
@@ -179,3 +182,18 @@ def test_the_cli_runs_a_real_two_cell_sweep(tmp_path, capsys):
     assert sorted(lengths.values()) == [2, 3]  # each cell trained with its own setting
     assert main(argv) == 0  # finished: read back
     assert "results in" in capsys.readouterr().out
+
+
+def test_a_failed_cell_in_parallel_stops_the_sweep_and_a_rerun_finishes_it(fake_pipeline, tmp_path):
+    """jobs=2: the failure is raised, the cells not yet started are cancelled, not run to the end;
+    the rerun runs exactly the cells without a protocol.json."""
+    _, fail_on = fake_pipeline
+    etas = [round(0.1 * k, 1) for k in range(1, 9)]
+    fail_on.add("prompt.eta=0.1,seed=0")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_sweep(_tiny(), {"prompt.eta": etas}, [0], tmp_path, jobs=2, progress=False)
+    done = {p.name for p in (tmp_path / "cells").glob("*") if (p / "protocol.json").is_file()}
+    assert "prompt.eta=0.1,seed=0" not in done and len(done) < len(etas) - 1
+    fail_on.clear()
+    run_sweep(_tiny(), {"prompt.eta": etas}, [0], tmp_path, jobs=2, progress=False)
+    assert len([p for p in (tmp_path / "cells").glob("*") if (p / "protocol.json").is_file()]) == len(etas)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptkit.recipes import Recipe
-from promptkit.sweep import run_sweep
+from promptkit.sweep import run_sweep, sweep_timing
 
 from ._common import mean_std
 from .table1 import recipe_for
@@ -48,11 +48,15 @@ def run_grid(args: argparse.Namespace, axes: dict[str, list[Any]],
              method: str = "mplmm") -> tuple[list[dict[str, str]], str]:
     """Run (or resume) the grid of ``axes`` × ``args.seeds`` training ``method``: the rows of its
     ``sweep.csv`` and the description of the data the cells ran on. Each setting (cpu / quick /
-    full) has its own sweep directory under ``args.work``."""
+    full) has its own sweep directory under ``args.work``; ``args.timing`` is set to the sweep's
+    wall time, summed over the invocations that ran cells (so a read-back run reports the time the
+    cells took, not its own seconds)."""
     recipe = base_recipe(args.backbone, quick=args.quick, full=args.full)
     out = args.work / args.backbone / setting_name(args)
     path = run_sweep(recipe, axes, args.seeds, out, methods=[method], jobs=args.jobs, device=args.device,
                      progress=not args.quiet)
+    log = sweep_timing(out)
+    args.timing = {"seconds": sum(t["seconds"] for t in log), "invocations": log}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     first = json.loads((out / "cells" / rows[0]["cell"] / "protocol.json").read_text())
@@ -88,3 +92,14 @@ def paired_over_seeds(a: dict[str, Any], b: dict[str, Any], metric: str = "acc")
     diffs = [pa[s] - pb[s] for s in sorted(set(pa) & set(pb))]
     mean, std = mean_std(diffs)
     return {"mean": mean, "se": std / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0, "n": len(diffs)}
+
+
+def measured_time(args: argparse.Namespace, wall: float) -> dict[str, Any]:
+    """``seconds`` and ``jobs`` for a payload: the sweep's own wall time (summed over the invocations
+    that ran its cells) and their process counts; ``wall`` and ``args.jobs`` if none is logged."""
+    log = getattr(args, "timing", {}).get("invocations", [])
+    if not log:
+        return {"seconds": wall, "jobs": args.jobs}
+    jobs = sorted({t["jobs"] for t in log})
+    return {"seconds": sum(t["seconds"] for t in log), "jobs": jobs[0] if len(jobs) == 1 else jobs,
+            "invocations": log}

@@ -202,8 +202,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             args.work = work
             if not args.quiet:
                 _print_optimum(payload)
-        payload["seconds"] = time.perf_counter() - t0
-        payload["jobs"] = args.jobs
+        if name == "fig4":
+            payload.update(seconds=time.perf_counter() - t0, jobs=args.jobs)
+        else:
+            payload.update(_sweeps.measured_time(args, time.perf_counter() - t0))
         payload["machine"] = machine_info(args.device)
         write_json(args.fig_out / f"{name}.json", payload)
         done[name] = payload

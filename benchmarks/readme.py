@@ -300,9 +300,16 @@ def setting_figure(fig: dict[str, Any]) -> str:
              f"{c['corr']['mean']:.3f}"] for v, c in curve.items()]
     per_seed = ", ".join(f"{o_}" for o_ in o["best_per_seed"].values())
     seeds = ", ".join(str(x) for x in fig["seeds"])
+    paper_key = json.dumps(o["paper_best"])
+    versus = ""
+    if paper_key in curve and json.dumps(o["best_of_mean"]) != paper_key:
+        from ._sweeps import paired_over_seeds
+
+        d = paired_over_seeds(curve[json.dumps(o["best_of_mean"])], curve[paper_key])
+        versus = f" ({o['best_of_mean']} − {o['paper_best']}, paired by seed: {d['mean']:+.2f} ± {d['se']:.2f} points)"
     return (_table([fig["key"], "ACC (mean ± std)", "F1", "MAE", "Corr"], rows)
             + f"\n\nBest mean ACC at **{o['best_of_mean']}**; within one SE of it: {o['within_one_se_of_best']}; "
-            f"best per seed: {per_seed}; the paper's best on CMU-MOSI: {o['paper_best']}. MulT, seeds {seeds} "
+            f"best per seed: {per_seed}; the paper's best on CMU-MOSI: {o['paper_best']}{versus}. MulT, seeds {seeds} "
             f"({fig['setting']} setting, {_timing(fig)}); {fig['data']}")
 
 

@@ -121,9 +121,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows, label = _sweeps.run_grid(args, AXES)
     summary = summarize(rows)
     payload = {"benchmark": "table3", "backbone": args.backbone, "setting": _sweeps.setting_name(args),
-               "seeds": args.seeds, "jobs": args.jobs, "data": label,
+               "seeds": args.seeds, "data": label,
                "all_off_is": "head-only control at [prompt] eta (not the paper's MD)",
-               **summary, "seconds": time.perf_counter() - t0, "machine": machine_info(args.device),
+               **summary, **_sweeps.measured_time(args, time.perf_counter() - t0), "machine": machine_info(args.device),
                "paper": {"source": "MPLMM Table 3 (and Table 1 'Ours' for the full row), CMU-MOSI: the paper's data"}}
     if not args.quiet:
         print_table(summary, label, args.seeds)

@@ -13,7 +13,8 @@ The seed sets ``[prompt] seed``, which seeds the prompt stage and every method's
 Resumable: a cell whose ``protocol.json`` exists is read back, not re-run, and an interrupted cell
 continues from its last checkpoint; ``sweep.json`` records the grid, and a second sweep into the same
 directory with another recipe or grid is refused. The results land in one tidy CSV, ``sweep.csv``:
-one row per cell × method × setting (case or missing rate) × metric.
+one row per cell × method × setting (case or missing rate) × metric; ``timing.json`` keeps the wall
+time of every invocation that ran cells.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import itertools
 import json
 import os
 import re
+import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -42,11 +44,13 @@ __all__ = [
     "parse_seeds",
     "run_sweep",
     "sweep_rows",
+    "sweep_timing",
 ]
 
 CSV_COLUMNS = ("cell", "seed", "method", "setting", "metric", "value")
 """The fixed columns of ``sweep.csv``; the grid's axes come between ``cell`` and ``seed``."""
 SWEEP_FILE = "sweep.json"
+TIMING_FILE = "timing.json"
 CELL_DONE = "protocol.json"
 
 
@@ -205,7 +209,10 @@ def run_sweep(
     _claim(out_dir, base, axes, seeds, methods)
     todo = [c for c in cells if not (out_dir / "cells" / c.name / CELL_DONE).is_file()]
     args = [(recipes[c.name], str(out_dir / "cells" / c.name), methods, device, data_path) for c in todo]
+    t0 = time.perf_counter()
     _run_cells(args, [c.name for c in todo], jobs, progress, len(cells))
+    if todo:
+        _log_timing(out_dir, time.perf_counter() - t0, len(todo), jobs)
     rows = sweep_rows(out_dir, cells, list(axes))
     path = out_dir / "sweep.csv"
     _write_csv(path, [*CSV_COLUMNS[:1], *axes, *CSV_COLUMNS[1:]], rows)
@@ -227,6 +234,20 @@ def _claim(out_dir: Path, recipe: Recipe, axes: Mapping[str, Sequence[Any]], see
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, json.dumps(record, indent=2, default=str).encode())
+
+
+def _log_timing(out_dir: Path, seconds: float, cells: int, jobs: int) -> None:
+    """Append this invocation's wall time to ``timing.json`` (one entry per invocation that ran cells)."""
+    path = out_dir / TIMING_FILE
+    log = json.loads(path.read_text()) if path.is_file() else []
+    log.append({"seconds": seconds, "cells": cells, "jobs": jobs})
+    atomic_write_bytes(path, json.dumps(log, indent=2).encode())
+
+
+def sweep_timing(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The wall time of every invocation that ran cells of the sweep in ``out_dir`` (``timing.json``)."""
+    path = Path(out_dir) / TIMING_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def _run_cells(args: list[tuple], names: list[str], jobs: int, progress: bool, total: int) -> None:

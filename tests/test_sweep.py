@@ -197,3 +197,12 @@ def test_a_failed_cell_in_parallel_stops_the_sweep_and_a_rerun_finishes_it(fake_
     fail_on.clear()
     run_sweep(_tiny(), {"prompt.eta": etas}, [0], tmp_path, jobs=2, progress=False)
     assert len([p for p in (tmp_path / "cells").glob("*") if (p / "protocol.json").is_file()]) == len(etas)
+
+
+def test_each_invocation_that_runs_cells_logs_its_wall_time(fake_pipeline, tmp_path):
+    from promptkit.sweep import sweep_timing
+
+    run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)
+    run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)  # all read back: nothing logged
+    log = sweep_timing(tmp_path)
+    assert len(log) == 1 and log[0]["cells"] == 1 and log[0]["jobs"] == 1 and log[0]["seconds"] >= 0

@@ -71,8 +71,13 @@ def fingerprint(named: Mapping[str, torch.Tensor | Sequence[int]] | nn.Module) -
 def weights_digest(model: nn.Module) -> str:
     """sha256 (16 hex digits) of every state tensor's name, dtype, shape and values: identifies the
     weights themselves (e.g. the pre-trained backbone a prompt stage adapts)."""
+    return state_digest(model.state_dict())
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """:func:`weights_digest` of a state dict (e.g. a backbone's frozen part only)."""
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    for name, t in sorted(state.items()):
         t = t.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
         if t.numel():

@@ -301,18 +301,10 @@ def base_state_shapes(backbone: nn.Module) -> dict[str, tuple[int, ...]]:
 
 def _base_weights_digest(backbone: nn.Module, head: Sequence[str]) -> str:
     """sha256 (16 hex) of the frozen base weights (the head and LoRA tensors left out)."""
-    import hashlib
+    from ..checkpoint import state_digest
 
-    h = hashlib.sha256()
     items = {re.sub(r"\.base_layer(?=\.|$)", "", k): v for k, v in backbone.state_dict().items() if not _is_lora_key(k)}
-    for name, t in sorted(items.items()):
-        if _inside(name, head):
-            continue
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return state_digest({k: v for k, v in items.items() if not _inside(k, head)})
 
 
 # --- saving -----------------------------------------------------------------------------------------

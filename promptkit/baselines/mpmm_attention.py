@@ -292,7 +292,9 @@ class AttentionPrefixPrompts(nn.Module):
 
     def _frozen_digest(self) -> str:
         """sha256 (16 hex) of the frozen backbone weights (the head left out)."""
-        return _digest({k: v for k, v in self.backbone.state_dict().items() if not _inside(k, self.head)})
+        from ..checkpoint import state_digest
+
+        return state_digest({k: v for k, v in self.backbone.state_dict().items() if not _inside(k, self.head)})
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write only the prefixes and the head (a promptkit safetensors checkpoint of kind
@@ -360,18 +362,6 @@ class AttentionPrefixPrompts(nn.Module):
             model.remove()
             raise
         return model
-
-
-def _digest(state: Mapping[str, torch.Tensor]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(state.items()):
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def save_attention_prompts(model: AttentionPrefixPrompts, path: str | Path) -> Path:

@@ -162,11 +162,10 @@ def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any], seed: int | No
         node: dict[str, Any] = raw
         *path, last = key.split(".")
         for i, part in enumerate(path):
-            if part not in node or not isinstance(node[part], dict):
-                if isinstance(node.get(part, {}), dict) and i > 0:  # a table that is empty or absent
-                    node[part] = {}
-                else:
-                    raise RecipeError(f"sweep key {key!r}: {'.'.join(path[:i + 1])!r} is not a recipe table")
+            if part not in node and i > 0:  # a table below a section, absent: it starts empty
+                node[part] = {}
+            if not isinstance(node.get(part), dict):
+                raise RecipeError(f"sweep key {key!r}: {'.'.join(path[:i + 1])!r} is not a recipe table")
             node = node[part]
         node[last] = copy.deepcopy(value)
     raw = {k: v for k, v in raw.items() if v is not None}
@@ -215,7 +214,9 @@ def run_sweep(
         _log_timing(out_dir, time.perf_counter() - t0, len(todo), jobs)
     rows = sweep_rows(out_dir, cells, list(axes))
     path = out_dir / "sweep.csv"
-    _write_csv(path, [*CSV_COLUMNS[:1], *axes, *CSV_COLUMNS[1:]], rows)
+    from .evaluation import rows_to_csv
+
+    atomic_write_bytes(path, rows_to_csv([*CSV_COLUMNS[:1], *axes, *CSV_COLUMNS[1:]], rows))
     return path
 
 
@@ -305,14 +306,3 @@ def sweep_rows(out_dir: str | Path, cells: Iterable[SweepCell], axes: Sequence[s
             for setting, metrics in settings.items():
                 rows += [[*head, method, setting, metric, value] for metric, value in metrics.items()]
     return rows
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())

@@ -47,10 +47,10 @@ def fig4(args: argparse.Namespace) -> dict[str, Any]:
     summary = _table1_rates(path, args.backbone, methods, args)
     if summary is None:
         argv = ["--backbones", args.backbone, "--seeds", *map(str, args.seeds), "--methods", *methods,
-                "--jobs", str(args.jobs), "--device", args.device, "--work", str(args.table1_work), "--out", str(args.fig_out / "fig4-table1")]
+                "--jobs", str(args.jobs), "--device", args.device, "--work", str(args.table1_work), "--out", str(args.out / "fig4-table1")]
         payload = table1.main(argv + (["--quick"] if args.quick else []) + (["--full"] if args.full else [])
                               + ["--quiet"])
-        path = args.fig_out / "fig4-table1" / "table1.json"
+        path = args.out / "fig4-table1" / "table1.json"
         summary = payload["backbones"][args.backbone]
         data, seeds = payload["data"], payload["seeds"]
     else:
@@ -58,11 +58,10 @@ def fig4(args: argparse.Namespace) -> dict[str, Any]:
         data, seeds = saved["data"], saved["seeds"]
     curves = {m: {float(r): v for r, v in summary[m]["rates"].items()} for m in methods}
     label = f"{args.backbone}, {data}"
-    _plot_rates(args.fig_out / "fig4.png", curves, label, seeds)
+    _plot_rates(args.out / "fig4.png", curves, label, seeds)
     payload = {"figure": 4, "backbone": args.backbone, "from": str(path), "data": data, "seeds": seeds,
                "curves": {m: {str(r): v for r, v in c.items()} for m, c in curves.items()}}
-    write_json(args.fig_out / "fig4.json", payload)
-    write_csv(args.fig_out / "fig4.csv", ["method", "rate", "metric", "mean", "std"],
+    write_csv(args.out / "fig4.csv", ["method", "rate", "metric", "mean", "std"],
               [[m, r, k, v[k]["mean"], v[k]["std"]] for m, c in curves.items() for r, v in sorted(c.items())
                for k in PANELS])
     return payload
@@ -122,12 +121,11 @@ def setting_curve(args: argparse.Namespace, figure: int, key: str, values: list[
     optimum = {"best_of_mean": best, "within_one_se_of_best": near, "best_per_seed": per_seed,
                "paper_best": paper_best, "acc_at_paper_best": curve.get(paper_best, {}).get("acc")}
     label = f"{args.backbone}, {data}"
-    _plot_setting(args.fig_out / f"fig{figure}.png", curve, figure, xlabel, label, args.seeds, paper_best, best, log2)
+    _plot_setting(args.out / f"fig{figure}.png", curve, figure, xlabel, label, args.seeds, paper_best, best, log2)
     payload = {"figure": figure, "key": key, "backbone": args.backbone, "data": data, "seeds": args.seeds,
                "setting": _sweeps.setting_name(args), "curve": {json.dumps(v): c for v, c in curve.items()},
                "optimum": optimum}
-    write_json(args.fig_out / f"fig{figure}.json", payload)
-    write_csv(args.fig_out / f"fig{figure}.csv", [key, "metric", "mean", "std", "per_seed"],
+    write_csv(args.out / f"fig{figure}.csv", [key, "metric", "mean", "std", "per_seed"],
               [[v, k, c[k]["mean"], c[k]["std"], " ".join(f"{x:.4f}" for x in c[k]["per_seed"])]
                for v, c in curve.items() for k in PANELS])
     return payload
@@ -182,36 +180,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--table1-work", type=Path, default=Path("runs/table1"))
     p.add_argument("--values", default=None, help="fig6/fig7: the swept values instead of the paper's grid (0.3,0.7)")
     args = p.parse_args(argv)
-    args.fig_out = args.out
-    args.fig_out.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     done: dict[str, Any] = {}
     for name in args.figures:
         t0 = time.perf_counter()
-        work = args.work
         if name == "fig4":
             payload = fig4(args)
-        else:
-            args.work = work / name
-            if name == "fig6":
-                values = [float(v) for v in args.values.split(",")] if args.values else ETAS
-                payload = setting_curve(args, 6, "prompt.eta", values, FIG6_BEST_ETA, "training missing rate eta")
-            else:
-                values = [int(v) for v in args.values.split(",")] if args.values else LENGTHS
-                payload = setting_curve(args, 7, "prompt.prompter.prompt_length", values, FIG7_BEST_PROMPT_LENGTH,
-                                        "prompt length", log2=True)
-            args.work = work
-            if not args.quiet:
-                _print_optimum(payload)
-        if name == "fig4":
             payload.update(seconds=time.perf_counter() - t0, jobs=args.jobs)
         else:
-            payload.update(_sweeps.measured_time(args, time.perf_counter() - t0))
+            sweep_args = argparse.Namespace(**{**vars(args), "work": args.work / name})  # one sweep per figure
+            payload = _setting_figure(sweep_args, name)
+            payload.update(_sweeps.measured_time(sweep_args, time.perf_counter() - t0))
+            if not args.quiet:
+                _print_optimum(payload)
         payload["machine"] = machine_info(args.device)
-        write_json(args.fig_out / f"{name}.json", payload)
+        write_json(args.out / f"{name}.json", payload)
         done[name] = payload
         if not args.quiet:
-            print(f"{name}: {payload['seconds']:.0f} s; {args.fig_out / (name + '.png')}")
+            print(f"{name}: {payload['seconds']:.0f} s; {args.out / (name + '.png')}")
     return done
+
+
+def _setting_figure(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """Fig. 6 (eta) or Fig. 7 (prompt length) over the paper's grid or ``--values``."""
+    if name == "fig6":
+        values = [float(v) for v in args.values.split(",")] if args.values else ETAS
+        return setting_curve(args, 6, "prompt.eta", values, FIG6_BEST_ETA, "training missing rate eta")
+    values = [int(v) for v in args.values.split(",")] if args.values else LENGTHS
+    return setting_curve(args, 7, "prompt.prompter.prompt_length", values, FIG7_BEST_PROMPT_LENGTH, "prompt length",
+                         log2=True)
 
 
 if __name__ == "__main__":

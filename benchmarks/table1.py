@@ -131,12 +131,13 @@ GROWTH_MODALITIES = ("text", "audio", "vision", "pose", "gaze")  # M = 5: two ex
 
 def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[str, Any]:
     """Prompt parameters of MPLMM (generative + signal + type prompts and MMGM) and of MPMM's
-    per-case sets (input level, and attention level where registered) on the ``<backbone>-synth``
-    recipe's backbone over the first M of :data:`GROWTH_MODALITIES`, per M. MPLMM grows linearly
-    in M, MPMM as ``2**M - 1`` prompt sets (the backbone itself grows with M too: MulT has
-    M(M-1) crossmodal transformers)."""
+    per-case sets (input level and attention level) on the ``<backbone>-synth`` recipe's backbone
+    over the first M of :data:`GROWTH_MODALITIES`, per M. MPLMM grows linearly in M, MPMM as
+    ``2**M - 1`` prompt sets (the backbone itself grows with M too: MulT has M(M-1) crossmodal
+    transformers)."""
     import promptkit
     from promptkit import PrompterConfig
+    from promptkit.baselines.mpmm_attention import attention_prompt_parameters, attention_widths
     from promptkit.data import make_synthetic_mosi
     from promptkit.train.pretrain import build_backbone
 
@@ -145,37 +146,23 @@ def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[st
     for m in ms:
         mods = GROWTH_MODALITIES[:m]
         data = make_synthetic_mosi(sizes=(4, 2, 2), seq_lens={x: 4 for x in mods}, modalities=mods)
+        model = build_backbone(recipe, data)
         counts: dict[str, int] = {}
         for name, overrides in (("mplmm", {}), ("mpmm", {"generative": False, "signal": False, "type_source": "per_case"})):
             config = PrompterConfig(**{**recipe.prompt.prompter, **overrides})
-            prompter = promptkit.wrap(build_backbone(recipe, data), hooks=recipe.hook_spec(), config=config,
-                                      feature_dims=data.feature_dims)
+            prompter = promptkit.wrap(model, hooks=recipe.hook_spec(), config=config, feature_dims=data.feature_dims)
             counts[name] = int(sum(prompter.prompt_parameters().values()))
             prompter.unwrap()
-        attention = _attention_prompt_count(recipe, data, mods)
-        if attention is not None:
-            counts["mpmm_attn"] = attention
+        counts["mpmm_attn"] = int(attention_prompt_parameters(m, config.prompt_length, attention_widths(model)))
         out[str(m)] = {"modalities": list(mods), "cases": 2**m - 1, **counts}
     return out
-
-
-def _attention_prompt_count(recipe: Recipe, data: Any, mods: Sequence[str]) -> int | None:
-    """MPMM's attention-level prompt count on this backbone, when that method is installed."""
-    try:
-        from promptkit.baselines.mpmm_attention import attention_prompt_parameters, attention_widths
-    except ImportError:
-        return None
-    from promptkit.train.pretrain import build_backbone
-
-    length = int(recipe.prompt.prompter.get("prompt_length", 16))
-    return int(attention_prompt_parameters(len(mods), length, attention_widths(build_backbone(recipe, data))))
 
 
 def print_growth(growth: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    methods = [k for k in ("mplmm", "mpmm", "mpmm_attn") if all(k in g for g in growth.values())]
+    methods = ("mplmm", "mpmm", "mpmm_attn")
     table = Table(title="Prompt parameters by number of modalities M (MPLMM linear in M, MPMM 2^M - 1 sets)")
     for col in ("M", "cases", *methods, "mpmm per set"):
         table.add_column(col, justify="right")

@@ -236,16 +236,16 @@ PAPER_ORDER = (("mplmm", "mmin"), ("mmin", "mpmm"), ("mpmm", "md_zero"), ("md_ze
 def table1_ordering(t1: dict[str, Any]) -> str:
     """The paper's ordering, pair by pair: the six-case average accuracy difference paired by seed
     (same test samples and masks), mean ± SE over seeds, and whether it holds (by more than 2 SE)."""
+    from promptkit.evaluation import summarize_over_seeds
+
     summary = t1["backbones"]["mult"]
     rows = []
     for a, b in PAPER_ORDER:
         if a not in summary or b not in summary:
             continue
         pa, pb = summary[a]["cases"]["avg"]["acc"]["per_seed"], summary[b]["cases"]["avg"]["acc"]["per_seed"]
-        diffs = [x - y for x, y in zip(pa, pb)]
-        n = len(diffs)
-        mean = sum(diffs) / n
-        se = (sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) ** 0.5 if n > 1 else float("nan")
+        d = summarize_over_seeds([x - y for x, y in zip(pa, pb)])
+        mean, se = d["mean"], d["se"]
         claim = "≈" if b == "lb" else ">"
         if claim == "≈":
             verdict = "holds (within 2 SE)" if abs(mean) <= 2 * se else "does not hold"

@@ -98,6 +98,23 @@ def _toml_value(v: Any) -> str:
     return repr(v)  # int, float
 
 
+BASELINE_SEQ: dict[str, int] = {"text": 4, "audio": 5, "vision": 6}
+"""Sequence lengths of the baseline tests' tiny data (distinct, so a swapped modality shows)."""
+
+
+def tiny_baseline_recipe(**prompt: Any) -> Any:
+    """The baseline tests' recipe: 24/12/12 samples of :data:`BASELINE_SEQ` steps, a one-layer MulT
+    of width 8, one epoch per stage at batch 12, eta 0.7; ``prompt`` adds to (or replaces keys of)
+    ``[prompt]``."""
+    from promptkit.recipes import from_dict
+
+    return from_dict(tiny_recipe_dict(
+        backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1}}, sizes=(24, 12, 12),
+        seq_lens=tuple(BASELINE_SEQ.values()), pretrain={"epochs": 1, "batch_size": 12},
+        prompt={"epochs": 1, "batch_size": 12, "eta": 0.7, **prompt},
+    ))
+
+
 def fresh_backbone_file(recipe: Any, data: Any, directory: Path) -> Path:
     """The recipe's backbone for ``data``, freshly initialised (untrained), saved as
     ``directory/backbone.safetensors``: a stand-in for a pre-trained backbone file."""

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from _helpers import tiny_recipe_dict
+from _helpers import BASELINE_SEQ, tiny_baseline_recipe
 
 import promptkit.baselines.mmin_method as mmin_method  # noqa: F401  (registers the method "mmin")
 from backbones import create_backbone, is_backbone
@@ -15,12 +15,11 @@ from backbones.mmin import MMIN
 from promptkit.baselines import get_method
 from promptkit.data import make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol
-from promptkit.recipes import from_dict
 
 DIMS3 = {"text": 12, "audio": 5, "vision": 7}
 DIMS4 = {**DIMS3, "depth": 3}
 SMALL = dict(d_model=8, hidden_size=8, ae_hidden=16, ae_bottleneck=6, head_hidden=8, dropout=0.0)
-SEQ = {"text": 4, "audio": 5, "vision": 6}
+SEQ = BASELINE_SEQ
 
 
 def _inputs(dims: dict[str, int], batch: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -146,11 +145,7 @@ def test_bad_mask_and_features_errors():
 # --- the method ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recipe():
-    return from_dict(tiny_recipe_dict(
-        backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1}}, sizes=(24, 12, 12),
-        seq_lens=tuple(SEQ.values()), pretrain={"epochs": 1, "batch_size": 12},
-        prompt={"epochs": 1, "batch_size": 12, "eta": 0.7},
-    ))
+    return tiny_baseline_recipe()
 
 
 @pytest.fixture(scope="module")

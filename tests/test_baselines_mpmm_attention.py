@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers import fresh_backbone_file, tiny_recipe_dict
+from _helpers import BASELINE_SEQ, fresh_backbone_file, tiny_baseline_recipe
 from _toy import ToyMSA, toy_inputs, toy_spec
 from torch import nn
 
@@ -22,20 +22,16 @@ from promptkit.baselines.mpmm_attention import (
 from promptkit.checkpoint import CheckpointError
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.modalities import ModalitySet
-from promptkit.recipes import from_dict, load_recipe_data
+from promptkit.recipes import load_recipe_data
 from promptkit.train.pretrain import build_backbone, load_backbone
 
 L = 3
-SEQ = {"text": 4, "audio": 5, "vision": 6}
+SEQ = BASELINE_SEQ
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return from_dict(tiny_recipe_dict(
-        backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1}}, sizes=(24, 12, 12),
-        seq_lens=tuple(SEQ.values()), prompt={"epochs": 1, "batch_size": 12, "eta": 0.7, "prompt_lr": 1e-2,
-                                              "prompter": {"prompt_length": L}},
-    ))
+    return tiny_baseline_recipe(prompt_lr=1e-2, prompter={"prompt_length": L})
 
 
 @pytest.fixture(scope="module")

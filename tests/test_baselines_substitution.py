@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from _helpers import fresh_backbone_file, tiny_recipe_dict
+from _helpers import BASELINE_SEQ, fresh_backbone_file, tiny_baseline_recipe
 from torch import nn
 
 import promptkit.baselines.lower_bound as lower_bound
@@ -21,10 +21,9 @@ from promptkit.baselines.substitution import substitute, substituted_forward, tr
 from promptkit.data import MSADataset, make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.modalities import ModalitySet
-from promptkit.recipes import from_dict
 from promptkit.train.pretrain import load_backbone
 
-SEQ = {"text": 4, "audio": 5, "vision": 6}
+SEQ = BASELINE_SEQ
 METHODS = ("ms_zero", "ms_mean", "md_zero", "md_mean", "lb")
 SPLIT_SHIFT = {"train": 1.0, "valid": 5.0, "test": -4.0}  # each split's valid steps moved by its own offset
 
@@ -44,11 +43,7 @@ def _shifted(data):
 
 @pytest.fixture(scope="module")
 def recipe():
-    return from_dict(tiny_recipe_dict(
-        backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1}}, sizes=(24, 12, 12),
-        seq_lens=tuple(SEQ.values()), pretrain={"epochs": 1, "batch_size": 12},
-        prompt={"epochs": 1, "batch_size": 12, "eta": 0.7},
-    ))
+    return tiny_baseline_recipe()
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
-"""``python -m benchmarks.readme``: write the README's result tables from the committed JSON.
+"""``python -m benchmarks.readme``: write the documents' result tables from the committed JSON.
 
-Every measured figure in README.md sits between ``<!-- BEGIN generated:NAME -->`` and
-``<!-- END generated:NAME -->`` and is produced here from ``benchmarks/results/*.json``, so the
-README and the results cannot disagree. ``--check`` changes nothing and exits 1 when the README is
-stale (the test suite runs it).
+Every measured figure in README.md and docs/results.md sits between ``<!-- BEGIN generated:NAME -->``
+and ``<!-- END generated:NAME -->`` and is produced here from ``benchmarks/results/*.json``, so the
+documents and the results cannot disagree. ``--check`` changes nothing and exits 1 when a document
+is stale (the test suite runs it).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Any, Callable, Sequence
 
 from ._common import RESULTS_DIR
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCUMENTS = (README, ROOT / "docs" / "results.md")
+"""The files whose generated blocks this module writes."""
 CASES = ("{a}", "{v}", "{t}", "{a,v}", "{a,t}", "{t,v}")
 METHODS = (("zero_filled", "zero-filled frozen backbone"), ("head_only", "head only (control)"),
            ("full_finetune", "full fine-tuning at η (MD)"), ("mplmm", "MPLMM prompts"))
@@ -351,16 +354,20 @@ def render(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the JSON gives")
+    p.add_argument("--check", action="store_true", help="exit 1 if a document is not what the JSON gives")
     args = p.parse_args(argv)
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
-    if args.check:
-        if new != text:
-            print("README.md is stale: run python -m benchmarks.readme", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new, encoding="utf-8")
+    stale = []
+    for doc in DOCUMENTS:
+        text = doc.read_text(encoding="utf-8")
+        new = render(text)
+        if new == text:
+            continue
+        stale.append(doc.relative_to(ROOT))
+        if not args.check:
+            doc.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print(f"{', '.join(map(str, stale))} stale: run python -m benchmarks.readme", file=sys.stderr)
+        return 1
     return 0
 
 

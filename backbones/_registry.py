@@ -231,7 +231,20 @@ def create_from_factory(ref: str, search: Iterable[str | Path] = (), **cfg: Any)
     Raises:
         BackboneFactoryError: the import fails, the call raises, or it returns no ``nn.Module``.
     """
-    fn = import_factory(ref, search)
+    return call_factory(import_factory(ref, search), ref, **cfg)
+
+
+def factory_ref(fn: Callable[..., Any]) -> str:
+    """The factory string that names the callable ``fn``: ``"<fn.__module__>:<fn.__qualname__>"``."""
+    return f"{getattr(fn, '__module__', None)}:{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
+def call_factory(fn: Callable[..., Any], ref: str, **cfg: Any) -> nn.Module:
+    """Call the factory ``fn`` (named ``ref`` in messages) with ``cfg``; check it built an ``nn.Module``.
+
+    Raises:
+        BackboneFactoryError: the call raises, or it returns no ``nn.Module``.
+    """
     try:
         model = fn(**cfg)
     except Exception as e:

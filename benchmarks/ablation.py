@@ -77,10 +77,10 @@ def run_variant(recipe_path: str, name: str, overrides: dict[str, Any], seed: in
     data = load_recipe_data(recipe)
     path = resolve_recipe_file(recipe, recipe.pretrain.checkpoint.format(seed=recipe.data.seed))
     method = overrides.get("method", "mplmm")
-    init = {k: v.detach().clone() for k, v in build_prompter(recipe, data, load_backbone(path), method=method)
+    init = {k: v.detach().clone() for k, v in build_prompter(recipe, data, load_backbone(path, recipe=recipe), method=method)
             .named_parameters() if v.requires_grad}
     t0 = time.perf_counter()
-    model, fit = prompt_tune(recipe, data, load_backbone(path), out / "stage", method=method, progress=False,
+    model, fit = prompt_tune(recipe, data, load_backbone(path, recipe=recipe), out / "stage", method=method, progress=False,
                              resume=True)
     seconds = time.perf_counter() - t0
     model.eval()

@@ -222,10 +222,11 @@ def train_one(s: Settings, data: DataBundle, seed: int, use_cggm: bool, out_dir:
               ticker: TrainPlugin) -> dict[str, Any]:
     """Train once; the test metrics, the probes and (CGGM) the B history and classifier accuracy."""
     t0 = time.perf_counter()
-    result = pretrain(recipe_for(s, seed), data, out_dir, cggm=use_cggm, plugins=[ticker], device=device,
-                      progress=False, overwrite=True)
+    recipe = recipe_for(s, seed)
+    result = pretrain(recipe, data, out_dir, cggm=use_cggm, plugins=[ticker], device=device, progress=False,
+                      overwrite=True)
     seconds = time.perf_counter() - t0
-    model = load_backbone(out_dir / "backbone.safetensors", device=device)
+    model = load_backbone(out_dir / "backbone.safetensors", device=device, recipe=recipe)
     out: dict[str, Any] = {
         "seed": seed, "seconds": seconds, "best_epoch": result.best_epoch,
         "test": {k: result.test[k] for k in METRICS}, "probe": probe_modalities(model, data, device),

@@ -61,7 +61,8 @@ def score_run(recipe_name: str, run_dir: Path) -> dict[str, Any]:
     data_seed = int(run_dir.parent.name.lstrip("d")) if run_dir.parent.name.startswith("d") else recipe.data.seed
     recipe = recipe.replace(data=dataclasses.replace(recipe.data, seed=data_seed))
     data = load_recipe_data(recipe)
-    backbone = load_backbone(Path(recipe.source).parent / recipe.pretrain.checkpoint.format(seed=data_seed))
+    backbone = load_backbone(Path(recipe.source).parent / recipe.pretrain.checkpoint.format(seed=data_seed),
+                             recipe=recipe)
     prompter = MissingModalityPrompter.from_pretrained(backbone, run_dir / "prompt" / "adapter").eval()
     results = {}
     for part in PARTS:

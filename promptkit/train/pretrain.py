@@ -1,10 +1,15 @@
 """The pretrain stage: build the recipe's backbone for the data, train it on complete data, save it.
 
 ``out_dir/backbone.safetensors`` holds the best-validation weights and, in its metadata, what
-built the backbone, so :func:`load_backbone` rebuilds it from the file alone: the registry name
-and ``config()`` of a registered backbone (``{"backbone": "mult", "config": ...}``), or the factory
-string and the keywords it was called with (``{"factory": "pkg.module:build", "config": ...}``).
-``backbone.json`` beside it repeats that for people to read.
+built the backbone: the registry name and ``config()`` of a registered backbone (``{"backbone":
+"mult", "config": ...}``), or the factory string and the keywords it was called with
+(``{"factory": "pkg.module:build", "config": ...}``). ``backbone.json`` beside it repeats that for
+people to read.
+
+A file is data, never code: :func:`load_backbone` rebuilds a registered backbone from the file
+alone, but a factory string read from a file is provenance only. It is never imported or called;
+the factory comes from the caller (``factory=`` or a recipe's ``[backbone] factory``) and must be
+the one the file records.
 """
 
 from __future__ import annotations
@@ -82,9 +87,9 @@ def build_backbone(recipe: Recipe, data: Any) -> nn.Module:
     kwargs = backbone_kwargs(recipe, data)
     seed_everything(derive_seed(recipe.pretrain.seed, "init"))
     b = recipe.backbone
-    if b.factory is None:
-        return backbones.create_backbone(b.name, **kwargs)
     try:
+        if b.factory is None:
+            return backbones.create_backbone(b.name, **kwargs)
         return backbones.create_from_factory(b.factory, _search(recipe), **kwargs)
     except backbones.BackboneFactoryError as e:
         raise RecipeError(f"recipe {recipe.source or '<dict>'}: [backbone] {e}") from e
@@ -138,23 +143,79 @@ def _describe(identity: dict[str, str]) -> str:
     return f"factory {identity['factory']!r}" if "factory" in identity else f"backbone {identity['backbone']!r}"
 
 
-def load_backbone(path: str | Path, device: str | torch.device = "cpu", *, recipe: Recipe | None = None) -> nn.Module:
-    """Rebuild and load a backbone saved by :func:`save_backbone` (eval mode).
+FactoryLike = str | Callable[..., nn.Module]
 
-    Args:
-        recipe: when given, the checkpoint must come from this recipe's ``[backbone]`` (the same
-            registry name, or the same factory string); a factory's module is also looked for in
-            the recipe's folder.
+
+def _caller_factory(path: Path, recipe: Recipe | None, factory: FactoryLike | None) -> tuple[str | None, Any]:
+    """The factory the caller gives, as ``(factory string, what to build with)``: the ``factory``
+    argument (a string or a callable), else the recipe's ``[backbone] factory``; ``(None, None)``
+    when neither gives one.
 
     Raises:
-        CheckpointError: not a backbone checkpoint, corrupt, made with another backbone than
-            ``recipe`` names, a backbone that cannot be rebuilt here, or weights that do not
-            fit the rebuilt model.
+        ValueError: ``factory`` is neither a string nor a callable, or disagrees with ``recipe``.
     """
     import backbones
 
+    if factory is None:
+        ref = recipe.backbone.factory if recipe is not None else None
+        return ref, ref
+    if isinstance(factory, str):
+        backbones.parse_factory(factory)
+        ref = factory
+    elif callable(factory):
+        ref = backbones.factory_ref(factory)
+    else:
+        raise ValueError(
+            f"load_backbone({path}, factory=...): got a {type(factory).__name__}, expected a "
+            "'package.module:function' string or the callable itself"
+        )
+    if recipe is not None and recipe.backbone.identity() != {"factory": ref}:
+        raise ValueError(
+            f"load_backbone({path}): factory={ref!r} disagrees with recipe {recipe.source or '<dict>'}, whose "
+            f"[backbone] names {_describe(recipe.backbone.identity())}; give one of them"
+        )
+    return ref, factory
+
+
+def load_backbone(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    recipe: Recipe | None = None,
+    factory: FactoryLike | None = None,
+) -> nn.Module:
+    """Rebuild and load a backbone saved by :func:`save_backbone` (eval mode).
+
+    A registered backbone is rebuilt from the file (its registry name and config). A
+    factory-built one needs the factory from the caller: nothing the file names is imported or
+    called, the factory string it records is only compared with the caller's.
+
+    Args:
+        recipe: when given, the checkpoint must come from this recipe's ``[backbone]`` (the same
+            registry name, or the same factory string); the recipe's factory builds the model, and
+            its module is also looked for in the recipe's folder.
+        factory: the factory that built the file's backbone, a ``"package.module:function"``
+            string or the callable itself (named by its ``__module__`` and ``__qualname__``); it
+            must be the one the file records. Called with the keywords the file records.
+
+    Raises:
+        CheckpointError: not a backbone checkpoint, corrupt, made with another backbone than
+            ``recipe`` or ``factory`` names, a factory-built file loaded without its factory, a
+            backbone that cannot be rebuilt here, or weights that do not fit the rebuilt model.
+        ValueError: ``factory`` is not a string or a callable, or disagrees with ``recipe``.
+    """
+    import backbones
+
+    path = Path(path)
     tensors, meta = load_checkpoint(path, kind="backbone")
+    for key, want in (("factory", str), ("backbone", str), ("config", dict)):
+        if meta.get(key) is not None and not isinstance(meta[key], want):
+            raise CheckpointError(
+                f"checkpoint {path}: meta {key!r} is a {type(meta[key]).__name__}, expected a {want.__name__}"
+            )
+    config = meta.get("config") or {}
     identity = backbone_identity(meta)
+    ref, build = _caller_factory(path, recipe, factory)
     if recipe is not None and identity != recipe.backbone.identity():
         raise CheckpointError(
             f"checkpoint {path} was saved from {_describe(identity)}, but recipe {recipe.source or '<dict>'} "
@@ -162,18 +223,42 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu", *, recip
             "it was made with"
         )
     if "factory" in identity:
+        recorded = identity["factory"]
+        if ref is None:
+            raise CheckpointError(
+                f"checkpoint {path} was built by factory {recorded[:200]!r} (recorded in the file); promptkit never "
+                "imports or calls code a file names, so pass the factory yourself: load_backbone(path, "
+                "factory='package.module:function' or the callable), or a recipe whose [backbone] factory is it "
+                "(--recipe)"
+            )
+        if ref != recorded:
+            raise CheckpointError(
+                f"checkpoint {path} was saved from factory {recorded[:200]!r}, but the caller gives factory {ref!r}; "
+                "a checkpoint fits only the backbone it was made with"
+            )
         try:
-            model = backbones.create_from_factory(identity["factory"], _search(recipe), **meta.get("config", {}))
+            if isinstance(build, str):
+                model = backbones.create_from_factory(build, _search(recipe), **config)
+            else:
+                model = backbones.call_factory(build, ref, **config)
         except backbones.BackboneFactoryError as e:
             raise CheckpointError(f"checkpoint {path} cannot be rebuilt: {e}") from e
     else:
-        name = meta.get("backbone")
+        name = identity["backbone"]
+        if ref is not None:
+            raise CheckpointError(
+                f"checkpoint {path} was saved from backbone {name!r} (a registered one), but the caller gives "
+                f"factory {ref!r}; a checkpoint fits only the backbone it was made with"
+            )
         if not backbones.is_backbone(name):
             raise CheckpointError(
                 f"checkpoint {path} was saved from backbone {name!r}, which is not registered "
                 f"(known backbones: {backbones.list_backbones()})"
             )
-        model = backbones.create_backbone(name, **meta["config"])
+        try:
+            model = backbones.create_backbone(name, **config)
+        except backbones.BackboneFactoryError as e:
+            raise CheckpointError(f"checkpoint {path} cannot be rebuilt: {e}") from e
     check_layout(path, tensors, model)
     model.load_state_dict(tensors)
     return model.to(device).eval()

@@ -34,7 +34,8 @@ _entry_points_loaded = False
 
 
 class BackboneFactoryError(ValueError):
-    """A factory string that cannot be imported, is not callable or does not build an ``nn.Module``."""
+    """A factory string that cannot be imported, is not callable or does not build an ``nn.Module``,
+    or a registered builder that returns something other than an ``nn.Module``."""
 
 
 def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -58,7 +59,9 @@ def load_entry_points(*, force: bool = False) -> list[str]:
       is not called.
 
     An entry point that fails to import or to register is skipped with a warning naming it;
-    the other backbones stay usable.
+    the other backbones stay usable. That holds for whatever it raises, ``SystemExit`` included
+    (a plug-in calling ``sys.exit`` must not end every promptkit command); only
+    ``KeyboardInterrupt`` goes through.
 
     Args:
         force: load them again even if they were loaded already (for tests).
@@ -78,7 +81,9 @@ def load_entry_points(*, force: bool = False) -> list[str]:
                 obj()
             else:
                 raise TypeError(f"it names a {type(obj).__name__}, not a module or a registration function")
-        except Exception as e:  # a broken plug-in must not break the shipped backbones
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # a broken plug-in (even one calling sys.exit) must not break the others
             warnings.warn(f"{label} was skipped: {type(e).__name__}: {e}", RuntimeWarning, stacklevel=3)
             continue
         loaded.append(ep.name)
@@ -111,9 +116,23 @@ def backbone_builder(name: str) -> Callable[..., nn.Module]:
     return _BACKBONES[name]
 
 
-def create_backbone(name: str, **cfg) -> nn.Module:
-    """Build the registered backbone ``name`` with keyword config ``cfg``."""
-    return backbone_builder(name)(**cfg)
+def create_backbone(name: str, **cfg: Any) -> nn.Module:
+    """Build the registered backbone ``name`` with keyword config ``cfg``.
+
+    Raises:
+        KeyError: ``name`` is not registered.
+        BackboneFactoryError: the builder returned something that is not an ``nn.Module``
+            (naming the backbone, the builder and the type it returned).
+    """
+    fn = backbone_builder(name)
+    model = fn(**cfg)
+    if not isinstance(model, nn.Module):
+        where = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+        raise BackboneFactoryError(
+            f"backbone {name!r}: its registered builder {where} returned a {type(model).__name__}, "
+            "not a torch.nn.Module"
+        )
+    return model
 
 
 # --- factories: "package.module:function" ------------------------------------------------------

@@ -10,9 +10,17 @@ Axes are dotted recipe keys, ``section.field`` or ``section.table.key``
 (``prompt.prompter.prompt_length=4,16``); values are TOML literals (``true``, ``0.5``, ``"data"``).
 The seed sets ``[prompt] seed``, which seeds the prompt stage and every method's training.
 
+Each cell runs in ``cells/<name>/``, its name readable and injective:
+``prompt.eta=0.3,seed=1@3f2a9c1d``, the axis values (characters outside ``[\\w.=,+-]`` as ``_``) and
+8 hex digits of the sha256 of the exact overrides and seed, so two cells never share a directory
+(``"ck/a.safetensors"`` and ``"ck_a.safetensors"`` read alike but hash apart). Everything is checked
+(the grid, every cell's recipe, the methods, the device, ``jobs``) before anything is written.
+
 Resumable: a cell whose ``protocol.json`` exists is read back, not re-run, and an interrupted cell
-continues from its last checkpoint; ``sweep.json`` records the grid, and a second sweep into the same
-directory with another recipe or grid is refused. The results land in one tidy CSV, ``sweep.csv``:
+continues from its last checkpoint; ``sweep.json`` records the grid and every cell's directory, and a
+second sweep into the same directory with another recipe or grid is refused. A directory written by
+an older promptkit (cells named without the hash) is resumed under its old names where those are
+distinct, and refused where two cells shared one. The results land in one tidy CSV, ``sweep.csv``:
 one row per cell × method × setting (case or missing rate) × metric; ``timing.json`` keeps the wall
 time of every invocation that ran cells.
 """
@@ -20,6 +28,7 @@ time of every invocation that ran cells.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import os
@@ -39,6 +48,7 @@ __all__ = [
     "SweepCell",
     "SweepError",
     "apply_overrides",
+    "cell_dirs",
     "expand_grid",
     "parse_assignment",
     "parse_seeds",
@@ -52,6 +62,10 @@ CSV_COLUMNS = ("cell", "seed", "method", "setting", "metric", "value")
 SWEEP_FILE = "sweep.json"
 TIMING_FILE = "timing.json"
 CELL_DONE = "protocol.json"
+CELL_NAMING = 2
+"""``sweep.json``'s ``cell_naming``: 2 is ``<readable>@<hash>``; a file without it named cells ``<readable>``."""
+SEED_KEY = "prompt.seed"  # what a sweep's seeds set
+_NAME_LIMIT = 200  # the readable part is cut here (the hash keeps the name unique), under the usual 255 bytes
 
 
 class SweepError(ValueError):
@@ -66,10 +80,23 @@ class SweepCell:
     seed: int
 
     @property
-    def name(self) -> str:
-        """A directory name: ``prompt.eta=0.3,seed=1``, characters outside ``[\\w.=,+-]`` replaced by ``_``."""
+    def label(self) -> str:
+        """The readable part of :attr:`name`: ``prompt.eta=0.3,seed=1``, characters outside
+        ``[\\w.=,+-]`` replaced by ``_`` (so two cells may share a label)."""
         parts = [f"{k}={_literal(v)}" for k, v in self.overrides] + [f"seed={self.seed}"]
         return re.sub(r"[^\w.=,+-]", "_", ",".join(parts))
+
+    @property
+    def key(self) -> str:
+        """The exact overrides and seed as canonical JSON: equal for equal cells only (``1``,
+        ``1.0``, ``"1"`` and ``true`` all differ)."""
+        return json.dumps({"overrides": [[k, v] for k, v in self.overrides], "seed": self.seed},
+                          sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    @property
+    def name(self) -> str:
+        """The cell's directory name, ``<label>@<8 hex of sha256(key)>``: ``prompt.eta=0.3,seed=1@3f2a9c1d``."""
+        return f"{self.label[:_NAME_LIMIT]}@{hashlib.sha256(self.key.encode()).hexdigest()[:8]}"
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.overrides)
@@ -79,26 +106,34 @@ class SweepCell:
 def parse_assignment(text: str) -> tuple[str, list[Any]]:
     """``"prompt.eta=0.1,0.3"`` → ``("prompt.eta", [0.1, 0.3])``; each value a TOML literal, a
     bare word that is not one (``data``) a string."""
+    bad = re.search(r"[\x00-\x08\x0a-\x1f\x7f]", text)
+    if bad:
+        raise SweepError(f"--set {text!r}: a newline or other control character ({bad.group()!r} at position "
+                         f"{bad.start()}) in the assignment; give KEY=V1,V2,... on one line")
     key, sep, values = text.partition("=")
     key = key.strip()
     if not sep or not key or not values.strip():
         raise SweepError(f"--set {text!r}: expected KEY=V1,V2,... (e.g. prompt.eta=0.1,0.3)")
     if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", key):
         raise SweepError(f"--set {text!r}: the key must be dotted, section.field (e.g. prompt.eta)")
-    parsed = [_parse_value(v.strip(), text) for v in _split_values(values)]
+    parsed = [_parse_value(v.strip(), text) for v in _split_values(values, text)]
     if len({json.dumps(v) for v in parsed}) != len(parsed):
         raise SweepError(f"--set {text!r}: a value is listed twice")
     return key, parsed
 
 
-def _split_values(values: str) -> list[str]:
-    """Split on commas outside quotes and brackets (``[1, 2],[3]`` is two values)."""
+def _split_values(values: str, where: str) -> list[str]:
+    """Split on commas outside quotes and brackets (``[1, 2],[3]`` is two values); a ``#`` outside
+    quotes is refused (TOML would read the rest as a comment and drop it)."""
     out, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(values):
         if quote:
             quote = "" if ch == quote else quote
         elif ch in "\"'":
             quote = ch
+        elif ch == "#":
+            raise SweepError(f"--set {where!r}: '#' outside quotes would start a TOML comment and drop the rest "
+                             f"of the value; quote a string that holds one")
         elif ch in "[{":
             depth += 1
         elif ch in "]}":
@@ -112,7 +147,7 @@ def _split_values(values: str) -> list[str]:
 def _parse_value(raw: str, where: str) -> Any:
     if not raw:
         raise SweepError(f"--set {where!r}: an empty value")
-    try:
+    try:  # one line without a comment (both refused above): one TOML value, nothing dropped
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         if re.fullmatch(r"[\w.+-]+", raw):
@@ -145,13 +180,30 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
 
 
 def expand_grid(axes: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> list[SweepCell]:
-    """Every combination of the axes' values (the first axis slowest), each for every seed."""
+    """Every combination of the axes' values (the first axis slowest), each for every seed.
+
+    Raises:
+        SweepError: an axis without values, or a ``prompt.seed`` axis (the seeds set ``[prompt] seed``
+            of every cell, so the axis would be overridden: give those seeds as ``seeds``).
+    """
     for key, values in axes.items():
         if not values:
             raise SweepError(f"axis {key!r} has no values")
+    if SEED_KEY in axes:
+        values = list(axes[SEED_KEY])
+        shown = ",".join(_literal(v) for v in values)
+        hint = f"--seeds {shown}" if all(isinstance(v, int) and not isinstance(v, bool) for v in values) else "--seeds"
+        raise SweepError(f"--set {SEED_KEY}={shown} conflicts with --seeds {','.join(map(str, seeds))}: both set "
+                         f"[prompt] seed, and the seeds would override the axis in every cell; give the seeds once, "
+                         f"as {hint}")
     keys = list(axes)
-    return [SweepCell(tuple(zip(keys, combo)), int(seed))
-            for combo in itertools.product(*(axes[k] for k in keys)) for seed in seeds]
+    cells = [SweepCell(tuple(zip(keys, combo)), int(seed))
+             for combo in itertools.product(*(axes[k] for k in keys)) for seed in seeds]
+    names: dict[str, SweepCell] = {}
+    for c in cells:  # the hash makes names unique; two cells sharing one would share their results
+        if names.setdefault(c.name, c) is not c:
+            raise SweepError(f"cells {names[c.name].key} and {c.key} share the directory name {c.name!r}")
+    return cells
 
 
 def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any], seed: int | None = None) -> Recipe:
@@ -190,6 +242,10 @@ def run_sweep(
 ) -> Path:
     """Run every cell not yet finished; write and return ``out_dir/sweep.csv``.
 
+    Everything is checked before anything is written (a wrong argument leaves no ``sweep.json``
+    to block the corrected command): the grid, every cell's recipe, the methods, the device,
+    ``jobs``, ``data_path`` and the directory's earlier sweep.
+
     Args:
         recipe: a :class:`Recipe`, or a recipe file / shipped recipe name.
         axes: dotted key → values (see :func:`parse_assignment`); may be empty (seeds only).
@@ -198,18 +254,23 @@ def run_sweep(
         jobs: cells run in this many processes at once, one torch thread each.
 
     Raises:
-        SweepError: ``out_dir`` holds a sweep of another recipe, grid, seed list or methods.
-        RecipeError: an override names no recipe key or has the wrong type (before anything runs).
+        SweepError: ``out_dir`` holds a sweep of another recipe, grid, seed list or methods; a
+            ``prompt.seed`` axis beside ``seeds``; ``jobs`` < 1; a missing ``data_path``.
+        RecipeError: an override names no recipe key or has the wrong type.
+        KeyError, ValueError: an unknown method or device (``run_pipeline``'s own errors).
     """
     base = recipe if isinstance(recipe, Recipe) else load(recipe)
     out_dir = Path(out_dir)
+    seeds = parse_seeds(seeds)
     cells = expand_grid(axes, seeds)
-    recipes = {c.name: apply_overrides(base, c.as_dict(), c.seed) for c in cells}  # every cell checked first
-    _claim(out_dir, base, axes, seeds, methods)
-    todo = [c for c in cells if not (out_dir / "cells" / c.name / CELL_DONE).is_file()]
-    args = [(recipes[c.name], str(out_dir / "cells" / c.name), methods, device, data_path) for c in todo]
+    recipes = {c.key: apply_overrides(base, c.as_dict(), c.seed) for c in cells}  # every cell checked first
+    _check_arguments(list(recipes.values()), methods, jobs, device, data_path)
+    dirs = cell_dirs(out_dir, cells)
+    _claim(out_dir, base, axes, seeds, methods, cells)
+    todo = [c for c in cells if not (out_dir / "cells" / dirs[c.key] / CELL_DONE).is_file()]
+    args = [(recipes[c.key], str(out_dir / "cells" / dirs[c.key]), methods, device, data_path) for c in todo]
     t0 = time.perf_counter()
-    _run_cells(args, [c.name for c in todo], jobs, progress, len(cells))
+    _run_cells(args, [dirs[c.key] for c in todo], jobs, progress, len(cells))
     if todo:
         _log_timing(out_dir, time.perf_counter() - t0, len(todo), jobs)
     rows = sweep_rows(out_dir, cells, list(axes))
@@ -220,11 +281,62 @@ def run_sweep(
     return path
 
 
+def _check_arguments(recipes: Sequence[Recipe], methods: Sequence[str] | None, jobs: int, device: str | None,
+                     data_path: str | Path | None) -> None:
+    """What ``run_pipeline`` would refuse in the first cell, refused before the sweep writes anything."""
+    from .train.device import check_compile, resolve_device
+    from .train.methods import PROMPTS
+    from .train.run import check_methods
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SweepError(f"--jobs must be an integer of at least 1, got {jobs!r}")
+    if data_path is not None and not Path(data_path).is_file():
+        raise SweepError(f"--data {str(data_path)!r}: no such file")
+    resolve_device(device)
+    if methods is not None:
+        check_methods(methods)
+    for r in recipes:
+        if methods is None:
+            check_methods([PROMPTS, *r.prompt.controls, *r.prompt.baselines])
+        for stage in (r.pretrain, r.prompt):
+            check_compile(stage)
+
+
+def cell_dirs(out_dir: str | Path, cells: Sequence[SweepCell]) -> dict[str, str]:
+    """Each cell's directory name under ``out_dir/cells/``, by :attr:`SweepCell.key`.
+
+    A new sweep (or one whose ``sweep.json`` records them) uses :attr:`SweepCell.name`; a sweep that
+    an older promptkit wrote (no ``cell_naming`` in ``sweep.json``) keeps its readable names, so it
+    resumes where it stopped, unless two of its cells share one.
+
+    Raises:
+        SweepError: an older sweep whose cells share a directory (their results cannot be told apart).
+    """
+    path = Path(out_dir) / SWEEP_FILE
+    prev = json.loads(path.read_text()) if path.is_file() else None
+    if prev is None or prev.get("cell_naming") is not None:
+        recorded = {} if prev is None else {c["key"]: c["dir"] for c in prev.get("cells", [])}
+        return {c.key: recorded.get(c.key, c.name) for c in cells}
+    shared: dict[str, SweepCell] = {}
+    for c in cells:
+        other = shared.setdefault(c.label, c)
+        if other is not c:
+            raise SweepError(
+                f"{path} was written by an older promptkit that named cells without a hash, and two cells of this "
+                f"grid share the directory cells/{c.label} ({other.key} and {c.key}), so their results cannot be "
+                f"told apart; run the sweep into a new directory"
+            )
+    return {c.key: c.label for c in cells}
+
+
 def _claim(out_dir: Path, recipe: Recipe, axes: Mapping[str, Sequence[Any]], seeds: Sequence[int],
-           methods: Sequence[str] | None) -> None:
-    """Write ``sweep.json``, or refuse a directory whose ``sweep.json`` describes another sweep."""
+           methods: Sequence[str] | None, cells: Sequence[SweepCell]) -> None:
+    """Write ``sweep.json`` (with every cell's directory), or refuse a directory whose
+    ``sweep.json`` describes another sweep."""
     record = {"recipe": recipe.to_dict(), "recipe_source": recipe.source, "axes": {k: list(v) for k, v in axes.items()},
-              "seeds": list(seeds), "methods": list(methods) if methods is not None else None}
+              "seeds": list(seeds), "methods": list(methods) if methods is not None else None,
+              "cell_naming": CELL_NAMING,
+              "cells": [{"dir": c.name, "key": c.key, "overrides": c.as_dict(), "seed": c.seed} for c in cells]}
     path = out_dir / SWEEP_FILE
     if path.is_file():
         prev = json.loads(path.read_text())
@@ -293,14 +405,17 @@ def run_cell(recipe: Recipe, cell_dir: str, methods: Sequence[str] | None, devic
 
 def sweep_rows(out_dir: str | Path, cells: Iterable[SweepCell], axes: Sequence[str]) -> list[list[Any]]:
     """Tidy rows ``[cell, *axis values, seed, method, setting, metric, value]`` of the finished
-    cells; a setting is a case name, ``complete``, ``avg`` or ``rate=0.3``."""
+    cells (``cell`` is the cell's directory name); a setting is a case name, ``complete``, ``avg``
+    or ``rate=0.3``."""
+    cells = list(cells)
+    dirs = cell_dirs(out_dir, cells)
     rows: list[list[Any]] = []
     for cell in cells:
-        path = Path(out_dir) / "cells" / cell.name / CELL_DONE
+        path = Path(out_dir) / "cells" / dirs[cell.key] / CELL_DONE
         if not path.is_file():
             continue
         values = cell.as_dict()
-        head = [cell.name, *[_literal(values[a]) for a in axes], cell.seed]
+        head = [dirs[cell.key], *[_literal(values[a]) for a in axes], cell.seed]
         for method, result in json.loads(path.read_text())["results"].items():
             settings = {**result["cases"], **{f"rate={r}": m for r, m in result.get("rates", {}).items()}}
             for setting, metrics in settings.items():

@@ -18,6 +18,7 @@ from promptkit.cli import main
 from promptkit.recipes import RecipeError, from_dict, load
 from promptkit.sweep import (
     CSV_COLUMNS,
+    SweepCell,
     SweepError,
     apply_overrides,
     expand_grid,
@@ -57,7 +58,8 @@ def test_the_grid_is_the_full_product_first_axis_slowest_each_for_every_seed():
     assert [c.as_dict() for c in cells[:2]] == [{"prompt.eta": 0.1, "prompt.prompter.prompt_length": 4}] * 2
     assert [c.seed for c in cells[:2]] == [0, 1]
     assert cells[-1].as_dict() == {"prompt.eta": 0.5, "prompt.prompter.prompt_length": 16}
-    assert expand_grid({}, [0, 1, 2])[2].name == "seed=2"  # seeds only
+    assert expand_grid({}, [0, 1, 2])[2].label == "seed=2"  # seeds only
+    assert expand_grid({}, [0, 1, 2])[2].name.startswith("seed=2@")
     with pytest.raises(SweepError, match="no values"):
         expand_grid({"prompt.eta": []}, [0])
 
@@ -82,6 +84,11 @@ def test_a_wrong_key_or_type_is_the_recipes_error_naming_it(key, value, match):
 
 
 # --- running, with a fake pipeline -----------------------------------------------------------------
+def _cell(eta: float, seed: int = 0) -> str:
+    """The directory name of the cell ``prompt.eta=eta, seed``."""
+    return SweepCell((("prompt.eta", eta),), seed).name
+
+
 def _tiny():
     return from_dict(tiny_recipe_dict(prompt={"epochs": 1, "eta": 0.5}))
 
@@ -129,7 +136,7 @@ def test_every_cell_runs_with_its_own_settings_and_the_csv_is_tidy(fake_pipeline
 
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_cells(fake_pipeline, tmp_path):
     calls, fail_on = fake_pipeline
-    fail_on.add("prompt.eta=0.3,seed=0")
+    fail_on.add(_cell(0.3, 0))
     with pytest.raises(RuntimeError, match="interrupted"):
         run_sweep(_tiny(), {"prompt.eta": [0.1, 0.3]}, [0, 1], tmp_path, progress=False)
     assert [(e, s) for e, s, _ in calls] == [(0.1, 0), (0.1, 1)]
@@ -159,7 +166,7 @@ def test_cells_run_in_parallel_processes(fake_pipeline, tmp_path):
     """jobs=2: every cell finishes once (the fake is inherited by the forked workers)."""
     path = run_sweep(_tiny(), {"prompt.eta": [0.1, 0.3, 0.5]}, [0], tmp_path, jobs=2, progress=False)
     cells = {p.name for p in (tmp_path / "cells").iterdir() if (p / "protocol.json").is_file()}
-    assert cells == {"prompt.eta=0.1,seed=0", "prompt.eta=0.3,seed=0", "prompt.eta=0.5,seed=0"}
+    assert cells == {_cell(0.1), _cell(0.3), _cell(0.5)}
     assert path.is_file()
 
 
@@ -176,7 +183,7 @@ def test_the_cli_runs_a_real_two_cell_sweep(tmp_path, capsys):
     assert {r["prompt.prompter.prompt_length"] for r in rows} == {"2", "3"}
     assert {r["method"] for r in rows} == {"zero_filled", "mplmm"}
     lengths = {}
-    for cell in ("prompt.prompter.prompt_length=2,seed=0", "prompt.prompter.prompt_length=3,seed=0"):
+    for cell in (SweepCell((("prompt.prompter.prompt_length", n),), 0).name for n in (2, 3)):
         run = json.loads((out / "cells" / cell / "prompt" / "run.json").read_text())
         lengths[cell] = run["identity"]["run"]["prompter"]["prompt_length"]
     assert sorted(lengths.values()) == [2, 3]  # each cell trained with its own setting
@@ -189,11 +196,11 @@ def test_a_failed_cell_in_parallel_stops_the_sweep_and_a_rerun_finishes_it(fake_
     the rerun runs exactly the cells without a protocol.json."""
     _, fail_on = fake_pipeline
     etas = [round(0.1 * k, 1) for k in range(1, 9)]
-    fail_on.add("prompt.eta=0.1,seed=0")
+    fail_on.add(_cell(0.1))
     with pytest.raises(RuntimeError, match="interrupted"):
         run_sweep(_tiny(), {"prompt.eta": etas}, [0], tmp_path, jobs=2, progress=False)
     done = {p.name for p in (tmp_path / "cells").glob("*") if (p / "protocol.json").is_file()}
-    assert "prompt.eta=0.1,seed=0" not in done and len(done) < len(etas) - 1
+    assert _cell(0.1) not in done and len(done) < len(etas) - 1
     fail_on.clear()
     run_sweep(_tiny(), {"prompt.eta": etas}, [0], tmp_path, jobs=2, progress=False)
     assert len([p for p in (tmp_path / "cells").glob("*") if (p / "protocol.json").is_file()]) == len(etas)

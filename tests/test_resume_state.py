@@ -159,3 +159,39 @@ def test_two_pipelines_into_one_directory_are_refused(tmp_path):
     with lock_run_dir(tmp_path):  # another `promptkit run` holds it (flock is per open file, so this process too)
         with pytest.raises(RunDirError, match="in use by another run"):
             _pipeline(TINY, tmp_path)
+
+
+def test_a_torn_adapter_write_leaves_no_temporary_file_after_resume(tmp_path):
+    """A run killed while writing ``prompt/adapter/adapter_model.safetensors``: before, its
+    ``.adapter_model.safetensors.<random>.tmp`` stayed in ``prompt/adapter/`` after ``--resume``
+    (the sweep looked at the top folder only). Only the atomic writer's own temp names go, and not
+    below a folder another live run holds."""
+    killer = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        real = os.replace
+        def torn(src, dst, *a, **kw):  # the process dies with the temp file written, not yet renamed
+            if os.path.basename(dst) == "adapter_model.safetensors":
+                os._exit(9)
+            return real(src, dst, *a, **kw)
+        os.replace = torn
+        import test_resume_state as t
+        t._pipeline(t.TINY, {str(tmp_path)!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    adapter = tmp_path / "prompt" / "adapter"
+    torn = list(adapter.glob(".adapter_model.safetensors.*.tmp"))
+    assert len(torn) == 1 and not (adapter / "adapter_model.safetensors").exists()
+    keep = [adapter / "notes.tmp", adapter / ".keep.tmp", tmp_path / "pretrain" / "scratch.txt"]
+    for p in keep:
+        p.write_text("the user's")
+    live = tmp_path / "other"  # a folder another running process holds (its lock names a live pid)
+    live.mkdir()
+    (live / ".lock").write_text(f"{os.getpid()}\n")
+    (live / ".results.json.abcd1234.tmp").write_text("being written")
+    _pipeline(TINY, tmp_path, resume=True)
+    assert not torn[0].exists() and (adapter / "adapter_model.safetensors").is_file()
+    assert not list(tmp_path.rglob(".*.safetensors.*.tmp"))
+    assert all(p.exists() for p in keep) and (live / ".results.json.abcd1234.tmp").exists()

@@ -5,17 +5,19 @@ may change (:data:`RESUMABLE`); a directory that holds another run's checkpoints
 refused. While :func:`fit <promptkit.train.engine.fit>` runs it holds an exclusive lock on the
 directory (``.lock``, with the holder's pid), so two runs started into one directory cannot mix
 their files; the second is refused with the holder's pid. Temporary files a crashed writer left
-behind (``.<name>.<random>.tmp``) are removed when the lock is taken.
+behind (``.<name>.<random>.tmp``) are removed when the lock is taken, in every folder of the
+directory (``prompt/adapter/`` of a run too), except below a folder another live process holds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes, remove_stray_temps
 from ..recipes import config_hash
 
 try:
@@ -78,15 +80,40 @@ class RunDirLock:
 
 
 def lock_run_dir(out_dir: Path) -> RunDirLock:
-    """Take the run directory's lock, then remove stray temporary files of a crashed writer.
+    """Take the run directory's lock, then remove stray temporary files of a crashed writer from
+    every folder below it (:func:`promptkit._atomic.remove_stray_temps`); a folder whose own lock
+    names a live process is left alone.
 
     Raises:
         RunDirError: another process holds the lock (the message names its pid).
     """
     lock = RunDirLock(out_dir).acquire()
-    for stray in Path(out_dir).glob(".*.tmp"):
-        stray.unlink(missing_ok=True)
+    remove_stray_temps(out_dir, skip_dir=_held_by_a_live_process)
     return lock
+
+
+def _held_by_a_live_process(folder: Path) -> bool:
+    """Does ``folder/.lock`` name a process that is still running (a run writing there now)?
+
+    A lock that is released is empty; one a crashed run left names a process that is gone.
+    """
+    lock = folder / LOCK
+    try:
+        if not stat.S_ISREG(os.lstat(lock).st_mode):
+            return False
+        with open(lock, "rb") as f:
+            pid = int(f.read(32).decode(errors="replace").strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,11 +14,22 @@ A promptkit checkpoint (format version 2) is a safetensors file whose string met
   too (an edited ``kind``, ``meta`` or ``model_prefix`` is refused naming the key). safetensors
   itself refuses data bytes outside every tensor, so nothing that changes what loads is unchecked.
 
-Older files: version 1 files (written by promptkit before the ``integrity`` key existed; the
-shipped ``recipes/pretrained/*.safetensors`` are such files) still load, with a
-:class:`LegacyCheckpointWarning`, under the checks that format had - a checksum of the tensor bytes
-and the names/shapes fingerprint, which do not catch an offset swap or a dtype relabel. Loading one
-and saving it again writes version 2.
+What the digests protect against, and what they do not: they are unkeyed sha256 sums stored in
+the file itself, so they catch corruption (a torn write, a flipped bit, a truncated copy) and
+careless edits (a hand-edited header, offset, dtype or metadata value) - anything that changes
+what loads without also recomputing the digests. They do not authenticate the
+file: anyone who can write it can recompute them, so a forger's file passes. Loading a forged
+file is still only loading data (safetensors never runs code, and promptkit imports and calls
+nothing a file names); trust its *weights* only as far as you trust where it came from.
+
+Older files: version 1 (promptkit before the ``integrity`` key existed) covered the tensor bytes
+with one checksum but not the header. Only backbone files of that format still load (with a
+:class:`LegacyCheckpointWarning`), and only when their header is the one safetensors writes for
+the data: tensors laid out in safetensors' order (dtype, then name), contiguous from offset 0,
+each byte range exactly its shape times its dtype's size, so a swap of two tensors' offsets or a
+relabelled dtype is refused naming the tensor. Version-1 adapters, training states and every
+other kind are refused (they are retrained, or a run is started again without ``--resume``).
+Loading a version-1 backbone and saving it again writes version 2.
 
 Files are written to a temporary file in the same directory, fsynced, then ``os.replace``-d over
 the target: a crash leaves either the old file or the new one, never half of one.
@@ -44,6 +55,28 @@ FORMAT = "promptkit"
 VERSION = 2
 LEGACY_VERSIONS = ("1",)
 INTEGRITY_KEY = "integrity"
+LEGACY_KINDS = ("backbone",)
+"""The kinds a version-1 file may hold and still load; older promptkit wrote the others too."""
+
+#: the ways to get a current file in place of a version-1 file of each kind that is no longer read
+_V1_REMEDY = {
+    "adapter": "train the prompts again with this promptkit (the prompt stage of `promptkit run`, or "
+    "save_pretrained after training) to write a version-2 adapter",
+    "train-state": "run the stage again without --resume (delete the stage folder or pick a new --out): "
+    "an older promptkit's training state cannot be resumed",
+}
+_V1_REMEDY_OTHER = "train it again with this promptkit, which writes version 2"
+
+#: bytes per element of each safetensors dtype
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "C64": 8, "F64": 8, "I64": 8, "U64": 8,
+}
+#: safetensors lays tensors out by this rank, highest first (ties by name): its ``Dtype`` order
+_DTYPE_RANK: dict[str, int] = {d: i for i, d in enumerate(
+    ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64",
+     "F64", "I64", "U64"]
+)}
 
 
 class CheckpointError(ValueError):
@@ -310,25 +343,89 @@ def _mismatches(
     return problems
 
 
-def _verify_legacy(path: Path, blob: bytes, info: Mapping[str, str]) -> None:
-    """Format version 1's checks (data checksum; the fingerprint is checked by the caller), with a warning."""
-    version = info.get("version")
+def _verify_legacy(path: Path, blob: bytes, entries: Mapping[str, Mapping[str, Any]], info: Mapping[str, str]) -> None:
+    """Format version 1: backbone files only, their header checked against the data, then that
+    format's data checksum (the fingerprint is checked by the caller), with a warning.
+
+    Raises:
+        CheckpointError: an ``integrity`` key (a version-2 file relabelled), a kind other than
+            :data:`LEGACY_KINDS`, a header that is not the layout safetensors writes, or data that
+            does not match the stored checksum.
+    """
+    version, kind = info.get("version"), info.get("kind")
     if INTEGRITY_KEY in info:
         raise CheckpointError(
             f"checkpoint {path} was edited: it says format version {version!r}, which has no "
             f"{INTEGRITY_KEY!r} metadata key, but it has one (expected version {VERSION})"
         )
+    if kind not in LEGACY_KINDS:
+        raise CheckpointError(
+            f"checkpoint {path} holds {kind!r} in checkpoint format version {version}, written by an older "
+            f"promptkit; this promptkit loads version-{version} files only of kind {' or '.join(map(repr, LEGACY_KINDS))} "
+            f"(that format's checksum does not cover the header): {_V1_REMEDY.get(str(kind), _V1_REMEDY_OTHER)}"
+        )
     warnings.warn(
         f"checkpoint {path} was written by an older promptkit (checkpoint format version {version}), whose "
-        "checksum covers the tensor bytes but not the header: swapped tensor offsets or a relabelled dtype "
-        f"would go unnoticed. Load it and save it again (save_checkpoint) to write format version {VERSION}.",
+        "checksum covers the tensor bytes but not the header; the header was checked against the data instead. "
+        f"Load it and save it again (save_checkpoint) to write format version {VERSION}.",
         LegacyCheckpointWarning,
         stacklevel=3,
     )
+    check_legacy_header(path, entries)
     if _data_checksum(blob) != info.get("sha256"):
         raise CheckpointError(
             f"checkpoint {path} is corrupt: its tensor data does not match the stored checksum ('sha256')"
         )
+
+
+def check_legacy_header(path: str | Path, entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse a header that is not the one safetensors writes for its tensors: in safetensors'
+    order (dtype rank, highest first, then name), contiguous from data offset 0, each byte range
+    ``numel * dtype size`` long. Version-1 files have no digest of the header, so this is what
+    catches two tensors' offsets swapped or a dtype relabelled to another of the same size.
+
+    Raises:
+        CheckpointError: naming ``path``, the tensor and what its entry should be.
+    """
+    def show(name: str) -> str:
+        e = entries[name]
+        return f"tensor {name!r} (header: {e['dtype']} {e['shape']} at data offsets {list(e['data_offsets'])})"
+
+    for name, e in entries.items():
+        if e["dtype"] not in DTYPE_SIZES:
+            raise CheckpointError(
+                f"checkpoint {path}: {show(name)} has dtype {e['dtype']!r}, which no version-1 promptkit file holds "
+                f"(expected one of {sorted(DTYPE_SIZES)})"
+            )
+        numel = 1
+        for d in e["shape"]:
+            numel *= d
+        start, end = e["data_offsets"]
+        if end - start != numel * DTYPE_SIZES[e["dtype"]]:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or was edited: {show(name)} spans {end - start} bytes, but {numel} "
+                f"{e['dtype']} elements take {numel * DTYPE_SIZES[e['dtype']]}: its dtype, shape or offsets were "
+                "changed after saving"
+            )
+    rank = {n: -_DTYPE_RANK[e["dtype"]] for n, e in entries.items()}
+    stored = sorted(entries, key=lambda n: (*entries[n]["data_offsets"], rank[n], n))
+    written = sorted(entries, key=lambda n: (rank[n], n))  # the order safetensors writes
+    for got, want in zip(stored, written):
+        if got != want:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or was edited: {show(got)} is stored where the layout safetensors "
+                f"writes puts {show(want)} (tensors go in dtype-then-name order): offsets were swapped or a dtype "
+                "relabelled after saving"
+            )
+    at = 0
+    for name in stored:
+        start, end = entries[name]["data_offsets"]
+        if start != at:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or was edited: {show(name)} starts at byte {start} of the data, "
+                f"expected {at} (safetensors writes the tensors back to back from 0)"
+            )
+        at = end
 
 
 def load_checkpoint(
@@ -341,7 +438,8 @@ def load_checkpoint(
 
     Every tensor's name, dtype, shape and bytes and every metadata value are checked against
     the file's ``integrity`` record before anything is returned. A version-1 file (older
-    promptkit) loads under that format's weaker checks with a :class:`LegacyCheckpointWarning`.
+    promptkit) loads only when it holds a backbone, its header checked against the data
+    (:func:`check_legacy_header`), with a :class:`LegacyCheckpointWarning`.
 
     Args:
         kind: refuse a file of another kind.
@@ -353,14 +451,15 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: missing path, a directory, truncated, corrupt or edited file; not a
-            promptkit checkpoint; wrong kind; a different model's layout.
+            promptkit checkpoint; wrong kind; a version-1 file of a kind other than backbone; a
+            different model's layout.
     """
     path = Path(path)
     blob, entries, info, data = _open(path)
     if info["version"] == str(VERSION):
         _verify(path, entries, info, data)
     else:
-        _verify_legacy(path, blob, info)
+        _verify_legacy(path, blob, entries, info)
     if kind is not None and info.get("kind") != kind:
         raise CheckpointError(f"checkpoint {path} holds {info.get('kind')!r}, expected a {kind!r} checkpoint")
     try:
@@ -389,10 +488,28 @@ def check_layout(
     tensors: Mapping[str, torch.Tensor],
     expect: Mapping[str, torch.Tensor | Sequence[int]] | nn.Module,
 ) -> None:
-    """Refuse ``tensors`` (read from ``path``) whose names/shapes are not those of ``expect``."""
+    """Refuse ``tensors`` (read from ``path``) whose names/shapes are not those of ``expect``, or
+    whose dtype is of another family (integer, floating, complex, bool) than the tensor ``expect``
+    holds under that name: ``load_state_dict`` would convert the values, not refuse them."""
     want, got = _shapes(expect), _shapes(tensors)
     if fingerprint(want) != fingerprint(got):
         raise CheckpointError(f"checkpoint {path} belongs to a different model: {_layout_diff(got, want)}")
+    model = expect.state_dict() if isinstance(expect, nn.Module) else expect
+    for name, t in tensors.items():
+        ref = model.get(name)
+        if isinstance(ref, torch.Tensor) and isinstance(t, torch.Tensor) and _family(t.dtype) != _family(ref.dtype):
+            raise CheckpointError(
+                f"checkpoint {path}: tensor {name!r} is {t.dtype} in the file, but the model's is {ref.dtype} "
+                f"({_family(t.dtype)} vs {_family(ref.dtype)} values): a relabelled dtype or another model's file"
+            )
+
+
+def _family(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "floating" if dtype.is_floating_point else "integer"
 
 
 # --- prefixes -------------------------------------------------------------------------------

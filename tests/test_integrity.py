@@ -513,18 +513,18 @@ def test_adapter_paths_that_are_directories_or_files_are_named(tmp_path):
         promptkit.wrap(backbone, hooks=toy_spec(list(ADIMS))).save_pretrained(tmp_path / "ad" / WEIGHTS_NAME)
 
 
-def test_format_1_adapter_still_loads_with_a_warning(tmp_path):
-    backbone, expected = adapter(tmp_path)
+def test_format_1_adapter_is_refused_as_an_older_promptkits(tmp_path):
+    """Issue 24 item 4: a format-1 adapter (config not bound, weights' header unchecked) once loaded
+    with a warning; now it is refused, saying what wrote it and how to get a current one."""
+    backbone, _ = adapter(tmp_path)
     cfg = json.loads((tmp_path / CONFIG_NAME).read_text())
     tensors, _ = load_checkpoint(tmp_path / WEIGHTS_NAME, kind="adapter")
     cfg["format"] = "promptkit-adapter/1"  # as the previous promptkit wrote the pair
     (tmp_path / CONFIG_NAME).write_text(json.dumps(cfg, indent=2))
     write_v1(tmp_path / WEIGHTS_NAME, tensors, {"format": "promptkit-adapter/1"}, "adapter")
-    with pytest.warns(LegacyCheckpointWarning) as caught:
-        loaded = MissingModalityPrompter.from_pretrained(backbone, tmp_path).eval()
-    assert any("is not bound to its weights" in str(w.message) for w in caught)
-    with torch.no_grad():
-        assert torch.equal(loaded(**inputs(), mask=mask()), expected)
+    with pytest.raises(AdapterLoadError, match=r"promptkit_config\.json has format 'promptkit-adapter/1', written by "
+                       r"an older promptkit, which this promptkit no longer loads.*train the prompts again"):
+        MissingModalityPrompter.from_pretrained(backbone, tmp_path)
     edit_config(tmp_path, lambda c: c.update(format="promptkit-adapter/9"))
     with pytest.raises(AdapterLoadError, match=r"has format 'promptkit-adapter/9', expected 'promptkit-adapter/2'"):
         MissingModalityPrompter.from_pretrained(backbone, tmp_path)

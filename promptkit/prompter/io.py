@@ -9,15 +9,14 @@ their types), then refuses a JSON that differs from the copy in the weights - an
 order, a swapped hook path, a deleted key - naming the file and the key, all before any tensor is
 copied; nothing is ever unpickled.
 
-Older adapters (format ``promptkit-adapter/1``, written before the config was bound to the
-weights) still load, with a :class:`~promptkit.checkpoint.LegacyCheckpointWarning` saying their
-config is unprotected; ``save_pretrained`` again writes the current format.
+Older adapters (format ``promptkit-adapter/1``, weights in checkpoint format version 1, written
+before the config was bound to the weights) are refused with a message saying so: train the
+prompts again to write the current format.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_bytes
-from ..checkpoint import CheckpointError, LegacyCheckpointWarning, fingerprint, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from ..hookspec import HookSpec
 from .config import PrompterConfig
 
@@ -33,6 +32,7 @@ CONFIG_NAME = "promptkit_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 FORMAT = "promptkit-adapter/2"
 LEGACY_FORMATS = ("promptkit-adapter/1",)
+"""Formats older promptkit wrote, refused with a message that says so."""
 
 #: required top-level keys of ``promptkit_config.json`` and their JSON types
 CONFIG_SCHEMA: dict[str, type] = {
@@ -137,18 +137,9 @@ def save_adapter(prompter, directory: Path) -> None:
 
 
 def _check_binding(cfg_path: Path, weights_path: Path, config: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-    """Refuse a config that is not the one the weights were saved with (legacy files: warn)."""
+    """Refuse a config that is not the one the weights were saved with."""
     saved = meta.get("config")
     if saved is None:
-        if config["format"] in LEGACY_FORMATS and meta.get("format") in LEGACY_FORMATS:
-            warnings.warn(
-                f"adapter {cfg_path.parent} was written by an older promptkit (format {config['format']}): its "
-                f"{CONFIG_NAME} is not bound to its weights, so an edit to it would go unnoticed. Load it and "
-                f"save_pretrained it again to write format {FORMAT}.",
-                LegacyCheckpointWarning,
-                stacklevel=4,
-            )
-            return
         raise AdapterLoadError(
             f"{cfg_path} does not match the weights {weights_path}: the weights carry no copy of the config "
             f"(meta key 'config', present in every {FORMAT} adapter); they were written by other software or re-saved"
@@ -187,7 +178,13 @@ def load_adapter(cls, backbone: nn.Module, directory: Path):
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AdapterLoadError(f"{cfg_path} is not valid JSON: {e}") from None
     validate_config(cfg_path, config)
-    if config["format"] != FORMAT and config["format"] not in LEGACY_FORMATS:
+    if config["format"] in LEGACY_FORMATS:
+        raise AdapterLoadError(
+            f"{cfg_path} has format {config['format']!r}, written by an older promptkit, which this promptkit no "
+            "longer loads (its config is not bound to its weights, and their checksum does not cover the header): "
+            f"train the prompts again with this promptkit to write format {FORMAT!r}"
+        )
+    if config["format"] != FORMAT:
         raise AdapterLoadError(f"{cfg_path} has format {config['format']!r}, expected {FORMAT!r}")
     if config["backbone_class"] != type(backbone).__name__:
         raise AdapterLoadError(

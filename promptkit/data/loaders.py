@@ -23,6 +23,11 @@ Formats (``format=`` in :func:`load_data`, else detected):
       /test/...
       root attribute "num_classes" (optional, an integer; default: largest class id + 1)
 
+  The file is read only for itself: a dataset keeping its data in external files (external raw
+  storage), a virtual dataset (mapped from other files) and an external link (to an object in
+  another file, also one reached through a soft link) are refused, naming the split and dataset,
+  before anything is read from them. Soft links within the file are followed.
+
 **Modalities.** ``modalities=`` picks the modalities to read; the default is the standard three,
 ``("text", "audio", "vision")``. Any Python-identifier name may be given (not ``labels``, ``mask``
 or ``index``, the batch keys): an extra name such as ``"pose"`` is read from the key of that name
@@ -167,7 +172,7 @@ def load_h5(
     with f:
         groups = _map_splits(list(f.keys()), where)
         for split, key in groups.items():
-            grp = f[key]
+            grp = _h5_member(f, f, key, where, f"split '{key}'", h5py)
             if not isinstance(grp, h5py.Group):
                 raise DataFormatError(f"{where}: '{key}' must be a group of datasets (one per modality + 'label')")
             members: dict[str, str] = {}  # canonical name → the dataset's name in the file
@@ -194,15 +199,51 @@ def load_h5(
                     f"{sorted(grp.keys())}"
                 )
             keys[split] = {c: members[c] for c in (*mods, "labels")}
-            raw[split] = {c: _read_h5_dataset(grp, members[c], where, key, budget, h5py) for c in (*mods, "labels")}
+            raw[split] = {c: _read_h5_dataset(f, grp, members[c], where, key, budget, h5py) for c in (*mods, "labels")}
         num_classes = _h5_int_attr(f, "num_classes", where)
     return _build(raw, where, "h5", mods, task, name, num_classes=num_classes, keys=keys)
 
 
-def _read_h5_dataset(grp: Any, member: str, where: str, split: str, budget: SizeBudget, h5py: Any) -> np.ndarray:
-    """One numeric dataset, read after its declared size is counted against ``budget``."""
+def _h5_member(f: Any, parent: Any, name: str, where: str, at: str, h5py: Any, depth: int = 0) -> Any:
+    """``parent[name]``, refusing any link that could lead out of the file before following it.
+
+    A hard link is the object itself; a soft link is followed only through hard links (a path
+    within the file); an external link (which opens another file) or a user-defined link is
+    refused, naming ``at``.
+    """
+    try:
+        info = parent.id.links.get_info(name.encode())
+    except (KeyError, RuntimeError):  # h5py raises either for a missing name
+        raise DataFormatError(f"{where}: {at}: {name!r} does not exist in {parent.name!r}") from None
+    if info.type == h5py.h5l.TYPE_HARD:
+        return parent[name]
+    if info.type == h5py.h5l.TYPE_EXTERNAL:
+        target_file, target = (v.decode(errors="replace") for v in parent.id.links.get_val(name.encode()))
+        raise DataFormatError(
+            f"{where}: {at} is an external link to {target!r} in file {target_file!r}; promptkit reads only what is "
+            "stored in the data file itself, so copy that data into it"
+        )
+    if info.type != h5py.h5l.TYPE_SOFT:
+        raise DataFormatError(
+            f"{where}: {at} is a user-defined link (type {info.type}), which promptkit does not follow"
+        )
+    target = parent.id.links.get_val(name.encode()).decode(errors="replace")
+    if depth >= 8:
+        raise DataFormatError(f"{where}: {at}: soft links lead on more than 8 times (last to {target!r})")
+    node = f if target.startswith("/") else parent
+    for part in (p for p in target.split("/") if p and p != "."):
+        if not isinstance(node, h5py.Group):
+            raise DataFormatError(f"{where}: {at}: the soft link to {target!r} does not lead to an object")
+        via = at if depth else f"{at} (a soft link to {target!r})"
+        node = _h5_member(f, node, part, where, via, h5py, depth + 1)
+    return node
+
+
+def _read_h5_dataset(f: Any, grp: Any, member: str, where: str, split: str, budget: SizeBudget,
+                     h5py: Any) -> np.ndarray:
+    """One numeric dataset stored in the file itself, read after its declared size is counted against ``budget``."""
     at = f"split '{split}', dataset '{member}'"
-    node = grp[member]
+    node = _h5_member(f, grp, member, where, at, h5py)
     if not isinstance(node, h5py.Dataset):
         raise DataFormatError(
             f"{where}: {at}: expected a dataset, found a group "
@@ -212,6 +253,18 @@ def _read_h5_dataset(grp: Any, member: str, where: str, split: str, budget: Size
         raise DataFormatError(f"{where}: {at}: the dataset is empty (null dataspace)")
     if node.dtype.kind not in "biuf":
         raise DataFormatError(f"{where}: {at}: expected a numeric dataset, got dtype {node.dtype}")
+    if node.is_virtual:
+        sources = sorted({vs.file_name for vs in node.virtual_sources()})
+        raise DataFormatError(
+            f"{where}: {at} is a virtual dataset (its data is mapped from {sources[:3]}); promptkit reads only data "
+            "stored in the file itself, so store the data in the dataset"
+        )
+    external = node.external
+    if external:
+        raise DataFormatError(
+            f"{where}: {at} keeps its data in external file(s) {[e[0] for e in external][:3]}; promptkit reads only "
+            "data stored in the file itself, so store the data in the dataset"
+        )
     budget.charge(declared_bytes(node.shape, node.dtype.itemsize), f"{at} (shape {node.shape}, {node.dtype})")
     try:
         return node[()]

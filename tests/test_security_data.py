@@ -1,0 +1,149 @@
+"""Data files read only themselves, and the size caps count what loading allocates (issue 24, items 5-8).
+
+Each adversarial file is the issue's case scaled down: the cap is lowered through the limits
+mechanism (``max_bytes=`` or ``$PROMPTKIT_MAX_DATA_BYTES``) so that a small file goes over it, and
+``tracemalloc`` (which sees numpy's allocations) shows the refusal comes before the allocation.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from promptkit.data import DataFormatError, DataSizeError, load_data
+
+h5py = pytest.importorskip("h5py")
+
+SPLITS = ("train", "valid", "test")
+
+
+def _peak(fn):
+    """``(exception or result, peak traced bytes)`` of ``fn()``."""
+    tracemalloc.start()
+    try:
+        try:
+            out = fn()
+        except Exception as e:  # noqa: BLE001 - the caller checks which
+            out = e
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _mult_splits(n_train=4, classes=None, shapes=None):
+    """A MulT pickle's dict of zero float32 features ``(N, T, D)``, ``(T, D)`` = ``shapes[m]`` or (2, 3);
+    ``classes`` gives the first train samples these (N,) int labels (the others 0/1) instead of
+    regression labels."""
+    out = {}
+    for split in SPLITS:
+        n = n_train if split == "train" else 4
+        out[split] = {m: np.zeros((n, *(shapes or {}).get(m, (2, 3))), np.float32) for m in ("text", "audio", "vision")}
+        out[split]["labels"] = (np.zeros((n, 1, 1), np.float32) if classes is None
+                                else np.arange(n, dtype=np.int64) % 2)
+    if classes is not None:
+        out["train"]["labels"][: len(classes)] = classes
+    return out
+
+
+def _dump(obj, path):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=4)
+    return path
+
+
+def _h5(path, label=None, attrs=None, train=None):
+    """An MMIN-style h5 file of 4 samples a split; ``train`` replaces datasets of the train split."""
+    with h5py.File(path, "w") as f:
+        for split in SPLITS:
+            g = f.create_group(split)
+            for m in ("text", "audio", "vision"):
+                g.create_dataset(m, data=np.ones((4, 2, 3), np.float32))
+            g.create_dataset("label", data=np.arange(4) % 2 if label is None or split != "train" else label)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+        for name, make in (train or {}).items():
+            del f[f"train/{name}"]
+            make(f, f["train"], name)
+    return path
+
+
+# --- item 8: h5 files read only themselves ----------------------------------------------------
+@pytest.fixture
+def outside(tmp_path):
+    """A file that is not the data file: raw bytes and an h5 file with a dataset and a split group."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(1, 256)) * 4)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.full((4, 2, 3), 7, np.float32)
+        g = f.create_group("valid")
+        for m in ("text", "audio", "vision"):
+            g[m] = np.ones((4, 2, 3), np.float32)
+        g["label"] = np.arange(4) % 2
+    return secret, other
+
+
+def test_h5_external_raw_storage_is_refused_naming_the_dataset(tmp_path, outside):
+    secret, _ = outside
+    path = _h5(tmp_path / "ext.h5", train={
+        "text": lambda f, g, n: g.create_dataset(n, shape=(4, 2, 3), dtype="u1", external=[(str(secret), 0, 24)]),
+    })  # without the check the train features are the first 24 bytes of secret.bin
+    with pytest.raises(DataFormatError, match=r"ext.h5: split 'train', dataset 'text' keeps its data in external "
+                                              r"file\(s\) \['.*secret.bin'\]"):
+        load_data(path)
+
+
+def test_h5_virtual_dataset_is_refused_naming_the_dataset(tmp_path, outside):
+    _, other = outside
+
+    def virtual(f, g, n):
+        layout = h5py.VirtualLayout(shape=(4, 2, 3), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(other), "x", shape=(4, 2, 3))
+        g.create_virtual_dataset(n, layout)
+
+    path = _h5(tmp_path / "virt.h5", train={"audio": virtual})
+    with pytest.raises(DataFormatError, match=r"virt.h5: split 'train', dataset 'audio' is a virtual dataset \(its "
+                                              r"data is mapped from \['.*other.h5'\]\)"):
+        load_data(path)
+
+
+def test_h5_external_links_are_refused_before_they_are_followed(tmp_path, outside):
+    _, other = outside
+    path = _h5(tmp_path / "link.h5", train={"vision": lambda f, g, n: g.__setitem__(n, h5py.ExternalLink(other, "x"))})
+    with pytest.raises(DataFormatError, match=r"link.h5: split 'train', dataset 'vision' is an external link to 'x' in "
+                                              r"file '.*other.h5'"):
+        load_data(path)
+    path = _h5(tmp_path / "group.h5")
+    with h5py.File(path, "a") as f:
+        del f["valid"]
+        f["valid"] = h5py.ExternalLink(other, "valid")
+    with pytest.raises(DataFormatError, match=r"group.h5: split 'valid' is an external link to 'valid'"):
+        load_data(path)
+
+
+def test_h5_soft_links_are_followed_within_the_file_only(tmp_path, outside):
+    _, other = outside
+
+    def through_external(f, g, n):
+        f["valid/out"] = h5py.ExternalLink(other, "/")
+        g[n] = h5py.SoftLink("/valid/out/x")
+
+    path = _h5(tmp_path / "soft.h5", train={"text": through_external})
+    with pytest.raises(DataFormatError, match=r"soft.h5: split 'train', dataset 'text' \(a soft link to "
+                                              r"'/valid/out/x'\) is an external link to '/' in file '.*other.h5'"):
+        load_data(path, modalities=["text", "audio", "vision"])
+    path = _h5(tmp_path / "dangling.h5", train={"text": lambda f, g, n: g.__setitem__(n, h5py.SoftLink("/nowhere"))})
+    with pytest.raises(DataFormatError, match=r"dangling.h5: split 'train', dataset 'text' \(a soft link to "
+                                              r"'/nowhere'\): 'nowhere' does not exist in '/'"):
+        load_data(path)
+
+    def inside(f, g, n):
+        f["valid/copy"] = np.full((4, 2, 3), 2, np.float32)
+        g[n] = h5py.SoftLink("/valid/copy")
+
+    bundle = load_data(_h5(tmp_path / "inside.h5", train={"text": inside}), modalities=["text", "audio", "vision"])
+    assert float(bundle.splits["train"].features["text"].sum()) == 48.0

@@ -71,6 +71,87 @@ def _h5(path, label=None, attrs=None, train=None):
     return path
 
 
+# --- item 5: nested lists are counted element by element before stacking ----------------------
+def test_memo_shared_nested_list_is_counted_before_it_is_stacked(tmp_path, monkeypatch):
+    row = [0.5] * 30
+    seq = [row] * 50
+    raw = _mult_splits(n_train=2000, shapes={"text": (50, 30)})
+    raw["train"]["text"] = [seq] * 2000  # the memo stores row and seq once: 14 KB in the file, 23 MB stacked
+    path = _dump(raw, tmp_path / "nested.pkl")
+    assert path.stat().st_size < 200_000
+    monkeypatch.setenv("PROMPTKIT_MAX_DATA_BYTES", "1M")
+    err, peak = _peak(lambda: load_data(path))
+    assert isinstance(err, DataSizeError), err
+    assert ("nested.pkl: split 'train', key 'text' (a nested list stacking to shape (2000, 50, 30) of float64, each "
+            "repeated reference counted) needs 22.9 MiB (24000000 bytes)") in str(err)
+    assert "set by $PROMPTKIT_MAX_DATA_BYTES" in str(err)
+    assert peak < 2_000_000, f"{peak} bytes allocated before the refusal"
+    monkeypatch.delenv("PROMPTKIT_MAX_DATA_BYTES")
+    bundle = load_data(path, max_bytes="200M")  # a genuine file loads once the cap is raised
+    assert bundle.splits["train"].features["text"].shape == (2000, 50, 30)
+    assert float(bundle.splits["train"].features["text"][1999, 49, 29]) == 0.5
+
+
+@pytest.mark.parametrize("fmt", ["mult", "mmsa"])
+def test_list_of_references_to_one_array_is_counted_per_reference(tmp_path, fmt):
+    one = np.zeros((50, 30), np.float32)
+    raw = _mult_splits(n_train=2000, shapes={"audio": (50, 30)})
+    raw["train"]["audio"] = [one] * 2000  # 6 KB stored once, 12 MB once stacked
+    if fmt == "mmsa":
+        for split in SPLITS:
+            raw[split]["regression_labels"] = raw[split].pop("labels").reshape(-1)
+    path = _dump(raw, tmp_path / f"{fmt}.pkl")
+    assert path.stat().st_size < 200_000
+    err, peak = _peak(lambda: load_data(path, max_bytes="1M"))
+    assert isinstance(err, DataSizeError), err
+    assert (f"{fmt}.pkl: split 'train', key 'audio' (a nested list stacking to shape (2000, 50, 30) of float32, "
+            "each repeated reference counted) needs 11.4 MiB (12000000 bytes), more than the size limit of 1.0 MiB "
+            "(set by max_bytes)") in str(err)
+    assert peak < 2_000_000, f"{peak} bytes allocated before the refusal"
+
+
+def test_list_that_contains_itself_is_named(tmp_path):
+    loop: list = []
+    loop.append(loop)
+    raw = _mult_splits()
+    raw["valid"]["vision"] = loop
+    with pytest.raises(DataFormatError, match=r"loop.pkl: split 'valid', key 'vision': expected an array, got a "
+                                              r"list that contains itself"):
+        load_data(_dump(raw, tmp_path / "loop.pkl"))
+
+
+# --- item 6: dtype conversions are counted ----------------------------------------------------
+def test_gzip_int8_h5_counts_its_float32_copy_before_reading(tmp_path):
+    path = tmp_path / "int8.h5"
+    with h5py.File(path, "w") as f:
+        for split in SPLITS:
+            n = 2000 if split == "train" else 4  # 3 MB of int8 declared in train, 12 MB once float32
+            g = f.create_group(split)
+            g.create_dataset("text", data=np.zeros((n, 50, 30), np.int8), compression="gzip")
+            for m in ("audio", "vision"):
+                g.create_dataset(m, data=np.ones((n, 2, 3), np.float32))
+            g.create_dataset("label", data=np.zeros(n, np.float32))
+    assert path.stat().st_size < 200_000
+    err, peak = _peak(lambda: load_data(path, max_bytes="4M"))
+    assert isinstance(err, DataSizeError), err
+    assert ("int8.h5: split 'train', dataset 'text' (shape (2000, 50, 30), int8) as float32 (a copy), with its finite "
+            "check, needs 14.3 MiB (15000000 bytes), more than the size limit of 4.0 MiB (set by max_bytes)"
+            ) in str(err)
+    assert peak < 1_000_000, f"{peak} bytes allocated before the refusal"
+    bundle, peak = _peak(lambda: load_data(path, max_bytes="18M"))
+    assert bundle.splits["train"].features["text"].dtype.is_floating_point and peak <= 18 * 2**20
+
+
+def test_pickle_features_count_their_float32_copy(tmp_path):
+    raw = _mult_splits(n_train=1000, shapes={"text": (50, 30)})
+    raw["train"]["text"] = np.ones((1000, 50, 30), np.int8)  # 1.5 MB stored, 6 MB as float32
+    path = _dump(raw, tmp_path / "int8.pkl")
+    with pytest.raises(DataSizeError, match=r"int8.pkl: split 'train', key 'text' \(shape \(1000, 50, 30\), int8\) as "
+                                            r"float32 \(a copy\), with its finite check, needs 7.2 MiB"):
+        load_data(path, max_bytes="3M")
+    assert load_data(path, max_bytes="12M").splits["train"].features["text"].sum() == 1000 * 50 * 30
+
+
 # --- item 8: h5 files read only themselves ----------------------------------------------------
 @pytest.fixture
 def outside(tmp_path):

@@ -13,6 +13,20 @@ object arrays can grow) and :data:`H5_EXPANSION` for h5 files (which may be comp
 given as ``max_bytes=`` (to :func:`~promptkit.data.load_data`, the loaders and
 :func:`~promptkit.data.safe_load`) or in the environment variable ``PROMPTKIT_MAX_DATA_BYTES``
 (bytes, or a number with a K/M/G/T suffix, powers of 1024) replaces the derived one.
+
+**What is counted** is what loading allocates, not only what the file stores, each before it is
+allocated:
+
+- each array as the file declares it (its shape times its item size; for a compressed h5
+  dataset the shape counts, never the stored bytes);
+- a nested list (or tuple) in a pickle at the size ``np.asarray`` stacks it to, element by
+  element: a list referenced many times (the pickle memo lets a 10 KB file refer to one row a
+  million times) is counted every time it is referenced, as stacking copies it each time;
+- what the loaders make of each array (:func:`features_cost`, :func:`labels_cost`): features
+  become float32 (4 bytes an element, a copy unless they are float32 and writeable already) and
+  get a 1-byte mask for the finite check; labels become int64 or float32 with temporaries for
+  their checks (:data:`LABEL_WORK_ITEMSIZE` bytes an element). An int8 dataset thus counts 6
+  bytes an element, not 1.
 """
 
 from __future__ import annotations
@@ -33,6 +47,12 @@ PICKLE_EXPANSION = 8
 H5_EXPANSION = 1000
 """h5 datasets may be compressed (zero-padded features compress very well)."""
 ENV_VAR = "PROMPTKIT_MAX_DATA_BYTES"
+FEATURE_ITEMSIZE = 4
+"""Features are held as float32."""
+MASK_ITEMSIZE = 1
+"""The boolean mask of the finite check, one byte an element."""
+LABEL_WORK_ITEMSIZE = 16
+"""Labels: the int64/float32 result plus one 8-byte temporary an element for their checks."""
 
 _UNITS = {"": 1, "B": 1, "K": KiB, "KB": KiB, "KIB": KiB, "M": MiB, "MB": MiB, "MIB": MiB,
           "G": GiB, "GB": GiB, "GIB": GiB, "T": TiB, "TB": TiB, "TIB": TiB}
@@ -88,6 +108,17 @@ def size_limit(file_size: int, expansion: int, max_bytes: int | str | None = Non
     )
 
 
+def features_cost(numel: int, copied: bool) -> int:
+    """Bytes the loaders allocate for a feature array of ``numel`` elements on top of the array as
+    stored: its float32 copy when one is made (``copied``) and the finite check's mask."""
+    return int(numel) * ((FEATURE_ITEMSIZE if copied else 0) + MASK_ITEMSIZE)
+
+
+def labels_cost(numel: int) -> int:
+    """Bytes the loaders allocate for a label array of ``numel`` elements on top of it as stored."""
+    return int(numel) * LABEL_WORK_ITEMSIZE
+
+
 def declared_bytes(shape: Iterable[int], itemsize: int) -> int:
     """``prod(shape) * itemsize`` in Python ints (no overflow, whatever the file declares)."""
     return math.prod(int(s) for s in shape) * int(itemsize)
@@ -123,19 +154,20 @@ class SizeBudget:
         """Whether ``nbytes`` more stay within the limit (what :meth:`charge` checks)."""
         return self.total + int(nbytes) <= self.limit.max_bytes
 
-    def charge(self, nbytes: int, what: str) -> None:
-        """Count ``nbytes`` for ``what`` (e.g. "split 'train', dataset 'audio' (N, T, D) float32")."""
+    def charge(self, nbytes: int, what: str, verb: str = "declares") -> None:
+        """Count ``nbytes`` for ``what`` (e.g. "split 'train', dataset 'audio' (N, T, D) float32");
+        ``verb`` says how ``what`` comes to them in a refusal ("declares", "needs")."""
         nbytes = int(nbytes)
         cap = self.limit.max_bytes
         if nbytes > cap:
             raise self.error(
-                f"{self.where}: {what} declares {format_bytes(nbytes)} ({nbytes} bytes), more than the size limit "
+                f"{self.where}: {what} {verb} {format_bytes(nbytes)} ({nbytes} bytes), more than the size limit "
                 f"of {format_bytes(cap)} ({self.limit.basis}); if the file is genuine, pass max_bytes= or set "
                 f"${ENV_VAR}"
             )
         if self.total + nbytes > cap:
             raise self.error(
-                f"{self.where}: {what} declares {format_bytes(nbytes)} ({nbytes} bytes), which brings the file's "
+                f"{self.where}: {what} {verb} {format_bytes(nbytes)} ({nbytes} bytes), which brings the file's "
                 f"arrays to {format_bytes(self.total + nbytes)}, more than the size limit of {format_bytes(cap)} "
                 f"({self.limit.basis}); if the file is genuine, pass max_bytes= or set ${ENV_VAR}"
             )

@@ -44,9 +44,11 @@ Split names ``train``/``valid``/``test``; ``dev`` and ``val`` mean ``valid``. In
 other NaN/inf, in any modality, is an error naming split, modality and sample indices. A modality
 with no features (``D = 0``) or no time steps (``T = 0``) is an error.
 
-**Sizes.** Arrays are counted against a size limit before they are allocated (see
-:mod:`promptkit.data.limits`; ``max_bytes=`` overrides it): a file that declares more is refused
-with a :class:`~promptkit.data.limits.DataSizeError` naming the array and its declared size.
+**Sizes.** What loading allocates is counted against a size limit before it is allocated (see
+:mod:`promptkit.data.limits`; ``max_bytes=`` overrides it): each array as declared, a nested list
+at the size it stacks to (a list referenced many times counted each time), and the float32/int64
+copies the loaders make (an int8 dataset counts 6 bytes an element, not 1). A file that needs more
+is refused with a :class:`~promptkit.data.limits.DataSizeError` naming the array and the size.
 """
 
 from __future__ import annotations
@@ -60,8 +62,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .dataset import SPLITS, DataBundle, MSADataset
-from .limits import H5_EXPANSION, SizeBudget, declared_bytes, size_limit
-from .safe_pickle import safe_load
+from .limits import (
+    H5_EXPANSION,
+    SizeBudget,
+    declared_bytes,
+    features_cost,
+    labels_cost,
+    size_limit,
+)
+from .safe_pickle import load_counted
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
 """The standard modalities: the default, and the canonical order they come in."""
@@ -74,6 +83,11 @@ _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _H5_MODALITY_ALIASES = {"L": "text", "A": "audio", "V": "vision"}
 _H5_LABEL_NAMES = ("label", "labels")
 _FILE_OPTIONS = ("modalities", "task", "name", "max_bytes")
+_MAX_NDIM = 64
+"""numpy's most dimensions: a deeper nested list cannot be stacked."""
+_SCALAR_DTYPES = {bool: np.dtype(bool), int: np.dtype(np.int64), float: np.dtype(np.float64),
+                  complex: np.dtype(np.complex128)}
+_SCALAR_TYPES = frozenset(_SCALAR_DTYPES)
 
 
 class DataFormatError(ValueError):
@@ -115,12 +129,12 @@ def load_data(source: str | os.PathLike, format: str | None = None, **kw: Any) -
     if fmt == "h5" or (fmt is None and _looks_like_h5(path)):
         return load_h5(path, **kw)
     max_bytes = kw.pop("max_bytes", None)
-    obj = _read_pickle(path, max_bytes)
+    obj, budget = _read_pickle(path, max_bytes)
     if fmt is None:
         fmt = "mmsa" if _has_key_in_any_split(obj, "regression_labels") else "mult"
     if fmt == "mmsa":
-        return _mmsa_from_obj(obj, path, **kw)
-    return _mult_from_obj(obj, path, **kw)
+        return _mmsa_from_obj(obj, path, budget, **kw)
+    return _mult_from_obj(obj, path, budget, **kw)
 
 
 def load_mult_pickle(
@@ -129,7 +143,8 @@ def load_mult_pickle(
 ) -> DataBundle:
     """Load a MulT pickle; see the module docstring for the layout."""
     path = Path(path)
-    return _mult_from_obj(_read_pickle(path, max_bytes), path, modalities=modalities, task=task, name=name)
+    obj, budget = _read_pickle(path, max_bytes)
+    return _mult_from_obj(obj, path, budget, modalities=modalities, task=task, name=name)
 
 
 def load_mmsa_pickle(
@@ -138,7 +153,8 @@ def load_mmsa_pickle(
 ) -> DataBundle:
     """Load an MMSA pickle (regression labels by default); see the module docstring."""
     path = Path(path)
-    return _mmsa_from_obj(_read_pickle(path, max_bytes), path, modalities=modalities, task=task, name=name)
+    obj, budget = _read_pickle(path, max_bytes)
+    return _mmsa_from_obj(obj, path, budget, modalities=modalities, task=task, name=name)
 
 
 def load_h5(
@@ -199,7 +215,8 @@ def load_h5(
                     f"{sorted(grp.keys())}"
                 )
             keys[split] = {c: members[c] for c in (*mods, "labels")}
-            raw[split] = {c: _read_h5_dataset(f, grp, members[c], where, key, budget, h5py) for c in (*mods, "labels")}
+            raw[split] = {c: _read_h5_dataset(f, grp, members[c], where, key, budget, h5py, labels=c == "labels")
+                          for c in (*mods, "labels")}
         num_classes = _h5_int_attr(f, "num_classes", where)
     return _build(raw, where, "h5", mods, task, name, num_classes=num_classes, keys=keys)
 
@@ -239,9 +256,11 @@ def _h5_member(f: Any, parent: Any, name: str, where: str, at: str, h5py: Any, d
     return node
 
 
-def _read_h5_dataset(f: Any, grp: Any, member: str, where: str, split: str, budget: SizeBudget,
-                     h5py: Any) -> np.ndarray:
-    """One numeric dataset stored in the file itself, read after its declared size is counted against ``budget``."""
+def _read_h5_dataset(f: Any, grp: Any, member: str, where: str, split: str, budget: SizeBudget, h5py: Any,
+                     labels: bool = False) -> np.ndarray:
+    """One numeric dataset stored in the file itself, read after what loading it allocates is
+    counted against ``budget``: the declared array plus its float32 copy and checks for features
+    (:func:`~promptkit.data.limits.features_cost`), or the label checks (``labels``)."""
     at = f"split '{split}', dataset '{member}'"
     node = _h5_member(f, grp, member, where, at, h5py)
     if not isinstance(node, h5py.Dataset):
@@ -265,7 +284,15 @@ def _read_h5_dataset(f: Any, grp: Any, member: str, where: str, split: str, budg
             f"{where}: {at} keeps its data in external file(s) {[e[0] for e in external][:3]}; promptkit reads only "
             "data stored in the file itself, so store the data in the dataset"
         )
-    budget.charge(declared_bytes(node.shape, node.dtype.itemsize), f"{at} (shape {node.shape}, {node.dtype})")
+    what = f"{at} (shape {node.shape}, {node.dtype})"
+    budget.charge(declared_bytes(node.shape, node.dtype.itemsize), what)
+    numel = declared_bytes(node.shape, 1)
+    if labels:
+        budget.charge(labels_cost(numel), f"{what} as labels, with their checks,", verb="needs")
+    else:
+        copied = node.dtype != np.float32  # what h5py reads is writeable: float32 is used as read
+        budget.charge(features_cost(numel, copied),
+                      f"{what} as float32{' (a copy)' if copied else ''}, with its finite check,", verb="needs")
     try:
         return node[()]
     except (OSError, ValueError, TypeError) as e:
@@ -290,8 +317,8 @@ def _h5_int_attr(f: Any, name: str, where: str) -> int | None:
 
 
 # --- format-specific parsing ------------------------------------------------------------------
-def _mult_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None, task: str | None = None,
-                   name: str | None = None) -> DataBundle:
+def _mult_from_obj(obj: Any, path: Path, budget: SizeBudget, modalities: Sequence[str] | None = None,
+                   task: str | None = None, name: str | None = None) -> DataBundle:
     where = str(path)
     mods = _resolve_modalities(modalities)
     splits = _map_splits(_top_keys(obj, where), where)
@@ -306,11 +333,11 @@ def _mult_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None
                 "pass modalities=[..., 'name']"
             )
         raw[split] = _pick(d, mods, "labels", where, key)
-    return _build(raw, where, "mult", mods, task, name)
+    return _build(raw, where, "mult", mods, task, name, budget=budget)
 
 
-def _mmsa_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None, task: str | None = "regression",
-                   name: str | None = None) -> DataBundle:
+def _mmsa_from_obj(obj: Any, path: Path, budget: SizeBudget, modalities: Sequence[str] | None = None,
+                   task: str | None = "regression", name: str | None = None) -> DataBundle:
     where = str(path)
     mods = _resolve_modalities(modalities)
     task = task or "regression"
@@ -333,11 +360,12 @@ def _mmsa_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None
             )
         entries = _pick(d, mods, label_key, where, key)
         for m in mods:
-            entries[m] = _as_array(entries[m], f"{where}: split '{key}', key '{m}'", "an array (N, T, D)")
+            entries[m] = _as_array(entries[m], where, f"split '{key}', key '{m}'", "an array (N, T, D)", budget)
             lk = f"{m}_lengths"
             if lk in d:
                 n = entries[m].shape[:1]
-                got = _as_array(d[lk], f"{where}: split '{key}', key '{lk}'", f"one length per sample {n}").shape
+                got = _as_array(d[lk], where, f"split '{key}', key '{lk}'", f"one length per sample {n}",
+                                budget).shape
                 if got != n:
                     raise DataFormatError(
                         f"{where}: split '{key}', key '{lk}': expected shape {n} (one length per sample of "
@@ -345,17 +373,19 @@ def _mmsa_from_obj(obj: Any, path: Path, modalities: Sequence[str] | None = None
                     )
         raw[split] = entries
         keys[split] = {**{m: m for m in mods}, "labels": label_key}
-    return _build(raw, where, "mmsa", mods, task, name, keys=keys)
+    return _build(raw, where, "mmsa", mods, task, name, keys=keys, budget=budget)
 
 
 # --- shared checks ----------------------------------------------------------------------------
 def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tuple[str, ...], task: str | None,
            name: str | None, num_classes: int | None = None,
-           keys: Mapping[str, Mapping[str, str]] | None = None) -> DataBundle:
+           keys: Mapping[str, Mapping[str, str]] | None = None, budget: SizeBudget | None = None) -> DataBundle:
     """Validate per-split features and labels and assemble the bundle.
 
     ``keys[split][name]`` is the file's key for modality/``"labels"`` ``name`` (for messages;
-    default: the name itself).
+    default: the name itself). ``budget``: the file's size budget, charged for stacking lists and
+    for the float32/int64 copies before they are made; None where the reader has charged them
+    already (h5 counts them from the declared dtype before reading).
     """
     if task not in (None, "regression", "classification"):
         raise ValueError(f"task must be 'regression', 'classification' or None, got {task!r}")
@@ -366,8 +396,8 @@ def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tup
         entries = raw[split]
         key = dict((keys or {}).get(split, {}))
         key = {c: key.get(c, c) for c in (*mods, "labels")}
-        feats[split] = {m: _check_features(entries[m], where, split, m, key[m]) for m in mods}
-        labels[split], kinds[split] = _normalize_labels(entries["labels"], where, split, task, key["labels"])
+        feats[split] = {m: _check_features(entries[m], where, split, m, key[m], budget) for m in mods}
+        labels[split], kinds[split] = _normalize_labels(entries["labels"], where, split, task, key["labels"], budget)
         counts = {key[m]: x.shape[0] for m, x in feats[split].items()} | {key["labels"]: labels[split].shape[0]}
         if len(set(counts.values())) != 1:
             raise DataFormatError(f"{where}: split '{split}' has mismatched sample counts {counts}{_odd_ones(counts)}")
@@ -416,10 +446,20 @@ def _odd_ones(counts: Mapping[str, int]) -> str:
     return f": {', '.join(f'{k!r} ({n})' for k, n in odd.items())} disagree(s) with the {major} samples of the others"
 
 
-def _as_array(x: Any, at: str, expected: str) -> np.ndarray:
-    """``np.asarray(x)``, with a ragged nested list (or anything numpy cannot stack) an error at ``at``."""
+def _as_array(x: Any, where: str, loc: str, expected: str, budget: SizeBudget | None = None) -> np.ndarray:
+    """``np.asarray(x)``, with a ragged nested list (or anything numpy cannot stack) an error at
+    ``where: loc``; what stacking allocates is charged to ``budget`` first (see :func:`_stacked_size`)."""
     if isinstance(x, np.ndarray):
         return x
+    at = f"{where}: {loc}"
+    if budget is not None:
+        numel, itemsize, dtype, shape = _stacked_size(x, at)
+        budget.charge(
+            numel * itemsize,
+            f"{loc} (a nested {type(x).__name__} stacking to shape {shape} of {dtype}, each repeated reference "
+            "counted)" if isinstance(x, (list, tuple)) else f"{loc} (a {type(x).__name__} made an array of {dtype})",
+            verb="needs",
+        )
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as e:
@@ -429,11 +469,100 @@ def _as_array(x: Any, at: str, expected: str) -> np.ndarray:
         raise DataFormatError(f"{at}: expected {expected}, got {what} ({' '.join(str(e).split())[:200]})") from None
 
 
-def _check_features(x: Any, where: str, split: str, modality: str, key: str | None = None) -> np.ndarray:
-    """Features as float32 ``(N, T, D)``; audio ``-inf`` → 0 with a warning, other non-finite → error."""
+def _stacked_size(x: Any, at: str) -> tuple[int, int, np.dtype, tuple[int, ...]]:
+    """``(elements, itemsize, dtype, shape)`` of what ``np.asarray(x)`` would allocate, found without
+    allocating.
+
+    Elements are counted one by one, a list or array referenced many times once per reference
+    (``[row] * 10**6`` stacks a million copies of ``row``), so that a pickle whose memo shares one
+    list between many places is counted at the size stacking gives it. The dtype is numpy's
+    promotion of the leaves' dtypes and ``itemsize`` at least its item size (an upper bound: Python
+    scalars count 8 bytes, numbers among strings 128); ``shape`` follows the first element at each
+    level (for messages). Each distinct list is walked once, so the walk takes time in proportion
+    to the file's size, not to what it stacks to.
+
+    Raises:
+        DataFormatError: a list that contains itself, or nesting deeper than numpy's 64 dimensions.
+    """
+    sizes: dict[int, int] = {}  # id(list) -> elements it stacks to
+    open_lists: set[int] = set()
+    dtypes: set[np.dtype] = set()
+    widest = {str: 0, bytes: 0}
+
+    def leaf(v: Any) -> int:
+        if isinstance(v, np.ndarray):
+            dtypes.add(v.dtype)
+            return v.size
+        if isinstance(v, np.generic):  # numpy scalars, np.str_ and np.bytes_ included
+            dtypes.add(v.dtype)
+            return 1
+        if type(v) in _SCALAR_DTYPES:
+            dtypes.add(_SCALAR_DTYPES[type(v)])
+            return 1
+        if isinstance(v, (str, bytes)):
+            kind = str if isinstance(v, str) else bytes
+            widest[kind] = max(widest[kind], len(v))
+            return 1
+        if isinstance(v, bytearray):  # numpy reads its buffer: one uint8 per byte
+            dtypes.add(np.dtype(np.uint8))
+            return len(v)
+        dtypes.add(np.dtype(object))
+        return 1
+
+    def walk(v: Any, depth: int) -> int:
+        if not isinstance(v, (list, tuple)):
+            return leaf(v)
+        key = id(v)
+        if key in sizes:
+            return sizes[key]
+        if key in open_lists:
+            raise DataFormatError(f"{at}: expected an array, got a {type(v).__name__} that contains itself")
+        if depth >= _MAX_NDIM:
+            raise DataFormatError(f"{at}: expected an array, got lists nested more than {_MAX_NDIM} deep")
+        types = set(map(type, v))
+        if types <= _SCALAR_TYPES:  # the common innermost level: no call per element
+            dtypes.update(_SCALAR_DTYPES[t] for t in types)
+            n = len(v)
+        else:
+            open_lists.add(key)
+            n = sum(walk(item, depth + 1) for item in v)
+            open_lists.discard(key)
+        sizes[key] = n
+        return n
+
+    numel = walk(x, 0)
+    mixed_text = any(widest.values()) and bool(dtypes)
+    for kind, code in ((str, "U"), (bytes, "S")):
+        if widest[kind]:
+            dtypes.add(np.dtype(f"{code}{widest[kind]}"))
+    try:
+        dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    except TypeError:  # numpy would make an object array
+        dtype = np.dtype(object)
+    itemsize = max([dtype.itemsize, *(d.itemsize for d in dtypes)])
+    if mixed_text:  # numbers among strings become 32-character strings
+        itemsize = max(itemsize, 128)
+    shape: list[int] = []
+    v = x
+    while isinstance(v, (list, tuple)) and len(shape) < _MAX_NDIM:
+        shape.append(len(v))
+        if not v:
+            break
+        v = v[0]
+    if isinstance(v, np.ndarray):
+        shape.extend(v.shape)
+    return numel, itemsize, dtype, tuple(shape)
+
+
+def _check_features(x: Any, where: str, split: str, modality: str, key: str | None = None,
+                    budget: SizeBudget | None = None) -> np.ndarray:
+    """Features as float32 ``(N, T, D)``; audio ``-inf`` → 0 with a warning, other non-finite → error.
+
+    ``budget`` (when given) is charged for the float32 copy and the finite check's mask first."""
     key = key or modality
-    at = f"{where}: split '{split}', key '{key}'" + (f" ({modality})" if key != modality else "")
-    arr = _as_array(x, at, "a numeric array (N, T, D)")
+    loc = f"split '{split}', key '{key}'" + (f" ({modality})" if key != modality else "")
+    at = f"{where}: {loc}"
+    arr = _as_array(x, where, loc, "a numeric array (N, T, D)", budget)
     if arr.dtype.kind not in "fiub":
         raise DataFormatError(f"{at}: expected a numeric array (N, T, D), got dtype {arr.dtype}")
     if arr.ndim != 3:
@@ -448,7 +577,12 @@ def _check_features(x: Any, where: str, split: str, modality: str, key: str | No
             f"{at}: modality '{modality}' has sequence length T = 0 (shape {arr.shape}); a modality needs at least "
             "one time step, so leave it out with modalities=[...]"
         )
-    arr = np.array(arr, dtype=np.float32, copy=arr.dtype != np.float32 or not arr.flags.writeable)
+    copy = arr.dtype != np.float32 or not arr.flags.writeable
+    if budget is not None:
+        budget.charge(features_cost(arr.size, copy),
+                      f"{loc} (shape {arr.shape}, {arr.dtype}) as float32{' (a copy)' if copy else ''}, with its "
+                      "finite check,", verb="needs")
+    arr = np.array(arr, dtype=np.float32, copy=copy)
     if modality == "audio":
         neg_inf = np.isneginf(arr)
         count = int(neg_inf.sum())
@@ -472,12 +606,19 @@ def _check_features(x: Any, where: str, split: str, modality: str, key: str | No
     return arr
 
 
-def _normalize_labels(y: Any, where: str, split: str, task: str | None, key: str = "labels") -> tuple[np.ndarray, str]:
-    """Labels → (array, kind): float ``(N,)`` "regression", long ``(N,)`` "classes" or long ``(N, K)`` "binary"."""
-    at = f"{where}: split '{split}', key '{key}'"
-    arr = _as_array(y, at, "labels (N,), (N, 1, 1) or (N, K, 2)")
+def _normalize_labels(y: Any, where: str, split: str, task: str | None, key: str = "labels",
+                      budget: SizeBudget | None = None) -> tuple[np.ndarray, str]:
+    """Labels → (array, kind): float ``(N,)`` "regression", long ``(N,)`` "classes" or long ``(N, K)`` "binary".
+
+    ``budget`` (when given) is charged for the copies and checks first."""
+    loc = f"split '{split}', key '{key}'"
+    at = f"{where}: {loc}"
+    arr = _as_array(y, where, loc, "labels (N,), (N, 1, 1) or (N, K, 2)", budget)
     if arr.dtype.kind not in "fiub":
         raise DataFormatError(f"{at}: expected numeric labels, got dtype {arr.dtype}")
+    if budget is not None:
+        budget.charge(labels_cost(arr.size), f"{loc} (shape {arr.shape}, {arr.dtype}) as labels, with their checks,",
+                      verb="needs")
     if arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
     if arr.ndim == 0:
@@ -570,10 +711,11 @@ def _resolve_format(fmt: str) -> str:
     return _FORMAT_ALIASES[fmt]
 
 
-def _read_pickle(path: Path, max_bytes: int | str | None = None) -> Any:
+def _read_pickle(path: Path, max_bytes: int | str | None = None) -> tuple[Any, SizeBudget]:
+    """The pickle's content and the size budget its arrays were counted against (to go on counting)."""
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    return safe_load(path, max_bytes=max_bytes)
+    return load_counted(path, max_bytes=max_bytes)
 
 
 def _top_keys(obj: Any, where: str) -> list[Any]:

@@ -21,7 +21,10 @@ standard library's pure-Python unpickler with its risky opcodes replaced):
   one per element, never as raw bytes; str (``U``) data must hold valid code points.
 - **Sizes**: declared sizes are checked against the file before anything is allocated: a
   length prefix may not run past the end of the file, and arrays are counted against a
-  :class:`~promptkit.data.limits.SizeLimit` (:class:`PickleTooLargeError`).
+  :class:`~promptkit.data.limits.SizeLimit` (:class:`PickleTooLargeError`). Lists stay lists
+  here (a list the memo shares between many places is one object); :func:`load_counted` hands the
+  budget on, so that the data loaders count what stacking them into arrays and converting dtypes
+  allocates against the same limit.
 - **Opcodes** that would call methods of arbitrary objects are restricted to their containers
   (``APPEND`` to lists, ``SETITEM`` to dicts, ``ADDITEMS`` to sets, ``BUILD`` to the arrays and
   dtypes the file has just created, once each).
@@ -707,6 +710,14 @@ def safe_load(path_or_file: str | os.PathLike | BinaryIO, encoding: str = "latin
         CorruptPickleError: the file is truncated, not a pickle or inconsistent.
         FileNotFoundError: no such file.
     """
+    return load_counted(path_or_file, encoding, max_bytes)[0]
+
+
+def load_counted(path_or_file: str | os.PathLike | BinaryIO, encoding: str = "latin1",
+                 max_bytes: int | str | None = None) -> tuple[Any, SizeBudget]:
+    """:func:`safe_load`, also returning the :class:`~promptkit.data.limits.SizeBudget` the file's
+    arrays were counted against, so that whoever turns the result into arrays (stacking nested
+    lists, converting dtypes) goes on counting against the same limit: the data loaders do."""
     if isinstance(path_or_file, (str, os.PathLike)):
         source = os.fspath(path_or_file)
         with open(source, "rb") as f:
@@ -725,12 +736,15 @@ def safe_load(path_or_file: str | os.PathLike | BinaryIO, encoding: str = "latin
     return _load(f, size, source, encoding, max_bytes)
 
 
-def _load(f: BinaryIO, size: int, source: str, encoding: str, max_bytes: int | str | None) -> Any:
+def _load(f: BinaryIO, size: int, source: str, encoding: str,
+          max_bytes: int | str | None) -> tuple[Any, SizeBudget]:
     limit = size_limit(size, PICKLE_EXPANSION, max_bytes)
     budget = SizeBudget(limit, source, error=PickleTooLargeError)
     reader = _BoundedReader(f, size, source)
     try:
-        return _RestrictedUnpickler(reader, source, encoding, budget).load()
+        obj = _RestrictedUnpickler(reader, source, encoding, budget).load()
+        budget.where = source  # messages of later charges name the file, not the last key seen
+        return obj, budget
     except (UnsafePickleError, CorruptPickleError):
         raise
     except Exception as e:  # whatever else a malformed stream trips over: one error type, naming the file

@@ -152,6 +152,53 @@ def test_pickle_features_count_their_float32_copy(tmp_path):
     assert load_data(path, max_bytes="12M").splits["train"].features["text"].sum() == 1000 * 50 * 30
 
 
+# --- item 7: the class count is plausible ------------------------------------------------------
+def test_h5_class_id_of_a_billion_is_refused_naming_file_key_and_value(tmp_path):
+    path = _h5(tmp_path / "ids.h5", label=np.array([0, 1, 2, 10**9]))
+    with pytest.raises(DataFormatError, match=r"ids.h5: split 'train', key 'label': class id 1000000000 would give the "
+                                              r"model head 1000000001 classes, more than the 10000 plausible for this "
+                                              r"file \(the default for 12 samples"):
+        load_data(path)
+
+
+def test_h5_num_classes_attribute_of_2_to_the_40_is_refused(tmp_path):
+    path = _h5(tmp_path / "nc.h5", attrs={"num_classes": 2**40})
+    with pytest.raises(DataFormatError, match=r"nc.h5: root attribute 'num_classes' = 1099511627776 would give the "
+                                              r"model head 1099511627776 classes, more than the 10000 plausible"):
+        load_data(path)
+
+
+def test_pickle_class_ids_are_checked_and_the_limit_can_be_raised(tmp_path, monkeypatch):
+    path = _dump(_mult_splits(classes=[10**9]), tmp_path / "m.pkl")
+    with pytest.raises(DataFormatError, match=r"m.pkl: split 'train', key 'labels': class id 1000000000 would give"):
+        load_data(path)
+    path = _dump(_mult_splits(classes=[10_000]), tmp_path / "edge.pkl")  # 10001 classes for 12 samples
+    with pytest.raises(DataFormatError, match=r"10001 classes, more than the 10000 plausible .*PROMPTKIT_MAX_CLASSES"):
+        load_data(path)
+    monkeypatch.setenv("PROMPTKIT_MAX_CLASSES", "20000")
+    assert load_data(path).out_dim == 10_001
+
+
+def test_mmsa_classification_labels_too_large_for_int64_are_refused(tmp_path):
+    raw = _mult_splits()
+    for split in SPLITS:
+        raw[split]["regression_labels"] = raw[split].pop("labels").reshape(-1)
+        raw[split]["classification_labels"] = np.array([0, 1, 2, 1], np.float32)
+    raw["train"]["classification_labels"][3] = 1e30  # int64 would wrap it to a negative id
+    with pytest.raises(DataFormatError, match=r"mmsa.pkl: split 'train', key 'classification_labels': class id "
+                                              r"1\.0*\d*e\+30 \(sample index 3\) is not a plausible class id"):
+        load_data(_dump(raw, tmp_path / "mmsa.pkl"), format="mmsa", task="classification")
+
+
+def test_binary_tasks_beyond_the_class_limit_are_refused(tmp_path):
+    raw = _mult_splits()
+    for split in SPLITS:
+        raw[split]["labels"] = np.zeros((4, 6000), np.int64)  # 6000 binary tasks: a 12000-output head
+    with pytest.raises(DataFormatError, match=r"split 'train', key 'labels' of shape \(4, 6000\): 6000 binary tasks "
+                                              r"would give the model head 12000 outputs \(2 per task\)"):
+        load_data(_dump(raw, tmp_path / "tasks.pkl"), task="classification")
+
+
 # --- item 8: h5 files read only themselves ----------------------------------------------------
 @pytest.fixture
 def outside(tmp_path):

@@ -27,6 +27,11 @@ allocated:
   get a 1-byte mask for the finite check; labels become int64 or float32 with temporaries for
   their checks (:data:`LABEL_WORK_ITEMSIZE` bytes an element). An int8 dataset thus counts 6
   bytes an element, not 1.
+
+**Classes.** A classification label sizes the model's output head, so its class count is checked
+too (:func:`class_limit`): at most ``max(MAX_CLASSES, number of samples)`` classes (a data set
+may well have more classes than 10,000 when it has at least one sample per class), or the number
+in the environment variable ``PROMPTKIT_MAX_CLASSES``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ MASK_ITEMSIZE = 1
 """The boolean mask of the finite check, one byte an element."""
 LABEL_WORK_ITEMSIZE = 16
 """Labels: the int64/float32 result plus one 8-byte temporary an element for their checks."""
+MAX_CLASSES = 10_000
+"""The most classes a file's labels may give the model head, unless it has more samples."""
+CLASSES_ENV_VAR = "PROMPTKIT_MAX_CLASSES"
 
 _UNITS = {"": 1, "B": 1, "K": KiB, "KB": KiB, "KIB": KiB, "M": MiB, "MB": MiB, "MIB": MiB,
           "G": GiB, "GB": GiB, "GIB": GiB, "T": TiB, "TB": TiB, "TIB": TiB}
@@ -106,6 +114,33 @@ def size_limit(file_size: int, expansion: int, max_bytes: int | str | None = Non
         f"the default for a {format_bytes(file_size)} file: {expansion}x its size, at least "
         f"{format_bytes(FLOOR)}, at most {format_bytes(CEILING)}",
     )
+
+
+@dataclass(frozen=True)
+class ClassLimit:
+    """The most classes a file's labels may give the model head, and how that number was set."""
+
+    max_classes: int
+    basis: str
+
+
+def class_limit(n_samples: int) -> ClassLimit:
+    """The most classes labels over ``n_samples`` samples may declare: ``$PROMPTKIT_MAX_CLASSES``,
+    else ``max(MAX_CLASSES, n_samples)``.
+
+    Raises:
+        ValueError: ``$PROMPTKIT_MAX_CLASSES`` is not a whole number.
+    """
+    env = os.environ.get(CLASSES_ENV_VAR)
+    if env:
+        value = env.strip()
+        if not value.isdigit():
+            raise ValueError(f"${CLASSES_ENV_VAR} must be a whole number of classes, got {env!r}")
+        return ClassLimit(int(value), f"set by ${CLASSES_ENV_VAR}")
+    n_samples = int(n_samples)
+    if n_samples > MAX_CLASSES:
+        return ClassLimit(n_samples, f"one class per sample of its {n_samples} samples")
+    return ClassLimit(MAX_CLASSES, f"the default for {n_samples} samples: max({MAX_CLASSES}, the number of samples)")
 
 
 def features_cost(numel: int, copied: bool) -> int:

@@ -49,6 +49,12 @@ with no features (``D = 0``) or no time steps (``T = 0``) is an error.
 at the size it stacks to (a list referenced many times counted each time), and the float32/int64
 copies the loaders make (an int8 dataset counts 6 bytes an element, not 1). A file that needs more
 is refused with a :class:`~promptkit.data.limits.DataSizeError` naming the array and the size.
+
+**Classes.** A classification file's class count (largest class id + 1, the h5 ``num_classes``
+attribute, or two outputs per binary task) sizes the model head, so it may be at most
+``max(10000, the number of samples)`` (:func:`~promptkit.data.limits.class_limit`;
+``$PROMPTKIT_MAX_CLASSES`` replaces it): more is a :class:`DataFormatError` naming the file, the
+key and the value.
 """
 
 from __future__ import annotations
@@ -63,8 +69,10 @@ import numpy as np
 
 from .dataset import SPLITS, DataBundle, MSADataset
 from .limits import (
+    CLASSES_ENV_VAR,
     H5_EXPANSION,
     SizeBudget,
+    class_limit,
     declared_bytes,
     features_cost,
     labels_cost,
@@ -83,6 +91,8 @@ _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _H5_MODALITY_ALIASES = {"L": "text", "A": "audio", "V": "vision"}
 _H5_LABEL_NAMES = ("label", "labels")
 _FILE_OPTIONS = ("modalities", "task", "name", "max_bytes")
+_CLASS_ID_CEILING = 2**53
+"""Class ids from here up do not survive float64 or int64 unchanged; the class limit refuses far fewer."""
 _MAX_NDIM = 64
 """numpy's most dimensions: a deeper nested list cannot be stacked."""
 _SCALAR_DTYPES = {bool: np.dtype(bool), int: np.dtype(np.int64), float: np.dtype(np.float64),
@@ -411,11 +421,20 @@ def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tup
     if len(set(kinds.values())) != 1:
         raise DataFormatError(f"{where}: the splits' labels are of different kinds: {kinds}")
     kind = kinds["train"]
+    n_samples = sum(len(labels[s]) for s in SPLITS)
     if kind == "regression":
         out_task, out_dim = "regression", 1
     elif kind == "classes":
         out_task = "classification"
-        largest = max(int(labels[s].max()) for s in SPLITS)
+        top = max(SPLITS, key=lambda s: int(labels[s].max()))
+        largest = int(labels[top].max())
+        label_key = dict((keys or {}).get(top, {})).get("labels", "labels")
+        if num_classes is None:
+            _check_class_count(largest + 1, n_samples, where,
+                               f"split '{top}', key '{label_key}': class id {largest}", f"{largest + 1} classes")
+        else:
+            _check_class_count(num_classes, n_samples, where, f"root attribute 'num_classes' = {num_classes}",
+                               f"{num_classes} classes")
         out_dim = largest + 1 if num_classes is None else num_classes
         if largest >= out_dim:
             raise DataFormatError(f"{where}: class id {largest} does not fit num_classes={out_dim}")
@@ -423,6 +442,10 @@ def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tup
             raise DataFormatError(f"{where}: classification labels need at least 2 classes, found {out_dim}")
     else:  # binary tasks (N, K)
         out_task, out_dim = "classification", 2 * labels["train"].shape[1]
+        label_key = dict((keys or {}).get("train", {})).get("labels", "labels")
+        _check_class_count(out_dim, n_samples, where,
+                           f"split 'train', key '{label_key}' of shape {labels['train'].shape}: "
+                           f"{labels['train'].shape[1]} binary tasks", f"{out_dim} outputs (2 per task)")
     splits = {s: MSADataset(feats[s], labels[s], modalities=mods) for s in SPLITS}
     return DataBundle(
         splits=splits,
@@ -435,6 +458,20 @@ def _build(raw: Mapping[str, Mapping[str, Any]], where: str, fmt: str, mods: tup
         name=name or Path(where).stem,
         info={"format": fmt, "path": os.path.abspath(where), "label_kind": kind},
     )
+
+
+def _check_class_count(count: int, n_samples: int, where: str, what: str, head: str) -> None:
+    """Refuse a class count (the model head's size) beyond :func:`~promptkit.data.limits.class_limit`.
+
+    ``what`` names the key and value that set it, ``head`` what the head would be ("1001 classes").
+    """
+    limit = class_limit(n_samples)
+    if count > limit.max_classes:
+        raise DataFormatError(
+            f"{where}: {what} would give the model head {head}, more than the {limit.max_classes} plausible for this "
+            f"file ({limit.basis}); class ids run from 0 to the number of classes - 1 (if the file is genuine, set "
+            f"${CLASSES_ENV_VAR})"
+        )
 
 
 def _odd_ones(counts: Mapping[str, int]) -> str:
@@ -655,6 +692,12 @@ def _normalize_labels(y: Any, where: str, split: str, task: str | None, key: str
         raise DataFormatError(
             f"{at}: class labels must be non-negative integers, sample index(es) {bad[:10].tolist()} "
             f"are not (first: {arr[bad[0]]})"
+        )
+    if arr.size and arr.max() >= _CLASS_ID_CEILING:  # int64 would wrap it; no head has this many classes
+        i = int(np.argmax(arr))
+        raise DataFormatError(
+            f"{at}: class id {arr[i]} (sample index {i}) is not a plausible class id: class ids run from 0 to the "
+            "number of classes - 1"
         )
     return arr.astype(np.int64), "classes"
 

@@ -46,8 +46,9 @@ class MSABackbone(nn.Module):
         self._aux_loss: torch.Tensor | None = None
 
     def check_features(self, features: dict[str, torch.Tensor]) -> None:
-        """Raise a clear error on a missing/unknown modality, a wrong feature shape, or an input that is
-        not a tensor of the weights' floating dtype (numpy, int, float16 into float32 weights)."""
+        """Raise a clear error on a missing/unknown modality, a wrong feature shape, an input that is
+        not a tensor of the weights' floating dtype (numpy, int, float16 into float32 weights), or an
+        empty batch (``B = 0``: no forward has a sample to predict)."""
         unknown = set(features) - set(self.modalities)
         if unknown:
             raise KeyError(f"unknown modality {sorted(unknown)}; this backbone reads {list(self.modalities)}")
@@ -56,6 +57,10 @@ class MSABackbone(nn.Module):
                 raise KeyError(f"missing input {name!r}; this backbone reads {list(self.modalities)}")
             weight = next(self.parameters(), None)
             check_feature_tensor(name, features[name], self.feature_dims[name], None if weight is None else weight.dtype)
+        empty = [m for m in self.modalities if features[m].shape[0] == 0]
+        if empty:
+            raise ValueError(f"{type(self).__name__}: the batch is empty ({empty[0]} features have shape "
+                             f"{tuple(features[empty[0]].shape)}); a forward needs at least one sample")
 
     def auxiliary_loss(self) -> torch.Tensor | None:
         """Weighted training loss of the last forward beyond the task loss, or None."""

@@ -49,7 +49,12 @@ AVG = "avg"
 
 def prompted_forward(prompter: nn.Module) -> Forward:
     """A prompter's forward: MMGM and prompts see the mask."""
-    return lambda features, mask: prompter(**features, mask=mask)
+
+    def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        return prompter(**features, mask=mask)
+
+    forward.model = prompter  # type: ignore[attr-defined]  (named in an error message)
+    return forward
 
 
 def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str], hooks: Any = None) -> Forward:
@@ -70,6 +75,7 @@ def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str], hooks: A
         filled = {m: features[m] * mask[:, i, None, None].to(features[m].dtype) for i, m in enumerate(modalities)}
         return call(filled)
 
+    forward.model = backbone  # type: ignore[attr-defined]  (named in an error message)
     return forward
 
 
@@ -162,6 +168,34 @@ class ProtocolResult:
         )
 
 
+def _forward_name(forward: Forward) -> str:
+    """The model a forward calls, for a message: its ``model`` attribute (set by
+    :func:`prompted_forward` and :func:`zero_filled_forward`), else the first module it closes over
+    (two closures deep), else the forward's own name."""
+    from ..train.losses import model_name
+
+    def find(fn: Any, depth: int) -> nn.Module | None:
+        model = getattr(fn, "model", None) or getattr(fn, "__self__", None)
+        if isinstance(model, nn.Module):
+            return model
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, nn.Module):
+                return value
+            if depth and callable(value):
+                found = find(value, depth - 1)
+                if found is not None:
+                    return found
+        return None
+
+    model = find(forward, 2)
+    return model_name(model) if model is not None else \
+        f"the forward {getattr(forward, '__qualname__', type(forward).__name__)}"
+
+
 @torch.no_grad()
 def predict_masks(
     forward: Forward,
@@ -169,14 +203,20 @@ def predict_masks(
     masks: torch.Tensor,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    setting: str | None = None,
 ) -> torch.Tensor:
     """Predictions of ``forward`` on ``dataset`` with one mask per sample.
 
     Args:
         masks: ``(N, M)`` bool, ``N = len(dataset)``.
+        setting: the masks' setting key (``"{a,t}"``, ``"rate=0.3"``), for the error message.
 
     Returns:
         ``(N,)`` for a one-output model, else ``(N, out_dim)``; float32 on the CPU.
+
+    Raises:
+        NonFiniteOutputError: a batch's predictions hold NaN/inf (the message names the model,
+            the setting and the samples).
     """
     if masks.shape[0] != len(dataset):
         raise ValueError(f"need one mask per sample: {masks.shape[0]} masks for {len(dataset)} samples")
@@ -184,7 +224,14 @@ def predict_masks(
     for start in range(0, len(dataset), batch_size):
         sl = slice(start, start + batch_size)
         feats = {m: x[sl].to(device) for m, x in dataset.features.items()}
-        preds = forward(feats, masks[sl].to(device)).float().cpu()
+        preds = forward(feats, masks[sl].to(device))
+        if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):
+            from ..train.losses import check_finite_output
+
+            stop = min(start + batch_size, len(dataset))
+            where = f"evaluation{f' of setting {setting}' if setting else ''}, samples {start}..{stop - 1}"
+            check_finite_output(preds, _forward_name(forward), where, list(range(start, stop)))
+        preds = preds.float().cpu()
         out.append(preds.squeeze(-1) if preds.dim() > 1 and preds.shape[-1] == 1 else preds)
     return torch.cat(out)
 
@@ -221,7 +268,7 @@ def evaluate_protocol(
     ``cases["avg"]`` is the plain mean of the incomplete cases' metrics (each case weighs the same).
     """
     masks = protocol_masks(dataset.modalities, len(dataset), rates, seed)
-    predictions = {key: predict_masks(forward, dataset, m, batch_size, device) for key, m in masks.items()}
+    predictions = {key: predict_masks(forward, dataset, m, batch_size, device, key) for key, m in masks.items()}
     metrics = {key: _metrics(p, dataset.labels, metric_kind) for key, p in predictions.items()}
     case_names = [c.name for c in ModalitySet(dataset.modalities).incomplete_cases]
     cases = {name: metrics[name] for name in case_names}

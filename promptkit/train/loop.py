@@ -1,9 +1,9 @@
 """The training loop of one run: one epoch of steps, then the end of the epoch (validate, step
 the scheduler, keep the best weights, early-stop, checkpoint).
 
-One training step, in order: seeded masks → forward under autocast → task loss + the model's
-auxiliary loss + the plug-ins' extra losses → finite check → backward (accelerate) → plug-in
-``after_backward`` → gradient clipping → optimizer step (the hook order of
+One training step, in order: seeded masks → forward under autocast → finite check of the output
+→ task loss + the model's auxiliary loss + the plug-ins' extra losses → finite check → backward
+(accelerate) → plug-in ``after_backward`` → gradient clipping → optimizer step (the hook order of
 :mod:`promptkit.plugins`).
 """
 
@@ -22,17 +22,13 @@ from ..data import make_loader
 from ..metrics import primary_metric
 from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device
-from .losses import auxiliary_loss, task_loss
+from .losses import NonFiniteLossError, auxiliary_loss, check_finite_output, model_name, task_loss
 from .optim import EpochScheduler
 from .progress import ProgressBars
 from .run_dir import BEST, LAST
 from .scoring import evaluate
 from .seeding import derive_seed, seed_everything, seeded_generator
 from .state import fresh_counters, load_train_state, save_train_state, snapshot
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names epoch, step and samples."""
 
 
 def improves(value: float, best: float | None, higher: bool) -> bool:
@@ -120,6 +116,10 @@ class TrainLoop:
             labels = batch["labels"]
             with self.accelerator.autocast():
                 preds = self.forward(model, batch)
+            if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):  # one check per step
+                check_finite_output(preds, model_name(self.model), f"training epoch {epoch}, step {step}/{len(loader)} "
+                                    f"of {self.out_dir}", batch["index"].tolist(),
+                                    f"; last good checkpoint: {self._last_kept()}")
             loss = task_loss(preds, labels, self.data.task)
             aux = auxiliary_loss(self.model)
             if aux is not None:
@@ -129,11 +129,9 @@ class TrainLoop:
                 if extra is not None:
                     loss = loss + extra.float()
             if not torch.isfinite(loss):
-                done = self.counters["epoch"]
-                kept = f"{self.out_dir / LAST} (epoch {done})" if done else "none yet (failed in the first epoch)"
                 raise NonFiniteLossError(
                     f"training loss is {float(loss.detach())} at epoch {epoch}, step {step}/{len(loader)}; "
-                    f"batch sample indices {batch['index'].tolist()}; last good checkpoint: {kept}"
+                    f"batch sample indices {batch['index'].tolist()}; last good checkpoint: {self._last_kept()}"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.accelerator.backward(loss)
@@ -154,6 +152,11 @@ class TrainLoop:
             total, n = float(sums[0]), int(sums[1])
         return total / max(n, 1)
 
+    def _last_kept(self) -> str:
+        """The checkpoint a failed step leaves, for its message."""
+        done = self.counters["epoch"]
+        return f"{self.out_dir / LAST} (epoch {done})" if done else "none yet (failed in the first epoch)"
+
     def evaluate(self, split: str, counts: dict[str, int] | None = None) -> dict[str, float]:
         """Loss and metrics on ``split`` (masks seeded per split, the same at every call); the number
         of samples scored goes to ``counts["samples"]`` when given."""
@@ -163,6 +166,7 @@ class TrainLoop:
             metric_kind=self.metric_kind, batch_size=self.stage.batch_size, forward=self.forward,
             mask_fn=self.mask_fn, mask_seed=derive_seed(int(self.stage.seed), split), device=self.device,
             autocast=self.accelerator.autocast, accelerator=self.accelerator, counts=counts,
+            where=f"the {split} split of {self.out_dir}",
         )
 
     # --- end of an epoch -----------------------------------------------------------------------

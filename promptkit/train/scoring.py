@@ -16,7 +16,7 @@ from ..data import make_loader
 from ..metrics import metrics_for
 from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device, default_forward
-from .losses import metric_preds, task_loss
+from .losses import check_finite_output, metric_preds, model_name, task_loss
 from .seeding import seeded_generator
 
 
@@ -36,6 +36,7 @@ def evaluate(
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     accelerator: Any = None,
     counts: dict[str, int] | None = None,
+    where: str = "evaluation",
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on one split (eval mode, fixed order).
 
@@ -44,6 +45,10 @@ def evaluate(
     processes each scores its shard and the predictions are gathered (``gather_for_metrics``), so
     every process returns the metrics of every sample, each counted once; ``counts["samples"]``
     receives that count.
+
+    Raises:
+        NonFiniteOutputError: a batch's predictions hold NaN/inf (the message names the model,
+            ``where`` - the split - and the batch's samples).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     forward = forward or default_forward(modalities, mask_fn is not None)
@@ -56,12 +61,15 @@ def evaluate(
     sharded = accelerator is not None and accelerator.num_processes > 1
     if sharded:
         loader = accelerator.prepare_data_loader(loader, device_placement=False)
-    for batch in loader:
+    for step, batch in enumerate(loader, start=1):
         batch = batch_to_device(batch, device)
         if masks is not None:
             batch["mask"] = masks[batch["index"].cpu()].to(device)
         with autocast() if autocast else contextlib.nullcontext():
             preds = forward(model, batch)
+        if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):
+            check_finite_output(preds, model_name(model), f"{where}, batch {step}/{len(loader)}",
+                                batch["index"].tolist())
         labels = batch["labels"]
         if sharded:  # every sample once, the padding of uneven shards dropped
             preds, labels = accelerator.gather_for_metrics((preds.contiguous(), labels.contiguous()))

@@ -14,6 +14,14 @@ A :class:`HookSpec` names, for one backbone,
   not a tensor: a key (``"M"`` for MMSA's dict outputs), an index (``0`` for a tuple) or a
   function ``out -> tensor``. None: the model returns the tensor itself.
 
+A spec is data: :meth:`HookSpec.to_dict` writes a function ``output`` as the record
+``{"call": "module:qualname"}`` (``null`` for a lambda or a local function), and
+:meth:`HookSpec.from_dict` reads that record back as a :class:`CallRef` - text, never imported. A
+spec holding a :class:`CallRef` cannot run a model until the function is given back: by the
+caller (``from_pretrained(backbone, path, hooks=spec)``), or by :meth:`HookSpec.resolved`, which
+imports it and is called only for a source the user runs as code (a recipe's ``[hooks]``, when
+a run builds the backbone). An adapter file never makes promptkit import anything.
+
 Every caller that runs a bare backbone (the zero-fill baseline, pre-training, evaluation) goes
 through :func:`call_backbone`, which maps modality names to the spec's keyword arguments and reads
 the output, so a model whose forward takes ``lang=``/``acoustic=`` and returns a dict works the same
@@ -28,15 +36,53 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 
 SeqLayout = Literal["BTD", "BDT", "TBD"]
-OutputSelector = Union[str, int, Callable[[Any], torch.Tensor], None]
-"""A key, an index or a function that picks the prediction out of a model's return value."""
+
+
+@dataclass(frozen=True)
+class CallRef:
+    """The record of an ``output`` function, as a file or a recipe holds it: ``{"call": call}``.
+
+    ``call`` is ``"module:qualname"``, or None when the function was a lambda or a local one. It
+    is kept as text; only :meth:`resolve` imports it.
+    """
+
+    call: str | None
+
+    def __post_init__(self) -> None:
+        if self.call is not None:
+            module, sep, qualname = self.call.partition(":") if isinstance(self.call, str) else ("", "", "")
+            if not sep or not all(p.isidentifier() for p in module.split(".") + qualname.split(".")):
+                raise ValueError(
+                    f"HookSpec.output: {{'call': {self.call!r}}} must name a function as 'package.module:function'"
+                )
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"call": self.call}
+
+    def resolve(self) -> Callable[[Any], torch.Tensor]:
+        """Import the function. Only for a source the user runs as code (a recipe they trust).
+
+        Raises:
+            ValueError: a lambda or a local function (None), or a path that does not import.
+        """
+        if self.call is None:
+            raise ValueError(
+                "HookSpec.output was a lambda or a local function when this spec was saved, so it cannot be "
+                "rebuilt from the file; pass the spec (with its output function) again, or use a key/index"
+            )
+        return _import_callable(self.call)
+
+
+OutputSelector = Union[str, int, Callable[[Any], torch.Tensor], CallRef, None]
+"""A key, an index or a function that picks the prediction out of a model's return value (a
+:class:`CallRef` stands for a function not given yet)."""
 _LAYOUTS = ("BTD", "BDT", "TBD")
 _SIGNAL_LAYOUTS = _LAYOUTS + ("BD",)
 
@@ -161,6 +207,8 @@ class HookSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HookSpec":
+        """The spec a dict (as :meth:`to_dict` writes it, or a recipe's ``[hooks]``) describes.
+        Imports nothing: an ``output`` of ``{"call": ...}`` becomes a :class:`CallRef`."""
         allowed = {"features", "signal", "type", "trainable", "encoders", "output"}
         unknown = set(d) - allowed
         if unknown:
@@ -168,11 +216,31 @@ class HookSpec:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; a function ``output`` is written as ``{"call": "module:qualname"}``."""
+        """JSON-ready; a function ``output`` is written as the record ``{"call": "module:qualname"}``
+        (``None`` for a lambda or a local function): provenance, not something to import."""
         d = asdict(self)
-        if callable(self.output):
+        if isinstance(self.output, CallRef):
+            d["output"] = self.output.to_dict()
+        elif callable(self.output):
             d["output"] = {"call": callable_path(self.output)}
         return d
+
+    @property
+    def needs_output_function(self) -> bool:
+        """True when ``output`` is a :class:`CallRef`: a function recorded but not given."""
+        return isinstance(self.output, CallRef)
+
+    def resolved(self) -> "HookSpec":
+        """This spec with a :class:`CallRef` ``output`` imported (itself when there is none). Call
+        it only for a spec from a source run as code (a recipe), never for one read from a file a
+        model came in.
+
+        Raises:
+            ValueError: the function cannot be imported, or was a lambda (see :meth:`CallRef.resolve`).
+        """
+        if not isinstance(self.output, CallRef):
+            return self
+        return replace(self, output=self.output.resolve())
 
     def kwargs(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Modality-keyed features → the backbone's forward keywords (``features`` mapping)."""
@@ -218,17 +286,14 @@ def _import_callable(path: str) -> Callable:
 
 
 def _coerce_output(value: Any) -> OutputSelector:
-    if value is None or callable(value) or (isinstance(value, str) and value):
+    if value is None or callable(value) or isinstance(value, CallRef) or (isinstance(value, str) and value):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, Mapping) and set(value) == {"call"}:
-        if value["call"] is None:
-            raise ValueError(
-                "HookSpec.output was a lambda or a local function when this spec was saved, so it cannot be "
-                "rebuilt from the file; pass the spec (with its output function) again, or use a key/index"
-            )
-        return _import_callable(str(value["call"]))
+        if value["call"] is not None and not isinstance(value["call"], str):
+            raise TypeError(f"HookSpec.output: 'call' must be a 'package.module:function' string, got {value['call']!r}")
+        return CallRef(value["call"])
     raise TypeError(
         f"HookSpec.output must be a key (str), an index (int), a function out -> tensor, or None; got {value!r}"
     )
@@ -255,6 +320,11 @@ def select_output(out: Any, selector: OutputSelector) -> torch.Tensor:
         if not -len(out) <= selector < len(out):
             raise IndexError(f"HookSpec.output index {selector} is out of range for the model's {len(out)} outputs")
         picked = out[selector]
+    elif isinstance(selector, CallRef):
+        raise TypeError(
+            f"HookSpec.output is the record {selector.to_dict()} of a function, not the function: nothing named in a "
+            "file is imported; pass the spec with its output function (e.g. hooks=HookSpec(..., output=fn))"
+        )
     else:
         picked = selector(out)
     if isinstance(picked, torch.Tensor):

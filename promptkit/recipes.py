@@ -210,14 +210,29 @@ class Recipe:
         """A short stable hash of :meth:`to_dict` (identifies a run's settings)."""
         return config_hash(self.to_dict())
 
-    def hook_spec(self) -> "HookSpec | None":
+    def hook_spec(self, *, resolve: bool = True) -> "HookSpec | None":
         """The ``[hooks]`` table as a :class:`~promptkit.hookspec.HookSpec`, or None (the backbone's
-        registered spec is used)."""
+        registered spec is used).
+
+        Args:
+            resolve: import an ``output = {call = "module:function"}`` (what a run does: the
+                recipe's code runs). False keeps it as a :class:`~promptkit.hookspec.CallRef` and
+                imports nothing (reading, validating, describing).
+
+        Raises:
+            RecipeError: with ``resolve``, an output function that cannot be imported.
+        """
         if self.hooks is None:
             return None
         from .hookspec import HookSpec
 
-        return HookSpec.from_dict(copy.deepcopy(self.hooks))
+        spec = HookSpec.from_dict(copy.deepcopy(self.hooks))
+        if not resolve:
+            return spec
+        try:
+            return spec.resolved()
+        except ValueError as e:
+            raise RecipeError(f"recipe {self.source or '<dict>'}: [hooks] output: {e}") from None
 
     def folder(self) -> Path | None:
         """The folder of the recipe file, or None for a recipe not read from a file."""
@@ -450,7 +465,7 @@ def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
         _validate_backbone_config(r, where)
     if r.hooks is not None:
         try:
-            r.hook_spec()
+            r.hook_spec(resolve=False)
         except (KeyError, TypeError, ValueError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise RecipeError(f"{where}: [hooks]: {msg}") from None

@@ -4,8 +4,6 @@ wrong where axis sizes coincide, torch's own modules as hook points, wrapping tw
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 from torch import nn
@@ -13,7 +11,7 @@ from torch import nn
 import promptkit
 from promptkit.data import make_synthetic_mosi
 from promptkit.evaluation import COMPLETE, evaluate_protocol, prompted_forward, zero_filled_forward
-from promptkit.hookspec import HookSpec, call_backbone, select_output
+from promptkit.hookspec import CallRef, HookSpec, call_backbone, select_output
 from promptkit.prompter import HookError
 from promptkit.prompter.widths import module_width
 from promptkit.recipes import from_dict
@@ -279,13 +277,11 @@ def test_dims_given_and_dims_of_the_backbone_must_agree():
 
 def test_an_output_function_round_trips_by_name_and_a_lambda_is_named_at_load(tmp_path):
     spec = HookSpec.from_dict({"features": {"text": "t"}, "output": select_first})
-    back = HookSpec.from_dict(spec.to_dict())
-    assert back.output is select_first
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lam = HookSpec.from_dict({"features": {"text": "t"}, "output": lambda out: out[0]}).to_dict()
+    back = HookSpec.from_dict(spec.to_dict())  # a record, not imported (issue 24)
+    assert back.output == CallRef(f"{__name__}:select_first") and back.resolved().output is select_first
+    lam = HookSpec.from_dict({"features": {"text": "t"}, "output": lambda out: out[0]}).to_dict()
     with pytest.raises(ValueError, match="lambda or a local function"):
-        HookSpec.from_dict(lam)
+        HookSpec.from_dict(lam).resolved()
 
 
 def select_first(out):

@@ -9,6 +9,11 @@ their types), then refuses a JSON that differs from the copy in the weights - an
 order, a swapped hook path, a deleted key - naming the file and the key, all before any tensor is
 copied; nothing is ever unpickled.
 
+An adapter holds no code. A hook spec whose ``output`` was a function is saved with the record
+``{"call": "module:qualname"}`` (provenance only); loading never imports it: the caller passes
+the spec with its function back, ``from_pretrained(backbone, directory, hooks=spec)``, and
+without it loading stops with an error naming the file and the key.
+
 Older adapters (format ``promptkit-adapter/1``, weights in checkpoint format version 1, written
 before the config was bound to the weights) are refused with a message saying so: train the
 prompts again to write the current format.
@@ -153,12 +158,62 @@ def _check_binding(cfg_path: Path, weights_path: Path, config: Mapping[str, Any]
         )
 
 
-def load_adapter(cls, backbone: nn.Module, directory: Path):
+def _hook_spec(cfg_path: Path, saved: dict[str, Any], hooks: HookSpec | Mapping[str, Any] | None) -> HookSpec:
+    """The spec to build the prompter on: the saved one, or the caller's ``hooks`` where it equals
+    the saved one (its ``output`` may be a function where the file records that one was used).
+    Nothing named in ``saved`` is imported.
+
+    Raises:
+        AdapterLoadError: the saved spec records an output function and ``hooks`` is None; ``hooks``
+            differs from the saved spec, or gives no function where one is needed.
+    """
+    try:
+        spec = HookSpec.from_dict(dict(saved))
+        given = None if hooks is None else hooks if isinstance(hooks, HookSpec) else HookSpec.from_dict(dict(hooks))
+    except (KeyError, TypeError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        where = f"{cfg_path}: 'hook_spec'" if hooks is None else "hooks="
+        raise AdapterLoadError(f"{where} is not a valid hook spec: {msg}") from None
+    usage = (f"from_pretrained(backbone, {str(cfg_path.parent)!r}, hooks=spec), spec being the hook spec it was "
+             "saved with and its 'output' the function")
+    if given is None:
+        if spec.needs_output_function:
+            name = spec.output.call or "a lambda or a local function"
+            raise AdapterLoadError(
+                f"{cfg_path}: key 'hook_spec.output' is {spec.output.to_dict()}: the adapter was saved with an output "
+                f"function ({name}), which an adapter does not hold and loading does not import; pass it back: {usage}"
+            )
+        return spec
+    if given.needs_output_function:
+        raise AdapterLoadError(
+            f"hooks= passed to load {cfg_path.parent} has 'output' {given.output.to_dict()}, the record of a function, "
+            "not the function; pass the function itself"
+        )
+    want = json.loads(_canonical(saved))
+    got = json.loads(_canonical(given.to_dict()))
+    if callable(given.output) and isinstance(want.get("output"), dict):
+        got["output"] = want["output"]  # the saved name is provenance: the function is the caller's
+    diffs = config_differences(got, want, "hook_spec")
+    if diffs:
+        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        raise AdapterLoadError(
+            f"hooks= differs from the hook spec {cfg_path} was saved with: {'; '.join(diffs[:3])}{more} (the "
+            "prompts belong to the hook points they were trained on)"
+        )
+    return given
+
+
+def load_adapter(cls, backbone: nn.Module, directory: Path, hooks: HookSpec | Mapping[str, Any] | None = None):
     """Build a ``cls`` prompter on ``backbone`` from an adapter directory written by :func:`save_adapter`.
+
+    Args:
+        hooks: the hook spec it was saved with, its ``output`` function included, for an adapter
+            saved with an output function (see :func:`_hook_spec`); None: the saved spec.
 
     Raises:
         AdapterLoadError: a missing or misnamed path, a config that fails the schema or does not
-            match the weights, another backbone, corrupt or edited weights, missing tensors.
+            match the weights, an older promptkit's format, another backbone, corrupt or edited
+            weights, missing tensors; an output function recorded but not passed in ``hooks``.
     """
     if not directory.exists():
         raise AdapterLoadError(f"adapter directory {directory} does not exist")
@@ -201,12 +256,12 @@ def load_adapter(cls, backbone: nn.Module, directory: Path):
         raise AdapterLoadError(str(e)) from None
     _check_binding(cfg_path, weights_path, config, meta)
 
+    spec = _hook_spec(cfg_path, config["hook_spec"], hooks)
     try:
-        hooks = HookSpec.from_dict(config["hook_spec"])
         prompter_config = PrompterConfig.from_dict(config["prompter_config"])
     except (KeyError, TypeError, ValueError) as e:
-        raise AdapterLoadError(f"{cfg_path}: 'hook_spec' or 'prompter_config' is not valid: {e}") from None
-    prompter = cls(backbone, hooks=hooks, config=prompter_config, feature_dims=config["feature_dims"])
+        raise AdapterLoadError(f"{cfg_path}: 'prompter_config' is not valid: {e}") from None
+    prompter = cls(backbone, hooks=spec, config=prompter_config, feature_dims=config["feature_dims"])
     expected = prompter.adapter_state_dict()
     lacking = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

@@ -14,7 +14,6 @@ forward), never through global state, so two prompters can live in one process.
 from __future__ import annotations
 
 import contextlib
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +21,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..hookspec import HookSpec, SignalTarget, TypeTarget, callable_path, hook_spec_for, resolve_module
+from ..hookspec import HookSpec, SignalTarget, TypeTarget, hook_spec_for, resolve_module
 from ..inputs import check_feature_tensor
 from ..modalities import ModalitySet, check_mask
 from .config import PrompterConfig
@@ -73,13 +72,12 @@ class MissingModalityPrompter(nn.Module):
         self.spec = spec if isinstance(spec, HookSpec) else HookSpec.from_dict(spec)
         self.config = config or PrompterConfig()
         self.backbone = backbone
-        self.spec.validate(backbone)
-        if callable(self.spec.output) and callable_path(self.spec.output) is None:
-            warnings.warn(
-                "the hook spec's output is a lambda or a local function: save_pretrained will work, but "
-                "from_pretrained cannot rebuild it from the file; use a key, an index or a module-level function",
-                stacklevel=3,
+        if self.spec.needs_output_function:
+            raise ValueError(
+                f"hooks: 'output' is the record {self.spec.output.to_dict()} of a function, not the function (a spec "
+                "read from a file imports nothing it names); pass the function itself, hooks={..., 'output': fn}"
             )
+        self.spec.validate(backbone)
         self.modality_set = ModalitySet(self.spec.modalities)
         self.feature_dims = self._feature_dims(feature_dims)
 
@@ -502,10 +500,23 @@ class MissingModalityPrompter(nn.Module):
         save_adapter(self, Path(directory))
 
     @classmethod
-    def from_pretrained(cls, backbone: nn.Module, directory: str | Path) -> "MissingModalityPrompter":
+    def from_pretrained(
+        cls, backbone: nn.Module, directory: str | Path, hooks: HookSpec | dict | None = None
+    ) -> "MissingModalityPrompter":
+        """The prompter saved in ``directory`` (:meth:`save_pretrained`), on ``backbone``.
+
+        Args:
+            hooks: the hook spec the adapter was saved with, for an adapter whose ``output`` was a
+                function: the file records only that one was used (its name, as provenance) and
+                loading imports nothing, so the caller gives it back. It must equal the saved spec
+                in every other key. None: the spec saved in the adapter's config.
+
+        Raises:
+            AdapterLoadError: see :func:`promptkit.prompter.io.load_adapter`.
+        """
         from .io import load_adapter
 
-        return load_adapter(cls, backbone, Path(directory))
+        return load_adapter(cls, backbone, Path(directory), hooks=hooks)
 
 
 def unwrap(backbone: nn.Module) -> nn.Module:

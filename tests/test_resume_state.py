@@ -191,6 +191,9 @@ def test_a_torn_adapter_write_leaves_no_temporary_file_after_resume(tmp_path):
     live.mkdir()
     (live / ".lock").write_text(f"{os.getpid()}\n")
     (live / ".results.json.abcd1234.tmp").write_text("being written")
+    from promptkit.train.run_dir import source_digest
+
+    source_digest.cache_clear()  # as a fresh process would: the sources as they are now, like the killed run's
     _pipeline(TINY, tmp_path, resume=True)
     assert not torn[0].exists() and (adapter / "adapter_model.safetensors").is_file()
     assert not list(tmp_path.rglob(".*.safetensors.*.tmp"))

@@ -60,7 +60,7 @@ from .losses import task_loss
 from .optim import EpochScheduler, build_optimizer, check_trainable_params, split_param_groups
 from .progress import ProgressBars, print_results
 from .results import FitResult, write_results
-from .run_dir import LAST, RunDirError, lock_run_dir, prepare_out_dir
+from .run_dir import LAST, RunDirError, code_identity, lock_run_dir, prepare_out_dir
 from .scoring import evaluate
 from .seeding import derive_seed, seed_everything
 from .state import restore, stage_dict, trained_state_refs
@@ -139,7 +139,11 @@ def fit(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or None (CUDA when available).
         progress: rich progress bars and a result table; quiet when False.
         run_info: extra settings that identify the run (e.g. backbone and data), hashed into
-            ``run.json`` with the stage so a different run in ``out_dir`` is refused.
+            ``run.json`` with the stage so a different run in ``out_dir`` is refused. Its
+            ``"factory"`` (a user factory string) adds that module's source digest to the
+            identity, beside the promptkit version and source digest every run has
+            (:func:`~promptkit.train.run_dir.code_identity`): a run resumed under other code is
+            refused, naming what changed (``overwrite`` retrains).
         evaluate_test: score the test split with the best weights at the end (``FitResult.test``);
             False leaves it unread (``test`` is empty), for callers whose own protocol is the one
             reading of the test split.
@@ -195,6 +199,7 @@ def fit(
         "metric_kind": metric_kind,
         "masked": mask_fn is not None,
         "plugins": [type(p).__name__ for p in plugins],
+        "code": code_identity((run_info or {}).get("factory")),  # other code (promptkit, the factory) is another run
     }
     main = accelerator.is_main_process
     processes_record = {"num_processes": processes, "global_batch_size": int(stage.batch_size),

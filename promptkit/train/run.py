@@ -37,7 +37,7 @@ from .methods import LABELS, PROMPTS
 from .pretrain import BACKBONE_FILE, check_backbone_fits, load_backbone, pretrain
 from .prompt_stage import prompt_tune
 from .distributed import barrier, is_main_process
-from .run_dir import lock_run_dir
+from .run_dir import code_identity, lock_run_dir
 
 ZERO_FILLED = "zero_filled"
 STAGE_DIRS: dict[str, str] = {PROMPTS: "prompt", "head_only": "head_only", "full_finetune": "full_finetune"}
@@ -116,9 +116,13 @@ def run_pipeline(
     Each stage is compiled when its ``compile`` setting asks for it; a backend that cannot run here
     is refused before the first stage starts.
 
+    A resumed run reuses a stage only when the same code would train it (the promptkit version
+    and sources, a factory's module: see :func:`~promptkit.train.run_dir.code_identity`);
+    otherwise it is refused naming the digest that changed, and ``overwrite`` retrains.
+
     Returns:
-        the summary written to ``protocol.json``: stage seconds, trainable share, the protocol
-        results per model, paired comparisons, ceilings and headroom.
+        the summary written to ``protocol.json``: the code identity, stage seconds, trainable
+        share, the protocol results per model, paired comparisons, ceilings and headroom.
     """
     from .engine import check_compile, resolve_device
 
@@ -203,6 +207,7 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
         "metric": acc,
         "methods": {m: LABELS.get(m, m) for m in [ZERO_FILLED, *methods]},
         "backbone": pretrained,
+        "code": code_identity(recipe.backbone.factory),  # what code produced these numbers (each stage's run.json too)
         "seconds": times,
         "trainable": shares,
         "best_epoch": best_epochs,

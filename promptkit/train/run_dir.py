@@ -2,7 +2,9 @@
 
 ``run.json`` holds a hash of everything that identifies the run except the settings a resumed run
 may change (:data:`RESUMABLE`); a directory that holds another run's checkpoints or results is
-refused. While :func:`fit <promptkit.train.engine.fit>` runs it holds an exclusive lock on the
+refused. The identity includes the code that trains (:func:`code_identity`): the promptkit version,
+a digest of the promptkit and backbones sources and of a user factory's module, so a stage trained
+by other code is not resumed (``overwrite`` retrains it). While :func:`fit <promptkit.train.engine.fit>` runs it holds an exclusive lock on the
 directory (``.lock``, with the holder's pid), so two runs started into one directory cannot mix
 their files; the second is refused with the holder's pid. Temporary files a crashed writer left
 behind (``.<name>.<random>.tmp``) are removed when the lock is taken, in every folder of the
@@ -11,9 +13,12 @@ directory (``prompt/adapter/`` of a run too), except below a folder another live
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,6 +37,44 @@ _HINTS = {  # what a differing identity key means, for the refusal's message
     "run.backbone_weights": ": the pre-trained backbone changed since this stage ran (e.g. the pretrain stage "
     "was resumed with another budget), so its adapter belongs to another backbone and the stage must rerun",
 }
+
+
+SOURCE_PACKAGES = ("promptkit", "backbones")
+"""The packages whose ``.py`` sources :func:`source_digest` covers."""
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 of every ``.py`` file of the imported :data:`SOURCE_PACKAGES` (path relative to the
+    package and bytes, sorted by path); computed once per process."""
+    h = hashlib.sha256()
+    for name in SOURCE_PACKAGES:
+        root = Path(sys.modules[name].__file__ if name in sys.modules else __import__(name).__file__).parent
+        for f in sorted(root.rglob("*.py"), key=lambda q: q.relative_to(root).as_posix()):
+            h.update(f"{name}/{f.relative_to(root).as_posix()}".encode() + b"\0")
+            h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def factory_source_digest(factory: str) -> str | None:
+    """sha256 of the source file of a factory's module (``"package.module:function"``), read from
+    the module as imported in this process; None when it is not imported or has no source file."""
+    module = sys.modules.get(factory.partition(":")[0]) if isinstance(factory, str) else None
+    file = getattr(module, "__file__", None)
+    if not file or not Path(file).is_file():
+        return None
+    return hashlib.sha256(Path(file).read_bytes()).hexdigest()
+
+
+def code_identity(factory: str | None = None) -> dict[str, Any]:
+    """What code trains a stage, for its identity: ``{"promptkit": version, "source": digest}``,
+    plus ``"factory_source"`` (:func:`factory_source_digest`) when a user factory built the backbone."""
+    from .. import __version__
+
+    code: dict[str, Any] = {"promptkit": __version__, "source": source_digest()}
+    if factory is not None:
+        code["factory_source"] = factory_source_digest(factory)
+    return code
 
 
 class RunDirError(RuntimeError):
@@ -126,6 +169,16 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _code_changed(diff: list[str], before: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """The refusal's reason when the code identity differs: each changed key, as recorded and now."""
+    changed = [k for k in diff if k.startswith("code.")]
+    if not changed:
+        return ""
+    told = "; ".join(f"{k}: {before.get(k, '(not recorded)')!s} in {RUN}, {now.get(k)!s} now" for k in changed)
+    return (f": the code changed since this stage ran ({told}), so its checkpoints were made by other code and "
+            "must not be resumed or reused; overwrite retrains the stage")
+
+
 def prepare_out_dir(
     out_dir: Path, identity: dict[str, Any], resume: bool, overwrite: bool, *, write: bool = True,
     record: Mapping[str, Any] | None = None,
@@ -152,7 +205,7 @@ def prepare_out_dir(
         if prev.get("hash") != run_hash:
             before, now = _flatten(prev.get("key", {})), _flatten(key)
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-            why = _HINTS.get(next((k for k in diff if k in _HINTS), ""), "")
+            why = _HINTS.get(next((k for k in diff if k in _HINTS), ""), "") or _code_changed(diff, before, now)
             raise RunDirError(
                 f"{out_dir} holds a different run (settings differ in: {', '.join(diff[:8]) or 'run.json'}){why}; "
                 f"use another output directory or overwrite=True (--overwrite) to replace it"

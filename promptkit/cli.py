@@ -182,7 +182,8 @@ def add_data(sub: argparse._SubParsersAction) -> None:
 def cmd_data_describe(args: argparse.Namespace) -> int:
     """Print a data set's splits, shapes, task and labels: the recipe's data (``--data`` replacing its
     path), or, with ``--data`` alone, the file as :func:`promptkit.data.load_data` reads it (its task
-    from its labels: h5 class ids are classification, not a default recipe's regression)."""
+    from its labels: h5 class ids are classification, not a default recipe's regression). Imports
+    nothing the recipe names (its factory, a hook output function): describing builds no model."""
     if args.recipe is None and args.data is None:
         raise ValueError("data describe needs --recipe R or --data PATH")
     if args.recipe:

@@ -7,6 +7,13 @@ backbone's hook spec, the schema of :meth:`promptkit.hookspec.HookSpec.from_dict
 checked where it enters: an unknown key names the section, the allowed keys and the closest match;
 a wrong type names the expected one; an unknown backbone lists the registered ones.
 
+Reading, validating and describing a recipe import nothing it names: a ``[backbone] factory`` and
+a ``[hooks] output = {call = "module:function"}`` stay strings until a run builds the backbone
+(:func:`promptkit.train.pretrain.build_backbone`) or its hooks (:meth:`Recipe.hook_spec`), and
+only then is their code imported and run - as with any script you run, run only recipes you trust.
+A factory's ``[backbone.config]`` keywords are checked against its signature at that point
+(:func:`check_backbone_config`).
+
 Example::
 
     recipe = load("recipes/mult-synth.toml")
@@ -26,7 +33,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 if TYPE_CHECKING:
     from .hookspec import HookSpec
@@ -54,6 +61,7 @@ class BackboneSection:
     ``"mult"``. The backbone is built with ``[backbone.config]`` as keywords plus ``feature_dims``,
     ``out_dim`` and ``task`` from the data (a factory gets those of the three its signature names).
     A factory's model needs a ``[hooks]`` table unless a hook spec is registered for its class.
+    A factory is imported only when a run builds the backbone, never when the recipe is read.
     """
 
     name: str | None = None
@@ -294,14 +302,17 @@ def config_hash(d: dict[str, Any]) -> str:
 def load(path: str | Path, *, check_backbone: bool = True) -> Recipe:
     """Read and validate a TOML recipe.
 
+    Imports nothing the recipe names (a factory, a hook output function): see the module docstring.
+
     Args:
         path: a ``.toml`` file, or the name of a shipped recipe (``"mult-synth"``).
-        check_backbone: check that ``[backbone] name`` is registered, or that ``[backbone]
-            factory`` imports and names a callable.
+        check_backbone: check that ``[backbone] name`` is registered and its ``[backbone.config]``
+            keys are its builder's. A ``[backbone] factory`` is checked for its form only
+            (``"package.module:function"``) either way; it is imported when a run builds it.
 
     Raises:
         RecipeError: corrupt TOML (file and line), unknown key, wrong type, unknown backbone,
-            a factory that does not import, a ``[hooks]`` table that is not a hook spec.
+            a malformed factory string, a ``[hooks]`` table that is not a hook spec.
     """
     p = resolve_recipe_path(path)
     try:
@@ -437,7 +448,8 @@ def _check(value: Any, tp: Any, what: str) -> Any:
 
 
 def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
-    """``[backbone]``: a name or a factory (not both), known or importable; ``[hooks]`` a hook spec."""
+    """``[backbone]``: a name or a factory (not both), a registered name or a well-formed factory
+    string; ``[hooks]`` a hook spec. Imports nothing the recipe names."""
     import backbones
 
     b = r.backbone
@@ -449,9 +461,6 @@ def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
     if b.factory is not None:
         try:
             backbones.parse_factory(b.factory)
-            if check_backbone:
-                folder = r.folder()
-                backbones.import_factory(b.factory, [folder] if folder else [])
         except backbones.BackboneFactoryError as e:
             raise RecipeError(f"{where}: [backbone] {e}") from None
     elif check_backbone and not backbones.is_backbone(b.name):
@@ -461,8 +470,8 @@ def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
             f"{where}: unknown backbone {b.name!r} in [backbone] name{hint} "
             f"(known backbones: {backbones.list_backbones()}; a model of your own goes in [backbone] factory)"
         )
-    if check_backbone:
-        _validate_backbone_config(r, where)
+    if check_backbone and b.factory is None:
+        b.config = check_backbone_config(r, backbones.backbone_builder(b.name))
     if r.hooks is not None:
         try:
             r.hook_spec(resolve=False)
@@ -471,29 +480,33 @@ def _validate_backbone(r: Recipe, where: str, check_backbone: bool) -> None:
             raise RecipeError(f"{where}: [hooks]: {msg}") from None
 
 
-def _validate_backbone_config(r: Recipe, where: str) -> None:
-    """``[backbone.config]`` keys against the builder's (or factory's) keywords, and their values
-    against its annotations, at load time rather than when training starts."""
+def check_backbone_config(r: Recipe, fn: Callable[..., Any]) -> dict[str, Any]:
+    """``[backbone.config]`` checked against ``fn``'s keywords (names) and annotations (values):
+    the config with each value as checked (ints widened to floats where a float is annotated).
+
+    Called at load for a registered backbone's builder; for a factory, by the run that imports
+    it (:func:`promptkit.train.pretrain.backbone_kwargs`), since reading a recipe imports nothing.
+
+    Raises:
+        RecipeError: a key ``fn`` does not take (naming the recipe, the key, the allowed keys and
+            the closest one), or a value of the wrong type.
+    """
     import backbones
 
-    b = r.backbone
-    try:
-        fn = backbones.import_factory(b.factory, [r.folder()] if r.folder() else []) if b.factory is not None \
-            else backbones.backbone_builder(b.name)
-    except (backbones.BackboneFactoryError, KeyError):
-        return  # reported by the caller
+    b, where = r.backbone, f"recipe {r.source or '<dict>'}"
+    config = dict(b.config)
     accepted = backbones.config_keywords(fn)
     if accepted is None:  # an open **kwargs: nothing to check against
-        return
+        return config
     allowed = sorted(set(accepted) - {"feature_dims", "out_dim", "task"})
-    for key, value in b.config.items():
+    for key, value in config.items():
         if key not in accepted:
             raise RecipeError(_unknown(key, f"[backbone.config] of {b.label}", allowed, where))
-        tp = accepted[key]
         try:
-            b.config[key] = _check(value, tp, f"{where}: [backbone.config] {key}")
+            config[key] = _check(value, accepted[key], f"{where}: [backbone.config] {key}")
         except (TypeError, AttributeError):  # an annotation _check cannot read (e.g. a Protocol): unchecked
             pass
+    return config
 
 
 def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:

@@ -135,9 +135,14 @@ def test_resuming_a_run_with_another_factory_is_refused(factory_run):
     ],
 )
 def test_factory_import_errors_name_recipe_factory_and_cause(tmp_path, factory, message):
+    """Reading a recipe imports nothing (issue 24): only a malformed string is refused at load; an
+    import error is named when a run builds the backbone."""
+    from promptkit.train.pretrain import build_backbone
+
     p = write_recipe(tmp_path, factory_recipe(factory))
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory '{factory}': {message}"):
-        load(p)
+        recipe = load(p)
+        build_backbone(recipe, load_recipe_data(recipe))
 
 
 @pytest.mark.parametrize(
@@ -198,8 +203,9 @@ def test_factory_is_found_beside_the_recipe_and_gets_only_the_keywords_it_names(
     assert isinstance(model, torch.nn.Linear) and model.out_features == 3
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    absent = load(write_recipe(elsewhere, factory_recipe("absent_model_x7:build", hooks="")))
     with pytest.raises(RecipeError, match=rf"cannot import module 'absent_model_x7' .* nor in {elsewhere}"):
-        load(write_recipe(elsewhere, factory_recipe("absent_model_x7:build", hooks="")))
+        build_backbone(absent, data)
 
 
 def test_registered_backbone_with_a_hooks_table_uses_the_recipes_spec(tmp_path, monkeypatch):

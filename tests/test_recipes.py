@@ -102,13 +102,17 @@ def test_default_backbone_is_mult_unless_a_factory_is_given():
     assert recipes.BackboneSection(factory="pkg.mod:build").name is None
 
 
-def test_factory_is_imported_only_when_backbones_are_checked(tmp_path):
+def test_factory_is_imported_only_when_a_run_builds_the_backbone(tmp_path):
+    """Issue 24 item 3: load imported the factory (with check_backbone); now only building does."""
+    from promptkit.train.pretrain import build_backbone
+
     p = write_recipe(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no_such_pkg_q.models:build"))
     r = load(p, check_backbone=False)  # e.g. `promptkit recipes list`
     assert r.backbone.factory == "no_such_pkg_q.models:build"
+    r = load(p)
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory 'no_such_pkg_q.models:build': cannot "
                                           r"import module 'no_such_pkg_q.models' \(No module named 'no_such_pkg_q'\)"):
-        load(p)
+        build_backbone(r, load_recipe_data(r))
     bad = write_recipe(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no colon"), "bad.toml")
     with pytest.raises(RecipeError, match=r"\[backbone\] factory 'no colon': must have the form 'package.module:function'"):
         load(bad, check_backbone=False)

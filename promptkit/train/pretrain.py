@@ -56,19 +56,26 @@ def backbone_kwargs(recipe: Recipe, data: Any) -> dict[str, Any]:
     for a factory, those its signature names).
 
     Raises:
-        RecipeError: the factory cannot be imported (naming the recipe and the factory).
+        RecipeError: the factory cannot be imported (naming the recipe and the factory), or
+            ``[backbone.config]`` names a keyword it does not take (checked here, once it is
+            imported: reading a recipe imports nothing).
     """
     import backbones
 
+    from ..recipes import check_backbone_config
+
     offered = {"feature_dims": dict(data.feature_dims), "out_dim": data.out_dim, "task": data.task}
     b = recipe.backbone
+    config = b.config
     if b.factory is not None:
         try:
-            accepted = backbones.factory_parameters(backbones.import_factory(b.factory, _search(recipe)))
+            fn = backbones.import_factory(b.factory, _search(recipe))
         except backbones.BackboneFactoryError as e:
             raise RecipeError(f"recipe {recipe.source or '<dict>'}: [backbone] {e}") from None
+        config = check_backbone_config(recipe, fn)  # keyword names by its signature, now that it is imported
+        accepted = backbones.factory_parameters(fn)
         offered = {k: v for k, v in offered.items() if k in accepted}
-    return {**offered, **b.config}
+    return {**offered, **config}
 
 
 def build_backbone(recipe: Recipe, data: Any) -> nn.Module:

@@ -184,7 +184,9 @@ def test_a_torn_adapter_write_leaves_no_temporary_file_after_resume(tmp_path):
     adapter = tmp_path / "prompt" / "adapter"
     torn = list(adapter.glob(".adapter_model.safetensors.*.tmp"))
     assert len(torn) == 1 and not (adapter / "adapter_model.safetensors").exists()
-    keep = [adapter / "notes.tmp", adapter / ".keep.tmp", tmp_path / "pretrain" / "scratch.txt"]
+    (tmp_path / ".git").mkdir()  # hidden folders are not entered
+    keep = [adapter / "notes.tmp", adapter / ".keep.tmp", tmp_path / "pretrain" / "scratch.txt",
+            tmp_path / ".git" / ".index.abcd1234.tmp"]
     for p in keep:
         p.write_text("the user's")
     live = tmp_path / "other"  # a folder another running process holds (its lock names a live pid)

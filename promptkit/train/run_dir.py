@@ -124,14 +124,14 @@ class RunDirLock:
 
 def lock_run_dir(out_dir: Path) -> RunDirLock:
     """Take the run directory's lock, then remove stray temporary files of a crashed writer from
-    every folder below it (:func:`promptkit._atomic.remove_stray_temps`); a folder whose own lock
-    names a live process is left alone.
+    every folder below it (:func:`promptkit._atomic.remove_stray_temps`). Hidden folders (``.git``,
+    a virtual environment) are not entered, nor a folder whose own lock names a live process.
 
     Raises:
         RunDirError: another process holds the lock (the message names its pid).
     """
     lock = RunDirLock(out_dir).acquire()
-    remove_stray_temps(out_dir, skip_dir=_held_by_a_live_process)
+    remove_stray_temps(out_dir, skip_dir=lambda d: d.name.startswith(".") or _held_by_a_live_process(d))
     return lock
 
 

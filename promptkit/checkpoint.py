@@ -361,7 +361,8 @@ def _verify_legacy(path: Path, blob: bytes, entries: Mapping[str, Mapping[str, A
     if kind not in LEGACY_KINDS:
         raise CheckpointError(
             f"checkpoint {path} holds {kind!r} in checkpoint format version {version}, written by an older "
-            f"promptkit; this promptkit loads version-{version} files only of kind {' or '.join(map(repr, LEGACY_KINDS))} "
+            f"promptkit; this promptkit loads version-{version} files only of kind "
+            f"{' or '.join(map(repr, LEGACY_KINDS))} "
             f"(that format's checksum does not cover the header): {_V1_REMEDY.get(str(kind), _V1_REMEDY_OTHER)}"
         )
     warnings.warn(

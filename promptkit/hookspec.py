@@ -292,7 +292,9 @@ def _coerce_output(value: Any) -> OutputSelector:
         return value
     if isinstance(value, Mapping) and set(value) == {"call"}:
         if value["call"] is not None and not isinstance(value["call"], str):
-            raise TypeError(f"HookSpec.output: 'call' must be a 'package.module:function' string, got {value['call']!r}")
+            raise TypeError(
+                f"HookSpec.output: 'call' must be a 'package.module:function' string, got {value['call']!r}"
+            )
         return CallRef(value["call"])
     raise TypeError(
         f"HookSpec.output must be a key (str), an index (int), a function out -> tensor, or None; got {value!r}"

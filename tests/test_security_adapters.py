@@ -143,7 +143,8 @@ def test_hooks_given_at_load_must_be_the_saved_spec(tmp_path, marker_module):
         MissingModalityPrompter.from_pretrained(backbone, tmp_path / "ad", hooks={**spec, "output": lambda o: o})
     with pytest.raises(AdapterLoadError, match=rf"hooks= passed to load .*ad has 'output' \{{'call': '{name}:pick'\}}, "
                        r"the record of a function, not the function"):
-        MissingModalityPrompter.from_pretrained(backbone, tmp_path / "ad", hooks={**spec, "output": {"call": f"{name}:pick"}})
+        MissingModalityPrompter.from_pretrained(backbone, tmp_path / "ad",
+                                                hooks={**spec, "output": {"call": f"{name}:pick"}})
     assert not marker.exists()
 
 

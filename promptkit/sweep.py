@@ -88,9 +88,9 @@ class SweepCell:
 
     @property
     def key(self) -> str:
-        """The exact overrides and seed as canonical JSON: equal for equal cells only (``1``,
-        ``1.0``, ``"1"`` and ``true`` all differ)."""
-        return json.dumps({"overrides": [[k, v] for k, v in self.overrides], "seed": self.seed},
+        """The exact overrides and seed as canonical JSON, keys sorted: equal for equal cells only
+        (``1``, ``1.0``, ``"1"`` and ``true`` all differ), whatever the order of the axes."""
+        return json.dumps({"overrides": dict(self.overrides), "seed": self.seed},
                           sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     @property

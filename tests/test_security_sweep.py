@@ -34,7 +34,8 @@ def fake_pipeline(monkeypatch):
         calls.append((Path(out_dir).name, recipe))
         value = recipe.prompt.eta + recipe.prompt.seed / 100
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "protocol.json").write_text(json.dumps({"results": {"mplmm": {"cases": {"avg": {"acc": value}}}}}))
+        result = {"mplmm": {"cases": {"avg": {"acc": value}}}}
+        (Path(out_dir) / "protocol.json").write_text(json.dumps({"results": result}))
         return {}
 
     monkeypatch.setattr(run_module, "run_pipeline", fake)
@@ -88,7 +89,16 @@ def test_two_cells_that_read_alike_run_and_report_apart(fake_pipeline, tmp_path)
     assert {r["pretrain.checkpoint"] for r in rows} == {"ck/a.safetensors", "ck_a.safetensors"}
     assert len({r["cell"] for r in rows}) == 2
     record = json.loads((tmp_path / SWEEP_FILE).read_text())
-    assert record["cell_naming"] == 2 and sorted(c["dir"] for c in record["cells"]) == sorted(n for n, _ in fake_pipeline)
+    assert record["cell_naming"] == 2
+    assert sorted(c["dir"] for c in record["cells"]) == sorted(n for n, _ in fake_pipeline)
+
+
+def test_a_cell_is_found_again_whatever_the_order_of_the_axes(fake_pipeline, tmp_path):
+    """Before: the same grid given with its axes swapped named every cell anew and ran them all again."""
+    run_sweep(_tiny(), {"prompt.eta": [0.1, 0.3], "prompt.lr": [0.01]}, [0], tmp_path, progress=False)
+    assert len(fake_pipeline) == 2
+    path = run_sweep(_tiny(), {"prompt.lr": [0.01], "prompt.eta": [0.1, 0.3]}, [0], tmp_path, progress=False)
+    assert len(fake_pipeline) == 2 and len(path.read_text().splitlines()) == 1 + 2
 
 
 def _as_older_sweep(out: Path) -> None:

@@ -8,7 +8,9 @@ Reported per variant: the six-case average, the paired difference to the head-on
 the same seed (mean ± SE over validation samples, then mean ± SE over seeds), and how far the
 prompts moved from their initial values (RMS of the change relative to the initial RMS).
 
-Resumable: each (variant, seed) lands in ``--work/<variant>/s<seed>/valid.json``.
+Resumable: each (variant, seed) lands in ``--work/<variant>/s<seed>/valid.json``, with the code that
+trained it (:func:`promptkit.train.run_dir.code_identity`); a record of other code is refused, not
+read back (remove its folder, or use another ``--work``, to train it again).
 
     python -m benchmarks.ablation --recipe recipes/mult-synth.toml --seeds 0 1 --jobs 2
 """
@@ -67,12 +69,22 @@ def run_variant(recipe_path: str, name: str, overrides: dict[str, Any], seed: in
     from promptkit.recipes import load, load_recipe_data, resolve_recipe_file
     from promptkit.train.pretrain import load_backbone
     from promptkit.train.prompt_stage import build_prompter, prompt_tune
+    from promptkit.train.run_dir import code_identity
 
     out = Path(work) / name / f"s{seed}"
     done = out / "valid.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     base = load(recipe_path)
+    code = code_identity(base.backbone.factory)
+    if done.is_file():
+        record = json.loads(done.read_text())
+        if record.get("code") != code:
+            changed = sorted(k for k in set(code) | set(record.get("code") or {})
+                             if (record.get("code") or {}).get(k) != code.get(k))
+            raise RuntimeError(
+                f"{done} was trained by other code (differs in {', '.join(changed)}: {record.get('code')} there, "
+                f"{code} now); remove {out} or use another --work to train this variant again"
+            )
+        return record
     recipe = variant_recipe(base, overrides, seed)
     data = load_recipe_data(recipe)
     path = resolve_recipe_file(recipe, recipe.pretrain.checkpoint.format(seed=recipe.data.seed))
@@ -90,7 +102,7 @@ def run_variant(recipe_path: str, name: str, overrides: dict[str, Any], seed: in
     for n, p in model.named_parameters():
         if n in init and ("prompt" in n or "modality_maps" in n) and "backbone." not in n:
             moved[n] = float((p.detach() - init[n]).pow(2).mean().sqrt() / init[n].pow(2).mean().sqrt().clamp(min=1e-12))
-    record = {"variant": name, "seed": seed, "overrides": overrides, "best_epoch": fit.best_epoch,
+    record = {"variant": name, "seed": seed, "overrides": overrides, "code": code, "best_epoch": fit.best_epoch,
               "seconds": seconds, "valid": valid.to_dict(),
               "predictions": {k: v.tolist() for k, v in valid.predictions.items()},
               "labels": valid.labels.tolist(), "moved": moved}

@@ -96,3 +96,19 @@ def test_the_source_digest_is_the_same_in_another_process():
                             "print(json.dumps(code_identity()))"], capture_output=True, text=True, timeout=300)
     assert other.returncode == 0, other.stderr[-2000:]
     assert json.loads(other.stdout) == code and len(code["source"]) == 64
+
+
+def test_the_ablation_benchmark_does_not_read_back_a_record_of_other_code(tmp_path):
+    """Before: a finished variant's ``valid.json`` was read back whatever code had trained it."""
+    from benchmarks import ablation
+
+    recipe = write_recipe(tmp_path, tiny_recipe_toml(name="tiny-ablation"), "tiny.toml")
+    done = tmp_path / "work" / "base" / "s0" / "valid.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"variant": "base", "seed": 0, "valid": {}}))  # as an older benchmark wrote it
+    with pytest.raises(RuntimeError, match=r"valid\.json was trained by other code \(differs in promptkit, source: "
+                                           r"None there, .* now\); remove .*s0 or use another --work"):
+        ablation.run_variant(str(recipe), "base", {}, 0, str(tmp_path / "work"))
+    code = run_dir_module.code_identity()
+    done.write_text(json.dumps({"variant": "base", "seed": 0, "code": code, "valid": {}}))
+    assert ablation.run_variant(str(recipe), "base", {}, 0, str(tmp_path / "work"))["code"] == code

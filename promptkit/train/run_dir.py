@@ -4,7 +4,9 @@
 may change (:data:`RESUMABLE`); a directory that holds another run's checkpoints or results is
 refused. The identity includes the code that trains (:func:`code_identity`): the promptkit version,
 a digest of the promptkit and backbones sources and of a user factory's module, so a stage trained
-by other code is not resumed (``overwrite`` retrains it). While :func:`fit <promptkit.train.engine.fit>` runs it holds an exclusive lock on the
+by other code is not resumed (``overwrite`` retrains it).
+
+While :func:`fit <promptkit.train.engine.fit>` runs it holds an exclusive lock on the
 directory (``.lock``, with the holder's pid), so two runs started into one directory cannot mix
 their files; the second is refused with the holder's pid. Temporary files a crashed writer left
 behind (``.<name>.<random>.tmp``) are removed when the lock is taken, in every folder of the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import os
 import stat
@@ -49,7 +52,7 @@ def source_digest() -> str:
     package and bytes, sorted by path); computed once per process."""
     h = hashlib.sha256()
     for name in SOURCE_PACKAGES:
-        root = Path(sys.modules[name].__file__ if name in sys.modules else __import__(name).__file__).parent
+        root = Path(importlib.import_module(name).__file__).parent
         for f in sorted(root.rglob("*.py"), key=lambda q: q.relative_to(root).as_posix()):
             h.update(f"{name}/{f.relative_to(root).as_posix()}".encode() + b"\0")
             h.update(f.read_bytes() + b"\0")
@@ -175,8 +178,7 @@ def _code_changed(diff: list[str], before: Mapping[str, Any], now: Mapping[str, 
     if not changed:
         return ""
     told = "; ".join(f"{k}: {before.get(k, '(not recorded)')!s} in {RUN}, {now.get(k)!s} now" for k in changed)
-    return (f": the code changed since this stage ran ({told}), so its checkpoints were made by other code and "
-            "must not be resumed or reused; overwrite retrains the stage")
+    return f": the code changed since this stage ran ({told}), so its checkpoints were made by other code"
 
 
 def prepare_out_dir(

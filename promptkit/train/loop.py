@@ -1,8 +1,8 @@
 """The training loop of one run: one epoch of steps, then the end of the epoch (validate, step
 the scheduler, keep the best weights, early-stop, checkpoint).
 
-One training step, in order: seeded masks → forward under autocast → finite check of the output
-→ task loss + the model's auxiliary loss + the plug-ins' extra losses → finite check → backward
+One training step, in order: seeded masks → forward under autocast → task loss + the model's
+auxiliary loss + the plug-ins' extra losses → finite check (of the output, then the loss) → backward
 (accelerate) → plug-in ``after_backward`` → gradient clipping → optimizer step (the hook order of
 :mod:`promptkit.plugins`).
 """
@@ -116,10 +116,7 @@ class TrainLoop:
             labels = batch["labels"]
             with self.accelerator.autocast():
                 preds = self.forward(model, batch)
-            if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):  # one check per step
-                check_finite_output(preds, model_name(self.model), f"training epoch {epoch}, step {step}/{len(loader)} "
-                                    f"of {self.out_dir}", batch["index"].tolist(),
-                                    f"; last good checkpoint: {self._last_kept()}")
+            finite = torch.isfinite(preds).all() if isinstance(preds, torch.Tensor) else None  # checked with the loss
             loss = task_loss(preds, labels, self.data.task)
             aux = auxiliary_loss(self.model)
             if aux is not None:
@@ -128,7 +125,10 @@ class TrainLoop:
                 extra = p.extra_loss(self.model, batch, preds, labels)
                 if extra is not None:
                     loss = loss + extra.float()
-            if not torch.isfinite(loss):
+            if not bool(torch.isfinite(loss) if finite is None else torch.isfinite(loss) & finite):  # one sync
+                check_finite_output(preds, model_name(self.model), f"training epoch {epoch}, step {step}/{len(loader)} "
+                                    f"of {self.out_dir}", batch["index"].tolist(),
+                                    f"; last good checkpoint: {self._last_kept()}")  # raises when the output is the cause
                 raise NonFiniteLossError(
                     f"training loss is {float(loss.detach())} at epoch {epoch}, step {step}/{len(loader)}; "
                     f"batch sample indices {batch['index'].tolist()}; last good checkpoint: {self._last_kept()}"

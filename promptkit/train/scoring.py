@@ -67,13 +67,14 @@ def evaluate(
             batch["mask"] = masks[batch["index"].cpu()].to(device)
         with autocast() if autocast else contextlib.nullcontext():
             preds = forward(model, batch)
-        if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):
-            check_finite_output(preds, model_name(model), f"{where}, batch {step}/{len(loader)}",
-                                batch["index"].tolist())
-        labels = batch["labels"]
+        labels, index = batch["labels"], batch["index"]
         if sharded:  # every sample once, the padding of uneven shards dropped
-            preds, labels = accelerator.gather_for_metrics((preds.contiguous(), labels.contiguous()))
-        total += float(task_loss(preds, labels, task)) * labels.shape[0]
+            preds, labels, index = accelerator.gather_for_metrics((preds.contiguous(), labels.contiguous(),
+                                                                   index.contiguous()))
+        loss = task_loss(preds, labels, task)
+        if not bool(torch.isfinite(preds).all()):  # gathered: every process refuses the same batch
+            check_finite_output(preds, model_name(model), f"{where}, batch {step}/{len(loader)}", index.tolist())
+        total += float(loss) * labels.shape[0]
         n += labels.shape[0]
         metric.update(metric_preds(preds), labels.cpu())
     out = {k: float(v) for k, v in metric.compute().items()}

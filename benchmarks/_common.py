@@ -53,3 +53,25 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+
+
+def read_finished_run(done: Path, factory: str | None = None) -> dict[str, Any] | None:
+    """A finished run's ``protocol.json`` (``done``) to read back instead of re-running it, or None
+    when there is none.
+
+    Raises:
+        RuntimeError: the run was produced by other code (another promptkit source or version, or
+            another source of the user factory ``factory``), naming what changed and what to remove.
+    """
+    from promptkit.train.run_dir import code_change, code_identity
+
+    if not done.is_file():
+        return None
+    run = json.loads(done.read_text())
+    changed = code_change(run.get("code"), code_identity(factory), done.name)
+    if changed:
+        raise RuntimeError(
+            f"{done} was produced by other code ({changed}), so its results are not this code's; remove "
+            f"{done.parent} (or use another --work) to run it again"
+        )
+    return run

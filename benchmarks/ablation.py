@@ -69,7 +69,7 @@ def run_variant(recipe_path: str, name: str, overrides: dict[str, Any], seed: in
     from promptkit.recipes import load, load_recipe_data, resolve_recipe_file
     from promptkit.train.pretrain import load_backbone
     from promptkit.train.prompt_stage import build_prompter, prompt_tune
-    from promptkit.train.run_dir import code_identity
+    from promptkit.train.run_dir import code_change, code_identity
 
     out = Path(work) / name / f"s{seed}"
     done = out / "valid.json"
@@ -77,12 +77,11 @@ def run_variant(recipe_path: str, name: str, overrides: dict[str, Any], seed: in
     code = code_identity(base.backbone.factory)
     if done.is_file():
         record = json.loads(done.read_text())
-        if record.get("code") != code:
-            changed = sorted(k for k in set(code) | set(record.get("code") or {})
-                             if (record.get("code") or {}).get(k) != code.get(k))
+        changed = code_change(record.get("code"), code, done.name)
+        if changed:
             raise RuntimeError(
-                f"{done} was trained by other code (differs in {', '.join(changed)}: {record.get('code')} there, "
-                f"{code} now); remove {out} or use another --work to train this variant again"
+                f"{done} was trained by other code ({changed}); remove {out} or use another --work to train this "
+                "variant again"
             )
         return record
     recipe = variant_recipe(base, overrides, seed)

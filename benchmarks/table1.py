@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +35,7 @@ from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
 from promptkit.recipes import Recipe, load, load_recipe_data
 from promptkit.train.run import ZERO_FILLED, run_pipeline
 
-from ._common import RESULTS_DIR, machine_info, mean_std, write_csv, write_json
+from ._common import RESULTS_DIR, machine_info, mean_std, read_finished_run, write_csv, write_json
 
 # promptkit method -> the paper's row (None: beyond the paper)
 METHODS: dict[str, str | None] = {
@@ -73,9 +72,8 @@ def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = Fa
 def run_seed(recipe: Recipe, work: Path, methods: Sequence[str], device: str) -> dict[str, Any]:
     """One seed's run of every method; its ``protocol.json`` is read back when it holds every
     method and rate asked for (else the run repeats, each finished training stage read back)."""
-    done = work / "protocol.json"
-    if done.is_file():
-        run = json.loads(done.read_text())
+    run = read_finished_run(work / "protocol.json", recipe.backbone.factory)
+    if run is not None:
         rates = {str(float(r)) for r in recipe.eval.missing_rates}
         if all(m in run["results"] and rates <= set(run["results"][m].get("rates", {})) for m in methods):
             return run

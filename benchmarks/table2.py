@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +33,7 @@ from promptkit.train.engine import resolve_device
 from promptkit.train.methods import CONTROLS, PROMPTS
 from promptkit.train.run import ZERO_FILLED, comparison_key, obtain_backbone, run_pipeline
 
-from ._common import RESULTS_DIR, machine_info, write_csv, write_json
+from ._common import RESULTS_DIR, machine_info, read_finished_run, write_csv, write_json
 
 BACKBONES: tuple[str, ...] = ("mult", "misa", "mmim", "unimse")
 COLUMNS: tuple[str, ...] = ("com", "com_prompted", "incom", "incom_prompted")
@@ -85,9 +84,9 @@ def recipe_for(backbone: str, data_seed: int, seed: int, quick: bool = False, ep
 
 def run_cell(recipe: Recipe, data: Any, work: Path, device: str) -> dict[str, Any]:
     """One run; its ``protocol.json`` is read back when it already exists (resume)."""
-    done = work / "protocol.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    run = read_finished_run(work / "protocol.json", recipe.backbone.factory)
+    if run is not None:
+        return run
     return run_pipeline(recipe, data, work, device=device, resume=True, progress=False)
 
 

@@ -266,6 +266,7 @@ def run_sweep(
     recipes = {c.key: apply_overrides(base, c.as_dict(), c.seed) for c in cells}  # every cell checked first
     _check_arguments(list(recipes.values()), methods, jobs, device, data_path)
     dirs = cell_dirs(out_dir, cells)
+    _check_finished_cells(out_dir, cells, dirs, recipes)
     _claim(out_dir, base, axes, seeds, methods, cells)
     todo = [c for c in cells if not (out_dir / "cells" / dirs[c.key] / CELL_DONE).is_file()]
     args = [(recipes[c.key], str(out_dir / "cells" / dirs[c.key]), methods, device, data_path) for c in todo]
@@ -401,6 +402,43 @@ def run_cell(recipe: Recipe, cell_dir: str, methods: Sequence[str] | None, devic
 
     run_pipeline(recipe, load_recipe_data(recipe, data_path), cell_dir, device=device, resume=True, progress=False,
                  data_path=data_path, methods=methods)
+
+
+def _check_finished_cells(
+    out_dir: Path, cells: Sequence[SweepCell], dirs: Mapping[str, str], recipes: Mapping[str, Recipe]
+) -> None:
+    """Refuse to read back a finished cell that other code produced.
+
+    A finished cell (its ``protocol.json`` exists) is read back, not re-run, so its ``code`` record
+    (the promptkit version and source digest, and a user factory's module source:
+    :func:`~promptkit.train.run_dir.code_identity`) must be what this code would record.
+
+    Raises:
+        SweepError: naming the cell, the entry that differs (old and new) and what to do.
+    """
+    from .train.run_dir import code_change, code_identity
+
+    for cell in cells:
+        path = out_dir / "cells" / dirs[cell.key] / CELL_DONE
+        if not path.is_file():
+            continue
+        factory = recipes[cell.key].backbone.factory
+        if factory is not None:  # a sweep is a run: it imports the recipe's factory to read its source
+            import backbones
+
+            folder = recipes[cell.key].folder()
+            backbones.import_factory(factory, [folder] if folder else [])
+        try:
+            then = json.loads(path.read_text()).get("code")
+        except (OSError, ValueError, AttributeError):
+            then = None
+        changed = code_change(then, code_identity(factory), CELL_DONE)
+        if changed:
+            raise SweepError(
+                f"cell {dirs[cell.key]} of the sweep in {out_dir} was produced by other code ({changed}), so its "
+                f"results would be read back as this code's; remove {path.parent} to re-run it, or run the sweep "
+                "into a new directory"
+            )
 
 
 def sweep_rows(out_dir: str | Path, cells: Iterable[SweepCell], axes: Sequence[str]) -> list[list[Any]]:

@@ -106,9 +106,33 @@ def test_the_ablation_benchmark_does_not_read_back_a_record_of_other_code(tmp_pa
     done = tmp_path / "work" / "base" / "s0" / "valid.json"
     done.parent.mkdir(parents=True)
     done.write_text(json.dumps({"variant": "base", "seed": 0, "valid": {}}))  # as an older benchmark wrote it
-    with pytest.raises(RuntimeError, match=r"valid\.json was trained by other code \(differs in promptkit, source: "
-                                           r"None there, .* now\); remove .*s0 or use another --work"):
+    with pytest.raises(RuntimeError, match=r"valid\.json was trained by other code \(code\.promptkit: None in "
+                                           r"valid\.json, .* now; code\.source: .*\); remove .*s0 or use another --work"):
         ablation.run_variant(str(recipe), "base", {}, 0, str(tmp_path / "work"))
     code = run_dir_module.code_identity()
     done.write_text(json.dumps({"variant": "base", "seed": 0, "code": code, "valid": {}}))
     assert ablation.run_variant(str(recipe), "base", {}, 0, str(tmp_path / "work"))["code"] == code
+
+
+@pytest.mark.parametrize("bench", ["table1", "table2"])
+def test_the_table_benchmarks_do_not_read_back_a_run_of_other_code(tmp_path, bench):
+    """Before: a finished seed's ``protocol.json`` was read back whatever code had produced it (Table
+    1 was once reported from stages trained by an older promptkit)."""
+    import importlib
+
+    from promptkit.recipes import load
+
+    module = importlib.import_module(f"benchmarks.{bench}")
+    recipe = load(write_recipe(tmp_path, tiny_recipe_toml(name="tiny-table"), "tiny.toml"))
+    work = tmp_path / "work"
+    work.mkdir()
+    results = {"zero_filled": {"rates": {str(float(r)): {} for r in recipe.eval.missing_rates}}}
+    stale = {"results": results, "code": {**run_dir_module.code_identity(), "source": "f" * 64}}
+    (work / "protocol.json").write_text(json.dumps(stale))
+    run = (lambda: module.run_seed(recipe, work, ["zero_filled"], "cpu")) if bench == "table1" else \
+        (lambda: module.run_cell(recipe, None, work, "cpu"))
+    with pytest.raises(RuntimeError, match=r"protocol\.json was produced by other code \(code\.source: 'f{64}' in "
+                                           r"protocol\.json, '[0-9a-f]{64}' now\).*remove .*work"):
+        run()
+    (work / "protocol.json").write_text(json.dumps({**stale, "code": run_dir_module.code_identity()}))
+    assert run()["results"] == results  # the same code's record is read back, not re-run

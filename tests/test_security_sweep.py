@@ -15,6 +15,7 @@ import pytest
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 
 import promptkit.train.run as run_module
+from promptkit.train.run_dir import code_identity
 from promptkit.cli import main
 from promptkit.recipes import from_dict
 from promptkit.sweep import SWEEP_FILE, SweepCell, SweepError, expand_grid, parse_assignment, run_sweep
@@ -35,7 +36,8 @@ def fake_pipeline(monkeypatch):
         value = recipe.prompt.eta + recipe.prompt.seed / 100
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         result = {"mplmm": {"cases": {"avg": {"acc": value}}}}
-        (Path(out_dir) / "protocol.json").write_text(json.dumps({"results": result}))
+        record = {"results": result, "code": code_identity(recipe.backbone.factory)}
+        (Path(out_dir) / "protocol.json").write_text(json.dumps(record))
         return {}
 
     monkeypatch.setattr(run_module, "run_pipeline", fake)

@@ -14,6 +14,7 @@ import pytest
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 
 import promptkit.train.run as run_module
+from promptkit.train.run_dir import code_identity
 from promptkit.cli import main
 from promptkit.recipes import RecipeError, from_dict, load
 from promptkit.sweep import (
@@ -111,7 +112,8 @@ def fake_pipeline(monkeypatch):
         result = {"cases": {"{t}": {"non0_acc2": value, "mae": 1 - value}, "avg": {"non0_acc2": value}},
                   "rates": {"0.5": {"non0_acc2": value / 2}}}
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "protocol.json").write_text(json.dumps({"results": {"mplmm": result, "zero_filled": result}}))
+        record = {"results": {"mplmm": result, "zero_filled": result}, "code": code_identity(recipe.backbone.factory)}
+        (Path(out_dir) / "protocol.json").write_text(json.dumps(record))
         return {}
 
     monkeypatch.setattr(run_module, "run_pipeline", fake)
@@ -145,6 +147,23 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_cells(fake_pipe
     assert [(e, s) for e, s, _ in calls[2:]] == [(0.3, 0), (0.3, 1)]  # only the cells that had not finished
     run_sweep(_tiny(), {"prompt.eta": [0.1, 0.3]}, [0, 1], tmp_path, progress=False)
     assert len(calls) == 4  # a finished sweep runs nothing
+
+
+def test_a_finished_cell_of_other_code_is_refused_not_read_back(fake_pipeline, tmp_path):
+    """A cell finished by another promptkit source must not be reported as this code's result."""
+    calls, _ = fake_pipeline
+    run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)
+    done = next((tmp_path / "cells").glob("*/protocol.json"))
+    record = json.loads(done.read_text())
+    record["code"]["source"] = "0" * 64  # as if trained by an edited promptkit
+    done.write_text(json.dumps(record))
+    with pytest.raises(SweepError, match=r"other code \(code.source: '0{64}' in protocol.json"):
+        run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)
+    del record["code"]  # a record of a promptkit that kept no code identity
+    done.write_text(json.dumps(record))
+    with pytest.raises(SweepError, match="produced by other code"):
+        run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)
+    assert len(calls) == 1
 
 
 def test_a_directory_holding_another_sweep_is_refused(fake_pipeline, tmp_path):

@@ -80,6 +80,17 @@ def code_identity(factory: str | None = None) -> dict[str, Any]:
     return code
 
 
+def code_change(recorded: Mapping[str, Any] | None, now: Mapping[str, Any], where: str) -> str | None:
+    """How the ``code`` record of a finished result (``recorded``, read from the file ``where``;
+    None for a file that kept none) differs from :func:`code_identity` ``now``:
+    ``"code.source: 'ab..' in protocol.json, 'cd..' now"``, or None when it is the same code."""
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    changed = [k for k in sorted(set(now) | set(recorded)) if now.get(k) != recorded.get(k)]
+    if not changed:
+        return None
+    return "; ".join(f"code.{k}: {recorded.get(k)!r} in {where}, {now.get(k)!r} now" for k in changed)
+
+
 class RunDirError(RuntimeError):
     """``out_dir`` holds another run (or this one) and neither resume nor overwrite was asked, or
     another process is writing into it."""

@@ -109,3 +109,30 @@ def test_meta_of_the_wrong_type_is_refused_naming_the_key(tmp_path, key, value, 
     path = save_checkpoint(tmp_path / "odd.safetensors", {"w": torch.zeros(1)}, meta, kind="backbone")
     with pytest.raises(CheckpointError, match=rf"odd\.safetensors: meta '{key}' is a .*, expected a {want}"):
         load_backbone(path, factory="os:getcwd")
+
+
+def test_a_files_config_sizes_no_model_until_it_fits_the_files_tensors(tmp_path, monkeypatch):
+    """A registered-name file chooses the builder's config: before, ``d_model = 3000`` in the meta of a
+    tiny file made loading allocate the whole wide model before the layout check refused it. Now the
+    model is built on the meta device first, and only a config that fits the file's tensors is
+    built for real."""
+    small = backbones.create_backbone("mult", feature_dims=DIMS, **TINY_MULT["config"])
+    wide = {**small.config(), "d_model": 3000, "num_heads": 1}
+    path = tmp_path / "wide.safetensors"
+    save_checkpoint(path, small.state_dict(), {"backbone": "mult", "config": wide}, kind="backbone")
+    real_builds = []
+    create = backbones.create_backbone
+
+    def spy(name, **cfg):
+        model = create(name, **cfg)
+        real_builds.extend(p.numel() for p in model.parameters() if not p.is_meta)
+        return model
+
+    monkeypatch.setattr(backbones, "create_backbone", spy)
+    with pytest.raises(CheckpointError, match="belongs to a different model"):
+        load_backbone(path)
+    assert real_builds == []  # nothing of the wide model was allocated
+    good = tmp_path / "good.safetensors"
+    save_backbone(small, good, "mult")
+    assert sum(p.numel() for p in load_backbone(good).parameters()) == sum(p.numel() for p in small.parameters())
+    assert real_builds  # a file whose config fits is built for real

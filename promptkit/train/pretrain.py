@@ -263,6 +263,8 @@ def load_backbone(
                 f"(known backbones: {backbones.list_backbones()})"
             )
         try:
+            with torch.device("meta"):  # the file's config sizes the model: no memory until it fits the tensors
+                check_layout(path, tensors, backbones.create_backbone(name, **config))
             model = backbones.create_backbone(name, **config)
         except backbones.BackboneFactoryError as e:
             raise CheckpointError(f"checkpoint {path} cannot be rebuilt: {e}") from e

@@ -24,7 +24,6 @@ from torch import nn
 
 import backbones
 import promptkit
-from backbones import MSABackbone
 from promptkit.checkpoint import (
     DTYPE_SIZES,
     CheckpointError,
@@ -33,13 +32,11 @@ from promptkit.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from promptkit.data import make_synthetic_mosi
 from promptkit.modalities import ModalitySet
 from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
 from promptkit.prompter.io import WEIGHTS_NAME
-from promptkit.recipes import StageSection
-from promptkit.train import fit
 from promptkit.train.pretrain import load_backbone, save_backbone
+from test_integrity import TinyMSA, _fit, data  # noqa: F401  (the same tiny model, its data fixture and fit)
 
 DIMS = {"text": 6, "audio": 3, "vision": 4}
 Header = dict
@@ -137,31 +134,6 @@ def test_a_downgraded_adapter_is_refused_as_an_older_promptkits(tmp_path, attack
 
 
 # --- training state (last.safetensors, --resume) ---------------------------------------------------
-class TinyMSA(MSABackbone):
-    """Per-modality mean → Linear(4) → Linear(4) → concat → head: same-shape tensors to swap."""
-
-    def __init__(self, feature_dims=DIMS, width: int = 4):
-        super().__init__(feature_dims, 1, "regression")
-        self.enc = nn.ModuleDict({m: nn.Linear(d, width) for m, d in feature_dims.items()})
-        self.mix = nn.ModuleList([nn.Linear(width, width) for _ in range(2)])
-        self.head = nn.Linear(width * len(feature_dims), 1)
-
-    def forward(self, **features):
-        h = [self.mix[1](torch.relu(self.mix[0](self.enc[m](features[m].mean(1))))) for m in self.modalities]
-        return self.head(torch.cat(h, -1))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_synthetic_mosi(seed=0, sizes=(32, 16, 16), seq_lens={m: 3 for m in DIMS}, feature_dims=DIMS)
-
-
-def _fit(data, out: Path, epochs: int, resume: bool = False):
-    torch.manual_seed(0)
-    stage = StageSection(epochs=epochs, batch_size=16, lr=1e-2, scheduler="plateau", seed=3)
-    return fit(TinyMSA(), data, stage, out, resume=resume, progress=False, evaluate_test=False)
-
-
 def test_a_downgraded_training_state_is_refused_and_resume_says_to_start_again(data, tmp_path):
     out = tmp_path / "run"
     _fit(data, out, epochs=1)

@@ -1,4 +1,4 @@
-"""MSA evaluation metrics with MMSA's and MulT's definitions, as pure functions and ``Metric`` classes.
+"""MSA evaluation metrics with MMSA's and MulT's definitions, as pure functions.
 
 The definitions follow MMSA's ``MetricsTop`` (``__eval_mosei_regression``, ``__eval_sims_regression``)
 and MulT's ``eval_iemocap`` exactly; only the key names differ (lowercase, see each function).
@@ -13,43 +13,36 @@ a dependency): the classes are those present in ``truth`` or ``pred``; each clas
 ``2 TP / (2 TP + FP + FN)`` and is weighted by its support in ``truth``. A class that appears only in
 ``pred`` has support 0 and so weight 0 (it still lowers the other classes' precision through FP).
 
-The pure functions take numpy arrays or torch tensors (any device) and return python floats.
-The ``Metric`` classes only accumulate predictions and targets (``dist_reduce_fx="cat"``: none of
-these metrics is a sum over samples) and call the pure function in ``compute``.
+The pure functions take numpy arrays or torch tensors (any device) and return python floats;
+:mod:`promptkit.metrics.classes` wraps each in a ``Metric``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
+import torch  # noqa: F401  (the examples below build tensors)
 from einops import rearrange
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+
+from ._inputs import (
+    EMOTIONS,
+    ArrayLike,
+    _as_numpy,
+    _check_finite,
+    _check_logits_labels,
+    _float_pair,
+    _int_labels,
+)
 
 __all__ = [
-    "EMOTIONS",
-    "KINDS",
     "weighted_f1",
     "pearson",
     "regression_metrics",
     "sims_metrics",
     "iemocap_binary_metrics",
     "classification_metrics",
-    "RegressionMetrics",
-    "SimsMetrics",
-    "IemocapBinaryMetrics",
-    "ClassificationMetrics",
-    "metrics_for",
-    "primary_metric",
 ]
-
-EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry")
-"""IEMOCAP's four binary tasks, in MulT's order (its ``labels[:, k]`` and ``logits[:, k, :]``)."""
-
-ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
 
 # CH-SIMS bins (MMSA): inner edges of right-closed intervals on [-1, 1]; class = #edges below value.
 _SIMS_EDGES = {
@@ -57,90 +50,6 @@ _SIMS_EDGES = {
     "acc3": (-0.1, 0.1),  # [-1, -0.1], (-0.1, 0.1], (0.1, 1]
     "acc5": (-0.7, -0.1, 0.1, 0.7),  # [-1, -0.7], (-0.7, -0.1], (-0.1, 0.1], (0.1, 0.7], (0.7, 1]
 }
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _as_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    """Host numpy copy of ``x``; half / bfloat16 tensors become float32."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        return x.cpu().numpy()
-    arr = np.asarray(x)
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric (numpy array or torch tensor), got dtype {arr.dtype}")
-    return arr
-
-
-def _vector_length(shape: Sequence[int], name: str) -> int:
-    """N for a shape ``(N,)`` or ``(N, 1)``, else a ValueError naming the shape."""
-    shape = tuple(shape)
-    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
-        return shape[0]
-    raise ValueError(f"{name} must have shape (N,) or (N, 1), got {shape}")
-
-
-def _check_vector_pair(pred_shape: Sequence[int], truth_shape: Sequence[int]) -> None:
-    n_pred = _vector_length(pred_shape, "pred")
-    n_truth = _vector_length(truth_shape, "truth")
-    if n_pred != n_truth:
-        raise ValueError(f"pred and truth must have the same length, got {n_pred} and {n_truth}")
-    if n_pred == 0:
-        raise ValueError("metrics need at least one sample, got empty pred and truth")
-
-
-def _check_logits_labels(logits_shape: Sequence[int], labels_shape: Sequence[int], binary: bool) -> None:
-    """Shapes for ``(N, C)`` + ``(N,)`` (classification) or ``(N, 4, 2)``/``(N, 8)`` + ``(N, 4)`` (IEMOCAP)."""
-    logits_shape, labels_shape = tuple(logits_shape), tuple(labels_shape)
-    k = len(EMOTIONS)
-    if binary:
-        if logits_shape[1:] not in ((k, 2), (2 * k,)):
-            raise ValueError(f"logits must have shape (N, {k}, 2) or (N, {2 * k}), got {logits_shape}")
-        if len(labels_shape) != 2 or labels_shape[1] != k:
-            raise ValueError(f"labels must have shape (N, {k}), got {labels_shape}")
-    else:
-        if len(logits_shape) != 2 or logits_shape[1] < 2:
-            raise ValueError(f"logits must have shape (N, C) with C >= 2, got {logits_shape}")
-        if len(labels_shape) != 1:
-            raise ValueError(f"labels must have shape (N,), got {labels_shape}")
-    if logits_shape[0] != labels_shape[0]:
-        raise ValueError(f"logits and labels must have the same N, got {logits_shape[0]} and {labels_shape[0]}")
-    if logits_shape[0] == 0:
-        raise ValueError("metrics need at least one sample, got empty logits and labels")
-
-
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        first = np.flatnonzero(bad)[:5].tolist()
-        raise ValueError(f"{name} contains {int(bad.sum())} NaN/inf value(s) (flat indices {first}...); "
-                         "metrics need finite values")
-
-
-def _float_pair(pred: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Validated ``(N,)`` float arrays in their common dtype (float32 stays float32, as in MMSA)."""
-    p, t = _as_numpy(pred, "pred"), _as_numpy(truth, "truth")
-    _check_vector_pair(p.shape, t.shape)
-    dtype = np.result_type(p.dtype, t.dtype, np.float32)
-    p, t = p.reshape(-1).astype(dtype), t.reshape(-1).astype(dtype)
-    _check_finite(p, "pred")
-    _check_finite(t, "truth")
-    return p, t
-
-
-def _int_labels(labels: np.ndarray, low: int, high: int, name: str) -> np.ndarray:
-    """``labels`` as int64 after checking every value is an integer in ``[low, high)``."""
-    if np.issubdtype(labels.dtype, np.floating):
-        _check_finite(labels, name)
-        if not np.all(labels == np.round(labels)):
-            raise ValueError(f"{name} must be integer class ids, got non-integer values")
-    out = labels.astype(np.int64)
-    if out.size and (out.min() < low or out.max() >= high):
-        raise ValueError(f"{name} must lie in [{low}, {high - 1}], got values in [{out.min()}, {out.max()}]")
-    return out
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -351,165 +260,3 @@ def classification_metrics(logits: ArrayLike, labels: ArrayLike) -> dict[str, fl
     y = _int_labels(y, 0, x.shape[1], "labels")
     pred = np.argmax(x, axis=1)
     return {"acc": _accuracy(y, pred), "f1": weighted_f1(y, pred)}
-
-
-# --------------------------------------------------------------------------- torchmetrics classes
-
-
-class _CatMetric(Metric):
-    """Accumulates ``preds`` / ``target`` batches (shape-checked in ``update``) and applies ``_fn``.
-
-    Values (NaN, label range) are checked in ``compute`` by the pure function, so ``update`` does
-    not force a device sync per batch.
-    """
-
-    is_differentiable = False
-    higher_is_better: bool | None = None
-    full_state_update = False
-    _fn: Callable[[Any, Any], dict[str, float]]
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("preds", default=[], dist_reduce_fx="cat")
-        self.add_state("target", default=[], dist_reduce_fx="cat")
-
-    def _check(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Store one batch (detached) after checking its shapes."""
-        preds, target = self._check(torch.as_tensor(preds), torch.as_tensor(target))
-        if self.preds and preds.shape[1:] != self.preds[0].shape[1:]:
-            raise ValueError(f"preds shape {tuple(preds.shape)} does not match earlier batches "
-                             f"(N, {', '.join(map(str, self.preds[0].shape[1:]))})")
-        self.preds.append(preds.detach())
-        self.target.append(target.detach())
-
-    def compute(self) -> dict[str, float]:
-        """The pure function on everything accumulated (across processes after sync)."""
-        if isinstance(self.preds, list) and not self.preds:
-            raise RuntimeError(f"{type(self).__name__}.compute() called before any update()")
-        return type(self)._fn(dim_zero_cat(self.preds), dim_zero_cat(self.target))
-
-
-class _VectorMetric(_CatMetric):
-    def _check(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_vector_pair(preds.shape, target.shape)
-        return preds.reshape(-1), target.reshape(-1)
-
-
-class RegressionMetrics(_VectorMetric):
-    """CMU-MOSI / MOSEI metrics over all batches: :func:`regression_metrics` on the concatenation.
-
-    ``update(preds (B,) or (B, 1), target (B,) or (B, 1))``; ``compute() -> dict`` with keys
-    ``has0_acc2, has0_f1, non0_acc2, non0_f1, acc5, acc7, mae, corr``.
-
-    Example:
-        >>> metric = RegressionMetrics()
-        >>> metric.update(torch.tensor([1.2, -0.4]), torch.tensor([1.0, -1.0]))
-        >>> metric.update(torch.tensor([0.0, 2.6]), torch.tensor([0.3, 3.0]))
-        >>> metric.compute()["acc7"]
-        0.75
-    """
-
-    _fn = staticmethod(regression_metrics)
-
-
-class SimsMetrics(_VectorMetric):
-    """CH-SIMS metrics over all batches: :func:`sims_metrics` on the concatenation.
-
-    Keys ``acc2, acc3, acc5, f1, mae, corr``.
-
-    Example:
-        >>> metric = SimsMetrics()
-        >>> metric.update(torch.tensor([0.0, 0.5, -0.8, 1.4]), torch.tensor([0.2, 0.6, -0.6, 1.0]))
-        >>> metric.compute()["acc2"]
-        0.75
-    """
-
-    _fn = staticmethod(sims_metrics)
-
-
-class IemocapBinaryMetrics(_CatMetric):
-    """IEMOCAP four binary tasks over all batches: :func:`iemocap_binary_metrics` on the concatenation.
-
-    ``update(logits (B, 4, 2) or (B, 8), labels (B, 4))``; keys ``<emotion>_acc``, ``<emotion>_f1``
-    for each of :data:`EMOTIONS`, ``avg_acc``, ``avg_f1``.
-
-    Example:
-        >>> metric = IemocapBinaryMetrics()
-        >>> metric.update(torch.zeros(3, 8), torch.zeros(3, 4, dtype=torch.long))
-        >>> metric.compute()["avg_acc"]
-        1.0
-    """
-
-    _fn = staticmethod(iemocap_binary_metrics)
-
-    def _check(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_logits_labels(preds.shape, target.shape, binary=True)
-        return preds.reshape(preds.shape[0], len(EMOTIONS), 2), target
-
-
-class ClassificationMetrics(_CatMetric):
-    """Single-label classification over all batches: :func:`classification_metrics`; keys ``acc, f1``.
-
-    Example:
-        >>> metric = ClassificationMetrics()
-        >>> metric.update(torch.eye(3)[[0, 1]], torch.tensor([0, 1]))
-        >>> metric.update(torch.eye(3)[[2, 2]], torch.tensor([2, 1]))
-        >>> metric.compute()["acc"]
-        0.75
-    """
-
-    _fn = staticmethod(classification_metrics)
-
-    def _check(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_logits_labels(preds.shape, target.shape, binary=False)
-        return preds, target
-
-
-# --------------------------------------------------------------------------- task kinds
-
-_METRIC_CLASSES: dict[str, type[_CatMetric]] = {
-    "mosi": RegressionMetrics,
-    "mosei": RegressionMetrics,
-    "sims": SimsMetrics,
-    "iemocap_binary": IemocapBinaryMetrics,
-    "classification": ClassificationMetrics,
-}
-_PRIMARY: dict[str, tuple[str, bool]] = {
-    "mosi": ("mae", False),
-    "mosei": ("mae", False),
-    "sims": ("mae", False),
-    "iemocap_binary": ("avg_acc", True),
-    "classification": ("acc", True),
-}
-KINDS: tuple[str, ...] = tuple(_METRIC_CLASSES)
-"""Task kinds known to :func:`metrics_for` and :func:`primary_metric` (``mosei`` is ``mosi``'s alias)."""
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in _METRIC_CLASSES:
-        raise ValueError(f"unknown task kind {kind!r}; expected one of {', '.join(KINDS)}")
-
-
-def metrics_for(kind: str, **kwargs: Any) -> Metric:
-    """A fresh ``Metric`` for a task kind; ``kwargs`` go to torchmetrics' ``Metric.__init__``.
-
-    Example:
-        >>> type(metrics_for("sims")).__name__
-        'SimsMetrics'
-    """
-    _check_kind(kind)
-    return _METRIC_CLASSES[kind](**kwargs)
-
-
-def primary_metric(kind: str) -> tuple[str, bool]:
-    """``(key, higher_is_better)`` used for model selection on the validation split.
-
-    Example:
-        >>> primary_metric("mosi"), primary_metric("iemocap_binary")
-        (('mae', False), ('avg_acc', True))
-    """
-    _check_kind(kind)
-    return _PRIMARY[kind]

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import backbones.layers as L
+import backbones.layers.blockwise as L
 from backbones.layers import PointwiseConv1d, dropout, dropout_add, dropout_attention, future_mask
 
 

@@ -54,7 +54,9 @@ from promptkit.data import make_loader, make_synthetic_mosi
 from promptkit.data.dataset import DataBundle, MSADataset
 from promptkit.hookspec import HookSpec, hook_spec_for, resolve_module
 from promptkit.recipes import from_dict
-from promptkit.train import TrainPlugin, load_backbone, pretrain
+from promptkit.backbone_files import load_backbone
+from promptkit.plugins import TrainPlugin
+from promptkit.train import pretrain
 
 METRICS: tuple[str, ...] = ("mae", "non0_acc2", "non0_f1", "corr")
 RUNS: tuple[str, ...] = ("plain", "cggm")
@@ -330,7 +332,7 @@ def run_benchmark(s: Settings, out_dir: Path = RESULTS_DIR, progress: bool = Tru
     """Train every (seed, with/without CGGM) pair, probe, write the files; returns the JSON payload."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from promptkit.train.engine import resolve_device
+    from promptkit.train.device import resolve_device
 
     if s.seeds < 1 or s.epochs < 1:
         raise ValueError(f"--seeds and --epochs must be >= 1, got {s.seeds} and {s.epochs}")

@@ -55,7 +55,7 @@ def score_run(recipe_name: str, run_dir: Path) -> dict[str, Any]:
     from promptkit import MissingModalityPrompter
     from promptkit.evaluation import evaluate_protocol, paired_difference, prompted_forward
     from promptkit.recipes import load, load_recipe_data
-    from promptkit.train.pretrain import load_backbone
+    from promptkit.backbone_files import load_backbone
 
     recipe = load(recipe_name)
     data_seed = int(run_dir.parent.name.lstrip("d")) if run_dir.parent.name.startswith("d") else recipe.data.seed

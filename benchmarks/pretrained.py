@@ -32,7 +32,8 @@ import torch
 
 from promptkit._atomic import atomic_write_bytes
 from promptkit.recipes import Recipe, load, load_pretrain_data, load_recipe_data
-from promptkit.train.pretrain import BACKBONE_FILE, pretrain
+from promptkit.backbone_files import BACKBONE_FILE
+from promptkit.train.pretrain import pretrain
 
 
 def checkpoint_path(recipe: Recipe, data_seed: int) -> Path:

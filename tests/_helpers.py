@@ -118,7 +118,7 @@ def tiny_baseline_recipe(**prompt: Any) -> Any:
 def fresh_backbone_file(recipe: Any, data: Any, directory: Path) -> Path:
     """The recipe's backbone for ``data``, freshly initialised (untrained), saved as
     ``directory/backbone.safetensors``: a stand-in for a pre-trained backbone file."""
-    from promptkit.train.pretrain import build_backbone, save_backbone
+    from promptkit.backbone_files import build_backbone, save_backbone
 
     path = Path(directory) / "backbone.safetensors"
     save_backbone(build_backbone(recipe, data), path, recipe.backbone.name)

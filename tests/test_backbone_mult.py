@@ -411,7 +411,7 @@ def test_skip_padding_keys_use_their_own_padding(monkeypatch):
 
 
 def test_mult_positions_reach_every_transformer_and_round_trip_through_config(tmp_path):
-    from promptkit.train.pretrain import load_backbone, save_backbone
+    from promptkit.backbone_files import load_backbone, save_backbone
 
     torch.manual_seed(0)
     model = MulT(layers=1, positions="skip_padding").eval()
@@ -559,7 +559,7 @@ def test_shipped_checkpoint_loads_and_gives_the_outputs_it_gave_before():
     import warnings
     from pathlib import Path
 
-    from promptkit.train.pretrain import load_backbone
+    from promptkit.backbone_files import load_backbone
 
     path = Path(__file__).resolve().parent.parent / "recipes" / "pretrained" / "mult-synth-data0.safetensors"
     with warnings.catch_warnings():

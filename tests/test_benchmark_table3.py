@@ -12,7 +12,7 @@ from benchmarks import _sweeps, figures, table3
 from promptkit.hookspec import resolve_module
 from promptkit.recipes import load_recipe_data
 from promptkit.sweep import apply_overrides, expand_grid
-from promptkit.train.pretrain import build_backbone
+from promptkit.backbone_files import build_backbone
 from promptkit.train.prompt_stage import build_prompter
 
 

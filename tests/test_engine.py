@@ -14,8 +14,9 @@ from torch import nn
 from backbones import MSABackbone
 from promptkit.checkpoint import load_checkpoint
 from promptkit.data import make_synthetic_mosi
+from promptkit.plugins import TrainPlugin
 from promptkit.recipes import StageSection
-from promptkit.train import FitResult, NonFiniteLossError, RunDirError, TrainPlugin, fit, task_loss
+from promptkit.train import FitResult, NonFiniteLossError, RunDirError, fit, task_loss
 
 DIMS = {"text": 6, "audio": 3, "vision": 4}
 

@@ -35,7 +35,7 @@ from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
 from promptkit.prompter.io import CONFIG_NAME, CONFIG_SCHEMA, WEIGHTS_NAME
 from promptkit.recipes import StageSection
 from promptkit.train import fit
-from promptkit.train.pretrain import load_backbone, save_backbone
+from promptkit.backbone_files import load_backbone, save_backbone
 
 DIMS = {"text": 6, "audio": 3, "vision": 4}
 REPO = Path(__file__).resolve().parents[1]

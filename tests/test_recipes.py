@@ -104,7 +104,7 @@ def test_default_backbone_is_mult_unless_a_factory_is_given():
 
 def test_factory_is_imported_only_when_a_run_builds_the_backbone(tmp_path):
     """Issue 24 item 3: load imported the factory (with check_backbone); now only building does."""
-    from promptkit.train.pretrain import build_backbone
+    from promptkit.backbone_files import build_backbone
 
     p = write_recipe(tmp_path, FACTORY.replace("_foreign_pkg.models:build", "no_such_pkg_q.models:build"))
     r = load(p, check_backbone=False)  # e.g. `promptkit recipes list`

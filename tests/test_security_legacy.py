@@ -35,7 +35,7 @@ from promptkit.checkpoint import (
 from promptkit.modalities import ModalitySet
 from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
 from promptkit.prompter.io import WEIGHTS_NAME
-from promptkit.train.pretrain import load_backbone, save_backbone
+from promptkit.backbone_files import load_backbone, save_backbone
 from test_integrity import TinyMSA, _fit, data  # noqa: F401  (the same tiny model, its data fixture and fit)
 
 DIMS = {"text": 6, "audio": 3, "vision": 4}

@@ -19,7 +19,7 @@ from _helpers import tiny_recipe_dict, to_toml, write_recipe
 from promptkit.cli import main
 from promptkit.hookspec import CallRef
 from promptkit.recipes import RecipeError, from_dict, load, load_recipe_data
-from promptkit.train.pretrain import backbone_kwargs, build_backbone
+from promptkit.backbone_files import backbone_kwargs, build_backbone
 
 _names = itertools.count()
 MODULE = '''import pathlib

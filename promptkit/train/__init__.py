@@ -1,21 +1,20 @@
-"""Training: the generic fit loop (:mod:`.engine` and the modules it names), the pretrain stage, and
-the plug-in protocol (defined in :mod:`promptkit.plugins`, re-exported here)."""
+"""Training, the engine only: the generic fit loop (:mod:`.engine` and the modules it names) and the
+pretrain stage. Methods (:mod:`promptkit.methods`) and the experiment layer build on it; it imports
+neither. The plug-in protocol is :mod:`promptkit.plugins`, backbone files :mod:`promptkit.backbone_files`."""
 
-from .engine import FitResult, NonFiniteLossError, RunDirError, evaluate, fit, task_loss
-from .plugins import TrainPlugin
-from .pretrain import BACKBONE_FILE, build_backbone, load_backbone, pretrain, save_backbone
+from .engine import fit
+from .losses import NonFiniteLossError, task_loss
+from .pretrain import pretrain
+from .results import FitResult
+from .run_dir import RunDirError
+from .scoring import evaluate
 
 __all__ = [
-    "BACKBONE_FILE",
     "FitResult",
     "NonFiniteLossError",
     "RunDirError",
-    "TrainPlugin",
-    "build_backbone",
     "evaluate",
     "fit",
-    "load_backbone",
     "pretrain",
-    "save_backbone",
     "task_loss",
 ]

@@ -25,15 +25,15 @@ Files in ``out_dir``: ``run.json`` (the run's settings and their hash), ``last.s
 (resume state), ``best.safetensors`` (best-validation weights of the trained tensors and buffers),
 ``results.json`` / ``results.csv`` (history per epoch and the final test metrics).
 
-The pieces, in the order :func:`fit` uses them (this module keeps only ``fit`` and re-exports
-the names other modules import from here):
+The pieces, in the order :func:`fit` uses them (this module keeps only ``fit``; import every
+other name from the module that defines it):
 
 - :mod:`.optim` — the trained parameters, the optimizer (timm) and the per-epoch scheduler;
 - :mod:`.device` — the device and the ``torch.compile`` backend;
 - :mod:`.state` — the training state and ``last.safetensors``;
 - :mod:`.run_dir` — ``run.json``, the refusal of another run, the lock;
-- :mod:`.loop` — one epoch of steps and the end of an epoch (:mod:`.seeding`, :mod:`.forward`,
-  :mod:`.losses`, :mod:`.scoring` below it);
+- :mod:`.loop` — one epoch of steps and the end of an epoch (:mod:`promptkit.seeding`,
+  :mod:`.forward`, :mod:`.losses`, :mod:`.scoring` below it);
 - :mod:`.progress` and :mod:`.results` — the bars, the result table, ``results.json`` / ``.csv``;
 - :mod:`promptkit.plugins` — the plug-in protocol.
 """
@@ -49,43 +49,20 @@ import torch
 from torch import nn
 
 from ..checkpoint import fingerprint
-from ..data import make_loader
+from ..compile import compile_model
 from ..metrics import primary_metric
-from ..plugins import TrainPlugin, check_plugins
+from ..plugins import check_plugins
+from ..seeding import derive_seed, seed_everything
 from .device import check_compile, resolve_device
 from .distributed import check_process_split, make_accelerator
-from .forward import Batch, ForwardFn, MaskFn, default_forward
-from .loop import NonFiniteLossError, TrainLoop
-from .losses import task_loss
+from .forward import ForwardFn, MaskFn, default_forward
+from .loop import TrainLoop
 from .optim import EpochScheduler, build_optimizer, check_trainable_params, split_param_groups
 from .progress import ProgressBars, print_results
 from .results import FitResult, write_results
-from .run_dir import LAST, RunDirError, code_identity, lock_run_dir, prepare_out_dir
-from .scoring import evaluate
-from .seeding import derive_seed, seed_everything
+from .run_dir import LAST, code_identity, lock_run_dir, prepare_out_dir
 from .state import restore, stage_dict, trained_state_refs
 from .tracking import accelerate_log_with, check_log_with, tracker_config
-
-__all__ = [  # what other modules import from here
-    "Batch",
-    "FitResult",
-    "ForwardFn",
-    "MaskFn",
-    "NonFiniteLossError",
-    "RunDirError",
-    "TrainPlugin",
-    "build_optimizer",
-    "check_compile",
-    "default_forward",
-    "derive_seed",
-    "evaluate",
-    "fit",
-    "make_loader",
-    "print_results",
-    "resolve_device",
-    "seed_everything",
-    "task_loss",
-]
 
 
 def fit(
@@ -183,8 +160,6 @@ def fit(
         check_process_split(int(stage.batch_size), processes, data.splits)
     model.to(dev)
     if backend is not None:
-        from ..compile import compile_model
-
         compile_model(model, backend=backend)
     refs = trained_state_refs(model, params)
     train_model = accelerator.prepare_model(model, device_placement=False) if processes > 1 else model

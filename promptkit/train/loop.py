@@ -27,7 +27,7 @@ from .optim import EpochScheduler
 from .progress import ProgressBars
 from .run_dir import BEST, LAST
 from .scoring import evaluate
-from .seeding import derive_seed, seed_everything, seeded_generator
+from ..seeding import derive_seed, seed_everything, seeded_generator
 from .state import fresh_counters, load_train_state, save_train_state, snapshot
 
 

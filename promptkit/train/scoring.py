@@ -17,7 +17,7 @@ from ..metrics import metrics_for
 from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device, default_forward
 from .losses import check_finite_output, metric_preds, model_name, task_loss
-from .seeding import seeded_generator
+from ..seeding import seeded_generator
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ The state of a run at an epoch boundary is the trained tensors and every buffer 
 :func:`trained_state_refs`), the runtime state modules keep outside them (:func:`runtime_state`),
 the optimizer, the scheduler, the plug-ins' states, the best-validation weights and the loop's
 counters (:func:`fresh_counters`). Everything else a resumed run needs is derived from
-``(seed, epoch)`` (:mod:`promptkit.train.seeding`).
+``(seed, epoch)`` (:mod:`promptkit.seeding`).
 
 ``last.safetensors`` layout: tensors ``model.*`` (the refs), the optimizer's flat tensors,
 ``best.*``, ``plugin.<i>.*`` and ``runtime.<module path>:<name>``; meta ``state``, ``best_valid``,

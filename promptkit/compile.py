@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .prompter import MissingModalityPrompter
+
 __all__ = ["compile_available", "compile_model", "is_compiled"]
 
 
@@ -62,8 +64,6 @@ def compile_model(
     ok, why = compile_available(backend)
     if not ok:
         raise RuntimeError(f"cannot compile with backend {backend!r}: {why}")
-    from .prompter import MissingModalityPrompter
-
     target = model.backbone if isinstance(model, MissingModalityPrompter) else model
     target.compile(backend=backend, mode=mode, dynamic=dynamic, fullgraph=fullgraph, **options)
     return model
@@ -71,7 +71,5 @@ def compile_model(
 
 def is_compiled(model: nn.Module) -> bool:
     """True when ``model`` (or, for a prompter, its backbone) was compiled with :func:`compile_model`."""
-    from .prompter import MissingModalityPrompter
-
     target = model.backbone if isinstance(model, MissingModalityPrompter) else model
     return getattr(target, "_compiled_call_impl", None) is not None

@@ -11,8 +11,8 @@ import torch
 from backbones import create_backbone
 from promptkit.data import make_synthetic_mosi
 from promptkit.recipes import RecipeError, StageSection, from_dict
+from promptkit.trackers import check_log_with
 from promptkit.train import fit
-from promptkit.train.tracking import check_log_with
 
 SEQ = {"text": 4, "audio": 4, "vision": 4}
 

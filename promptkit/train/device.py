@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..compile import compile_available
 from ..recipes import compile_backend
 
 
@@ -39,8 +40,6 @@ def check_compile(stage: Any) -> str | None:
     backend = compile_backend(value)
     if backend is None:
         return None
-    from ..compile import compile_available
-
     ok, why = compile_available(backend)
     if not ok:
         raise RuntimeError(

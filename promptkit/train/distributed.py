@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs, InitProcessGroupKwargs
+from accelerate.state import AcceleratorState
+from accelerate.utils import ProjectConfiguration
 
 TIMEOUT_ENV = "PROMPTKIT_DDP_TIMEOUT"
 
@@ -74,10 +77,6 @@ def make_accelerator(
     CPU; each global batch split across processes; a timeout on collectives. A prompter needs
     ``find_unused_parameters``: a step whose batch has no sample of some case leaves that case's
     prompts without a gradient."""
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs, InitProcessGroupKwargs
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import ProjectConfiguration
-
     cpu = device.type == "cpu"
     mixed = "bf16" if not cpu and torch.cuda.is_bf16_supported() else "no"
     timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600")))

@@ -53,6 +53,7 @@ from ..compile import compile_model
 from ..metrics import primary_metric
 from ..plugins import check_plugins
 from ..seeding import derive_seed, seed_everything
+from ..trackers import check_log_with
 from .device import check_compile, resolve_device
 from .distributed import check_process_split, make_accelerator
 from .forward import ForwardFn, MaskFn, default_forward
@@ -62,7 +63,7 @@ from .progress import ProgressBars, print_results
 from .results import FitResult, write_results
 from .run_dir import LAST, code_identity, lock_run_dir, prepare_out_dir
 from .state import restore, stage_dict, trained_state_refs
-from .tracking import accelerate_log_with, check_log_with, tracker_config
+from .tracking import accelerate_log_with, tracker_config
 
 
 def fit(

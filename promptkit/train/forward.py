@@ -11,6 +11,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..hookspec import backbone_caller
+from ..prompter import MissingModalityPrompter
+
 Batch = dict[str, torch.Tensor]
 ForwardFn = Callable[[nn.Module, Batch], torch.Tensor]
 MaskFn = Callable[[Batch, int, torch.Generator], torch.Tensor]
@@ -23,9 +26,6 @@ def default_forward(modalities: Sequence[str], with_mask: bool, hooks: Any = Non
     spec registered for its class) names its forward keywords and reads a non-tensor output. A
     prompter takes modality names and reads its backbone's output itself.
     """
-    from ..hookspec import backbone_caller
-    from ..prompter import MissingModalityPrompter
-
     callers: dict[int, Callable[..., torch.Tensor]] = {}  # the spec is resolved once per model, not per step
 
     def forward(model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..hookspec import select_output
+
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names epoch, step and samples."""
@@ -68,8 +70,6 @@ def task_loss(preds: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Ten
     ``labels (B, K)`` (K tasks of C classes each).
     """
     if not isinstance(preds, torch.Tensor):
-        from ..hookspec import select_output
-
         select_output(preds, None)  # raises: names the type and the spec's 'output' entry
     preds = preds.float()
     if task == "regression":

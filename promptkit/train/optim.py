@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from ..checkpoint import scheduler_to_json
@@ -57,8 +59,6 @@ def check_trainable_params(model: nn.Module, params: Sequence[nn.Parameter] | No
 def build_optimizer(params: Sequence[nn.Parameter] | Sequence[dict], stage: Any) -> torch.optim.Optimizer:
     """timm's ``create_optimizer_v2`` over exactly ``params`` (tensors, or parameter groups
     ``{"params": [...], "lr": ...}``; a group without ``lr`` uses ``stage.lr``)."""
-    from timm.optim import create_optimizer_v2
-
     return create_optimizer_v2(list(params), opt=stage.optimizer, lr=stage.lr, weight_decay=stage.weight_decay)
 
 
@@ -79,8 +79,6 @@ class EpochScheduler:
                 optimizer, mode="min", factor=stage.plateau_factor, patience=stage.plateau_patience
             )
         elif self.kind == "cosine":
-            from timm.scheduler import create_scheduler_v2
-
             self.impl, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=stage.epochs)
         elif self.kind == "none":
             self.impl = None

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import math
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
 from .results import FitResult
 
 
@@ -17,9 +21,6 @@ class ProgressBars:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.console = Console(stderr=True)
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -57,9 +58,6 @@ class ProgressBars:
 
 def print_results(result: FitResult, title: str = "test metrics (best validation epoch)") -> None:
     """A rich table of the final test metrics."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{title}: epoch {result.best_epoch}, {result.out_dir}")
     table.add_column("metric")
     table.add_column("valid", justify="right")

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import __version__
 from .._atomic import atomic_write_bytes, remove_stray_temps
 from ..recipes import config_hash
 
@@ -72,8 +73,6 @@ def factory_source_digest(factory: str) -> str | None:
 def code_identity(factory: str | None = None) -> dict[str, Any]:
     """What code trains a stage, for its identity: ``{"promptkit": version, "source": digest}``,
     plus ``"factory_source"`` (:func:`factory_source_digest`) when a user factory built the backbone."""
-    from .. import __version__
-
     code: dict[str, Any] = {"promptkit": __version__, "source": source_digest()}
     if factory is not None:
         code["factory_source"] = factory_source_digest(factory)

@@ -13,7 +13,6 @@ validation loss and validation metrics (``valid/<metric>``) at the end of each e
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -22,9 +21,7 @@ from typing import Any, Sequence
 
 from accelerate.tracking import GeneralTracker
 
-BUILTIN = ("csv",)
-NEEDS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml", "aim": "aim",
-         "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab", "trackio": "trackio"}
+from ..trackers import check_log_with
 
 
 class CSVTracker(GeneralTracker):
@@ -71,24 +68,6 @@ class CSVTracker(GeneralTracker):
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def check_log_with(names: Sequence[str] | None) -> list[str]:
-    """The tracker names, each known and importable; an error says what to install."""
-    out = []
-    for name in names or ():
-        if name in BUILTIN:
-            out.append(name)
-            continue
-        if name not in NEEDS:
-            raise ValueError(f"unknown tracker {name!r}; use 'csv', or one of accelerate's: {', '.join(NEEDS)}")
-        if importlib.util.find_spec(NEEDS[name]) is None:
-            extra = " (or: pip install 'promptkit-msa[track]')" if name == "tensorboard" else ""
-            raise ValueError(f"tracker {name!r} needs the {NEEDS[name]!r} package: pip install {NEEDS[name]}{extra}")
-        out.append(name)
-    if len(set(out)) != len(out):
-        raise ValueError(f"a tracker is named twice in log_with={list(names or ())}")
-    return out
 
 
 def accelerate_log_with(names: Sequence[str], logging_dir: Path, project: str) -> list[Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,20 @@ import promptkit
 from backbones import create_backbone
 from backbones.layers import TransformerEncoder
 from promptkit.modalities import ModalitySet
-from promptkit.prompter import MissingModalityGenerator, PrompterConfig, per_case_prompt_parameters
+from promptkit.prompter import (
+    MissingModalityGenerator,
+    PrompterConfig,
+    per_case_prompt_parameters,
+)
 
-from ._measure import autocast_for, count_flops, interleaved_medians, load_average, peak_memory, time_breakdown
+from ._measure import (
+    autocast_for,
+    count_flops,
+    interleaved_medians,
+    load_average,
+    peak_memory,
+    time_breakdown,
+)
 
 if TYPE_CHECKING:
     from .speed import SpeedConfig

@@ -8,8 +8,9 @@ import argparse
 import csv
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from promptkit.recipes import Recipe
 from promptkit.sweep import run_sweep, sweep_timing

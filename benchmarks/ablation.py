@@ -23,9 +23,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ._common import RESULTS_DIR, machine_info, write_json
 
@@ -56,7 +57,7 @@ def variant_recipe(recipe, overrides: dict[str, Any], seed: int):
     over.pop("method", None)
     prompter = {**recipe.prompt.prompter, **BASE_PROMPTER, **over.pop("prompter", {})}
     over.setdefault("prompt_lr", None)
-    prompt = dataclasses.replace(recipe.prompt, seed=seed, controls=[], prompter=prompter, **over)
+    prompt = dataclasses.replace(recipe.prompt, seed=seed, methods=["mplmm"], prompter=prompter, **over)
     return recipe.replace(prompt=prompt)
 
 
@@ -65,9 +66,9 @@ def run_variant(recipe_path: str, name: str, overrides: dict[str, Any], seed: in
     import torch
 
     torch.set_num_threads(1)
+    from promptkit.backbone_files import load_backbone
     from promptkit.evaluation import evaluate_protocol, prompted_forward
     from promptkit.recipes import load, load_recipe_data, resolve_recipe_file
-    from promptkit.train.pretrain import load_backbone
     from promptkit.train.prompt_stage import build_prompter, prompt_tune
     from promptkit.train.run_dir import code_change, code_identity
 

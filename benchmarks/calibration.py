@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,13 @@ import torch
 from benchmarks._common import RESULTS_DIR, machine_info, mean_std, write_json
 from promptkit.data import make_synthetic_mosi
 from promptkit.data.synthetic import DESCRIPTION, MODALITIES, TARGET_SIZES, VERSIONS
-from promptkit.evaluation.ceiling import PENALTIES, _predict, _ridge, ridge_ceilings, time_average
+from promptkit.evaluation.ceiling import (
+    PENALTIES,
+    _predict,
+    _ridge,
+    ridge_ceilings,
+    time_average,
+)
 from promptkit.metrics import metrics_for
 from promptkit.modalities import ModalitySet
 from promptkit.reference import SOURCE as PAPER_SOURCE

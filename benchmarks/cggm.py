@@ -39,23 +39,30 @@ import os
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchmarks._common import RESULTS_DIR, machine_info, mean_std, write_csv, write_json
+from benchmarks._common import (
+    RESULTS_DIR,
+    machine_info,
+    mean_std,
+    write_csv,
+    write_json,
+)
 from promptkit._atomic import atomic_write_bytes
+from promptkit.backbone_files import load_backbone
 from promptkit.cggm import CGGM, CGGMConfig, read_out
 from promptkit.checkpoint import load_checkpoint, take_prefix
 from promptkit.data import make_loader, make_synthetic_mosi
 from promptkit.data.dataset import DataBundle, MSADataset
 from promptkit.hookspec import HookSpec, hook_spec_for, resolve_module
-from promptkit.recipes import from_dict
-from promptkit.backbone_files import load_backbone
 from promptkit.plugins import TrainPlugin
+from promptkit.recipes import from_dict
 from promptkit.train import pretrain
 
 METRICS: tuple[str, ...] = ("mae", "non0_acc2", "non0_f1", "corr")
@@ -92,7 +99,7 @@ class Settings:
     quick: bool = False
 
     @classmethod
-    def quick_settings(cls, **kw: Any) -> "Settings":
+    def quick_settings(cls, **kw: Any) -> Settings:
         return cls(**{"seeds": 1, "epochs": 1, "sizes": (48, 16, 32), "seq_len": 4, "batch_size": 16,
                       "lr": 1e-2, "quick": True, **kw})
 
@@ -330,7 +337,13 @@ def result_stem(backbone: str) -> str:
 # --- main ---------------------------------------------------------------------------------------------
 def run_benchmark(s: Settings, out_dir: Path = RESULTS_DIR, progress: bool = True) -> dict[str, Any]:
     """Train every (seed, with/without CGGM) pair, probe, write the files; returns the JSON payload."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from promptkit.train.device import resolve_device
 

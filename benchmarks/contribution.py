@@ -16,8 +16,9 @@ import argparse
 import contextlib
 import dataclasses
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -53,9 +54,13 @@ def removed(prompter: Any, part: str) -> Iterator[None]:
 def score_run(recipe_name: str, run_dir: Path) -> dict[str, Any]:
     """The four variants of one run's trained prompter on its validation split."""
     from promptkit import MissingModalityPrompter
-    from promptkit.evaluation import evaluate_protocol, paired_difference, prompted_forward
-    from promptkit.recipes import load, load_recipe_data
     from promptkit.backbone_files import load_backbone
+    from promptkit.evaluation import (
+        evaluate_protocol,
+        paired_difference,
+        prompted_forward,
+    )
+    from promptkit.recipes import load, load_recipe_data
 
     recipe = load(recipe_name)
     data_seed = int(run_dir.parent.name.lstrip("d")) if run_dir.parent.name.startswith("d") else recipe.data.seed

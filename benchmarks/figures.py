@@ -23,8 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from promptkit.reference import FIG6_BEST_ETA, FIG7_BEST_PROMPT_LENGTH
 

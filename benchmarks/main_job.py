@@ -13,8 +13,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ._common import RESULTS_DIR, machine_info, write_json
 

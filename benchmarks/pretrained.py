@@ -25,14 +25,14 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from promptkit._atomic import atomic_write_bytes
-from promptkit.recipes import Recipe, load, load_pretrain_data, load_recipe_data
 from promptkit.backbone_files import BACKBONE_FILE
+from promptkit.recipes import Recipe, load, load_pretrain_data, load_recipe_data
 from promptkit.train.pretrain import pretrain
 
 

@@ -13,8 +13,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ._common import RESULTS_DIR
 
@@ -99,7 +100,7 @@ def table2_verdict(t2: dict[str, Any]) -> str:
     for name, s in t2["summary"].items():
         z, h, f, c = (s[k] for k in ("incom_prompted_vs_incom", "incom_prompted_vs_head_only",
                                       "incom_prompted_vs_full_finetune", "com_prompted_vs_com"))
-        mark = lambda ok: "holds" if ok else "does **not** hold"  # noqa: E731
+        mark = lambda ok: "holds" if ok else "does **not** hold"
         seeds = s.get("data_seeds", [])
         scope = f"{s['runs']} runs, data seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
         if s.get("pretraining_failed"):
@@ -183,8 +184,8 @@ def source_size(small: dict[str, Any]) -> str:
         if t2 is None:
             continue
         runs = [r for r in t2["per_seed"]["mult"] if (r["data_seed"], r["seed"]) in cells]
-        mean = lambda k: sum(r[k] for r in runs) / len(runs)  # noqa: E731
-        pair = lambda k: sum(r["paired"][k]["mean"] for r in runs) / len(runs)  # noqa: E731
+        mean = lambda k: sum(r[k] for r in runs) / len(runs)
+        pair = lambda k: sum(r["paired"][k]["mean"] for r in runs) / len(runs)
         rows.append([label, str(len(runs)), f"{mean('com'):.1f}", f"{mean('incom'):.1f}", f"{mean('incom_prompted'):.1f}",
                      f"{mean('incom_head_only'):.1f}", f"{pair('incom_prompted_vs_head_only'):+.2f}"])
     return _table(["MulT pre-trained on", "runs", "Com", "Incom", "Incom†", "Incom head only", "Incom† − head only"], rows)
@@ -333,7 +334,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "table2-verdict": ("table2.json", table2_verdict),
     "ablation": ("ablation.json", ablation),
 }
-_BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
+_BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.DOTALL)
 
 
 def render(text: str) -> str:

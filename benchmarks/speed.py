@@ -34,9 +34,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -45,7 +46,12 @@ from backbones import list_backbones
 from ._common import RESULTS_DIR, machine_info, write_json
 from ._measure import autocast_for, load_average, matmul_rate
 from ._speed_report import plot_scaling, print_tables
-from ._speed_workloads import build_workload, measure_mmgm, measure_scaling, measure_workload
+from ._speed_workloads import (
+    build_workload,
+    measure_mmgm,
+    measure_scaling,
+    measure_workload,
+)
 
 FEATURE_DIMS: dict[str, int] = {"text": 300, "audio": 5, "vision": 20}
 SHAPES: dict[str, dict[str, int]] = {
@@ -100,7 +106,7 @@ class SpeedConfig:
                 raise ValueError(f"shape {name!r} gives lengths for {sorted(lengths)}, features are {sorted(self.feature_dims)}")
 
     @classmethod
-    def tiny(cls, **overrides: Any) -> "SpeedConfig":
+    def tiny(cls, **overrides: Any) -> SpeedConfig:
         """A few-second run of every code path: small sizes, one repeat, M = 2..3."""
         small = {"d_model": 8, "num_heads": 2, "layers": 1}
         base = dict(

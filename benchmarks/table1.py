@@ -26,16 +26,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from promptkit.evaluation.protocol import DEFAULT_RATES
-from promptkit.evaluation.report import ACC_F1_KEYS
-from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
+from promptkit.metrics import metric_kind
 from promptkit.recipes import Recipe, load, load_recipe_data
+from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
 from promptkit.train.run import ZERO_FILLED, run_pipeline
 
-from ._common import RESULTS_DIR, machine_info, mean_std, read_finished_run, write_csv, write_json
+from ._common import (
+    RESULTS_DIR,
+    machine_info,
+    mean_std,
+    read_finished_run,
+    write_csv,
+    write_json,
+)
 
 # promptkit method -> the paper's row (None: beyond the paper)
 METHODS: dict[str, str | None] = {
@@ -53,8 +61,8 @@ def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = Fa
     """The shipped ``<backbone>-synth`` recipe with training seed ``seed``: its own sizes and epochs
     (``full``), the CPU-sized default, or ``quick`` (a tiny set, pre-trained here for one epoch)."""
     recipe = load(f"{backbone}-synth")
-    data, pre, prompt = recipe.data, recipe.pretrain, dataclasses.replace(recipe.prompt, seed=seed, controls=[],
-                                                                       baselines=[])
+    data, pre, prompt = recipe.data, recipe.pretrain, dataclasses.replace(recipe.prompt, seed=seed,
+                                                                       methods=["mplmm"])
     if quick:
         data = dataclasses.replace(data, sizes=QUICK["sizes"], synthetic={**data.synthetic, "seq_lens": QUICK["seq_lens"]},
                                    pretrain_on="target", source_sizes=None)
@@ -103,7 +111,7 @@ def _one_thread() -> None:
 
 def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
     """Per method: per case (and avg, complete) acc and F1 mean ± std over runs, in percent; trainable counts."""
-    acc, f1 = ACC_F1_KEYS["mosi"]
+    acc, f1 = metric_kind("mosi").accuracy, metric_kind("mosi").f1
     out: dict[str, Any] = {}
     for m in methods:
         cells = {}
@@ -135,9 +143,12 @@ def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[st
     transformers)."""
     import promptkit
     from promptkit import PrompterConfig
-    from promptkit.baselines.mpmm_attention import attention_prompt_parameters, attention_widths
+    from promptkit.backbone_files import build_backbone
     from promptkit.data import make_synthetic_mosi
-    from promptkit.train.pretrain import build_backbone
+    from promptkit.methods.mpmm_attention import (
+        attention_prompt_parameters,
+        attention_widths,
+    )
 
     recipe = load(f"{backbone}-synth")
     out: dict[str, Any] = {}

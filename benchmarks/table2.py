@@ -23,15 +23,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from promptkit.evaluation import summarize_over_seeds
-from promptkit.reference import TABLE1_MOSI, TABLE2_MOSI_ACC2
 from promptkit.recipes import Recipe, load, load_recipe_data
-from promptkit.train.engine import resolve_device
+from promptkit.reference import TABLE1_MOSI, TABLE2_MOSI_ACC2
+from promptkit.train.device import resolve_device
 from promptkit.train.methods import CONTROLS, PROMPTS
-from promptkit.train.run import ZERO_FILLED, comparison_key, obtain_backbone, run_pipeline
+from promptkit.train.run import (
+    ZERO_FILLED,
+    comparison_key,
+    obtain_backbone,
+    run_pipeline,
+)
 
 from ._common import RESULTS_DIR, machine_info, read_finished_run, write_csv, write_json
 
@@ -75,7 +81,7 @@ def recipe_for(backbone: str, data_seed: int, seed: int, quick: bool = False, ep
         data = dataclasses.replace(data, sizes=QUICK["sizes"], synthetic=synthetic,
                                    source_sizes=QUICK["source_sizes"] if data.pretrain_on == "source" else None)
         pre = dataclasses.replace(pre, checkpoint=None, epochs=1)
-    prompt = dataclasses.replace(recipe.prompt, seed=seed, controls=list(CONTROLS),
+    prompt = dataclasses.replace(recipe.prompt, seed=seed, methods=[PROMPTS, *CONTROLS],
                                  **({"epochs": epochs} if epochs else {}))
     if quick:
         prompt = dataclasses.replace(prompt, epochs=1)
@@ -156,8 +162,8 @@ def print_table(summary: dict[str, dict[str, Any]], data_label: str, runs: str) 
     from rich.console import Console
     from rich.table import Table
 
-    fmt = lambda s: f"{s['mean']:.1f} ± {s['se']:.1f}"  # noqa: E731
-    dif = lambda s: f"{s['mean']:+.2f} ± {s['se']:.2f}"  # noqa: E731
+    fmt = lambda s: f"{s['mean']:.1f} ± {s['se']:.1f}"
+    dif = lambda s: f"{s['mean']:+.2f} ± {s['se']:.2f}"
     table = Table(
         title=f"Table 2 - binary accuracy (%), mean ± SE over {runs}",
         caption=f"ours: {data_label}. paper: CMU-MOSI as printed (MulT: Table 1 LB / Ours averages). "
@@ -227,7 +233,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     device = str(resolve_device(args.device))
     names = [b.strip() for b in args.backbones.split(",") if b.strip()]

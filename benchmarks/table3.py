@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from promptkit.reference import TABLE1_MOSI, TABLE3_COLUMNS, TABLE3_MOSI
 
@@ -99,7 +100,7 @@ def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int]) 
     for name, row in summary["rows"].items():
         m = row["metrics"]
         digits = {k: 3 if k in ("mae", "corr") else 1 for k in TABLE3_COLUMNS}
-        fmt = lambda k: f"{m[k]['mean']:.{digits[k]}f}±{m[k]['std']:.{digits[k]}f}"  # noqa: E731
+        fmt = lambda k: f"{m[k]['mean']:.{digits[k]}f}±{m[k]['std']:.{digits[k]}f}"
         vs = row["vs_all_off"]
         table.add_row(name, *[fmt(k) for k in TABLE3_COLUMNS], f"{vs['mean']:+.2f} ± {vs['se']:.2f}" if vs else "–")
         if row["paper_mosi"]:

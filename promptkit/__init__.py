@@ -2,7 +2,14 @@
 
 __version__ = "0.1.0"
 
-from .hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarget, call_backbone, register_hook_spec
+from .hookspec import (
+    HookSpec,
+    ModalityEncoder,
+    SignalTarget,
+    TypeTarget,
+    call_backbone,
+    register_hook_spec,
+)
 from .modalities import ModalitySet
 from .prompter import HookError, MissingModalityPrompter, PrompterConfig, unwrap, wrap
 

@@ -12,8 +12,8 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]+\.tmp")  # mkstemp's random part: lower-case letters, digits, "_"

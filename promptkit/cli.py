@@ -25,8 +25,9 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .recipes import Recipe, check_compile_backend, list_recipes, load, load_recipe_data
 
@@ -74,7 +75,7 @@ def _with_log_with(recipe: Recipe, sections: Sequence[str], trackers: Sequence[s
     """``recipe`` with ``log_with = trackers`` in each stage section (unchanged when None)."""
     if trackers is None:
         return recipe
-    from .train.tracking import check_log_with
+    from .trackers import check_log_with
 
     check_log_with(trackers)
     return recipe.replace(**{s: dataclasses.replace(getattr(recipe, s), log_with=list(trackers)) for s in sections})
@@ -121,7 +122,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import BACKBONE_FILE, pretrain
+    from .backbone_files import BACKBONE_FILE
+    from .train import pretrain
     from .train.distributed import is_main_process
 
     recipe = _with_epochs(load(args.recipe), "pretrain", args.epochs)
@@ -149,9 +151,10 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .train import evaluate, load_backbone
-    from .train.engine import default_forward, resolve_device
-    from .train.pretrain import check_backbone_fits
+    from .backbone_files import check_backbone_fits, load_backbone
+    from .train import evaluate
+    from .train.device import resolve_device
+    from .train.forward import default_forward
 
     recipe = load(args.recipe)
     data = load_recipe_data(recipe, args.data)
@@ -260,8 +263,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", nargs="+", metavar="M", default=None,
                    help="what trains beside the zero-filled reference: mplmm, head_only, full_finetune, or a baseline "
-                        "(ms_zero, ms_mean, md_zero, md_mean, lb, mctn, mmin, mpmm, mpmm_attn, lora, lora_mplmm); default: mplmm, the recipe's "
-                        "[prompt] controls and baselines")
+                        "(ms_zero, ms_mean, md_zero, md_mean, lb, mctn, mmin, mpmm, mpmm_attn, lora, lora_mplmm); default: the recipe's "
+                        "[prompt] methods")
     p.set_defaults(func=cmd_run)
 
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Literal, Mapping, Sequence, Union
+from typing import Any, Literal, Union
 
 import torch
 from torch import nn
@@ -206,7 +207,7 @@ class HookSpec:
         return tuple(self.features)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HookSpec":
+    def from_dict(cls, d: dict[str, Any]) -> HookSpec:
         """The spec a dict (as :meth:`to_dict` writes it, or a recipe's ``[hooks]``) describes.
         Imports nothing: an ``output`` of ``{"call": ...}`` becomes a :class:`CallRef`."""
         allowed = {"features", "signal", "type", "trainable", "encoders", "output"}
@@ -230,7 +231,7 @@ class HookSpec:
         """True when ``output`` is a :class:`CallRef`: a function recorded but not given."""
         return isinstance(self.output, CallRef)
 
-    def resolved(self) -> "HookSpec":
+    def resolved(self) -> HookSpec:
         """This spec with a :class:`CallRef` ``output`` imported (itself when there is none). Call
         it only for a spec from a source run as code (a recipe), never for one read from a file a
         model came in.
@@ -340,7 +341,7 @@ def select_output(out: Any, selector: OutputSelector) -> torch.Tensor:
     raise TypeError(f"HookSpec.output {selector!r} selected a {type(picked).__name__}, not a tensor")
 
 
-def spec_or_none(model: nn.Module, hooks: "HookSpec | dict | None" = None) -> "HookSpec | None":
+def spec_or_none(model: nn.Module, hooks: HookSpec | dict | None = None) -> HookSpec | None:
     """``hooks`` as a HookSpec, else the spec registered for the model's class, else None."""
     if hooks is not None:
         return hooks if isinstance(hooks, HookSpec) else HookSpec.from_dict(dict(hooks))
@@ -350,7 +351,7 @@ def spec_or_none(model: nn.Module, hooks: "HookSpec | dict | None" = None) -> "H
         return None
 
 
-def backbone_caller(model: nn.Module, hooks: "HookSpec | dict | None" = None) -> Callable[..., torch.Tensor]:
+def backbone_caller(model: nn.Module, hooks: HookSpec | dict | None = None) -> Callable[..., torch.Tensor]:
     """``call(features, **extra) -> prediction`` for ``model``, with its spec resolved once.
 
     The spec (``hooks``, else the one registered for the model's class) maps modality names to
@@ -368,7 +369,7 @@ def backbone_caller(model: nn.Module, hooks: "HookSpec | dict | None" = None) ->
 
 
 def call_backbone(
-    model: nn.Module, features: Mapping[str, torch.Tensor], hooks: "HookSpec | dict | None" = None, **extra: Any
+    model: nn.Module, features: Mapping[str, torch.Tensor], hooks: HookSpec | dict | None = None, **extra: Any
 ) -> torch.Tensor:
     """Run ``model`` on modality-keyed ``features`` ``{m: (B, T_m, D_m)}``; return its prediction
     ``(B, out_dim)``. See :func:`backbone_caller`; this is the one path every caller uses."""

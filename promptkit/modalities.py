@@ -18,8 +18,8 @@ cases uniformly at random, else it is complete; re-drawn every epoch from a seed
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import torch
 

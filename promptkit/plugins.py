@@ -32,7 +32,8 @@ start, so a resumed run stays identical to an uninterrupted one.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

@@ -31,9 +31,12 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from .metrics import KINDS, metric_kind
 
 if TYPE_CHECKING:
     from .hookspec import HookSpec
@@ -157,12 +160,11 @@ class PromptSection(StageSection):
     ``PrompterConfig`` keywords (validated by the prompter).
 
     ``prompt_lr`` is the learning rate of the prompt tensors themselves (P_G, P_NMS/P_MS, P_MT,
-    M_m); MMGM's networks and the head train at ``lr``. ``controls`` names the comparison
-    methods ``promptkit run`` trains beside the prompts, on the same masks and data:
-    ``"head_only"`` (every prompt type off, the same trainable head, the same eta) and
-    ``"full_finetune"`` (every backbone weight trained at the same eta, the paper's MD).
-    ``baselines`` names methods of :mod:`promptkit.baselines` trained and scored beside them
-    (``"ms_mean"``, ``"md_mean"``, ``"lb"``, ``"lora"``, ``"lora_mplmm"``, ...).
+    M_m); MMGM's networks and the head train at ``lr``. ``methods`` names what ``promptkit run``
+    trains and scores beside the zero-filled reference, on the same masks and data, in this order:
+    registered methods of :mod:`promptkit.methods` (``"mplmm"``, the prompts, by default; the
+    controls ``"head_only"`` and ``"full_finetune"``; baselines such as ``"ms_mean"``, ``"lb"``,
+    ``"lora"``).
 
     In ``[pretrain]``, ``checkpoint`` names a pre-trained backbone file (``backbone.safetensors``,
     relative paths from the recipe's folder; ``{seed}`` in it is replaced by ``[data] seed``): the
@@ -172,8 +174,7 @@ class PromptSection(StageSection):
     epochs: int = 30
     eta: float = 0.7
     prompt_lr: float | None = None
-    controls: list[str] = field(default_factory=list)
-    baselines: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=lambda: ["mplmm"])
     prompter: dict[str, Any] = field(default_factory=dict)
 
 
@@ -218,7 +219,7 @@ class Recipe:
         """A short stable hash of :meth:`to_dict` (identifies a run's settings)."""
         return config_hash(self.to_dict())
 
-    def hook_spec(self, *, resolve: bool = True) -> "HookSpec | None":
+    def hook_spec(self, *, resolve: bool = True) -> HookSpec | None:
         """The ``[hooks]`` table as a :class:`~promptkit.hookspec.HookSpec`, or None (the backbone's
         registered spec is used).
 
@@ -248,7 +249,7 @@ class Recipe:
             return Path(self.source).resolve().parent
         return None
 
-    def replace(self, **sections: Any) -> "Recipe":
+    def replace(self, **sections: Any) -> Recipe:
         """A copy with whole sections replaced, e.g. ``recipe.replace(pretrain=new_stage)``."""
         return dataclasses.replace(self, **sections)
 
@@ -361,10 +362,24 @@ def from_dict(raw: dict[str, Any], *, source: str = "<dict>", check_backbone: bo
         table = raw.get(name, {})
         if not isinstance(table, dict):
             raise RecipeError(f"{where}: [{name}] must be a table, got {type(table).__name__}")
+        if name == "prompt":
+            _refuse_old_method_keys(table, where)
         kwargs[name] = _section(cls, table, name, where)
     recipe = Recipe(**kwargs, source=source)
     _validate_values(recipe, where, check_backbone)
     return recipe
+
+
+def _refuse_old_method_keys(table: dict[str, Any], where: str) -> None:
+    """``[prompt] controls`` and ``baselines`` are refused, naming the one ``methods`` list to write."""
+    old = [k for k in ("controls", "baselines") if k in table]
+    if not old:
+        return
+    named = [m for k in old for m in (table[k] if isinstance(table[k], list) else [table[k]])]
+    methods = [*table.get("methods", ["mplmm"]), *named]
+    written = " and ".join(f"[prompt] {k} = {table[k]!r}" for k in old)
+    raise RecipeError(f"{where}: {written}: these keys were replaced by one list of methods; write "
+                      f"[prompt] methods = {json.dumps(methods)} instead")
 
 
 def _section(cls: type, table: dict[str, Any], name: str, where: str):
@@ -518,8 +533,6 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
                 f"{where}: [backbone.config] must not set {key!r}: it comes from the data"
                 + ("; put expected sizes in [data] feature_dims" if key == "feature_dims" else "")
             )
-    from .metrics import KINDS
-
     if r.data.metric not in KINDS:
         close = difflib.get_close_matches(r.data.metric, KINDS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -562,24 +575,7 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
             raise RecipeError(f"{where}: [{name}] log_with: {e}") from None
     if r.prompt.prompt_lr is not None and r.prompt.prompt_lr <= 0:
         raise RecipeError(f"{where}: [prompt] prompt_lr must be > 0 (leave it out to use lr), got {r.prompt.prompt_lr}")
-    from .train.methods import CONTROLS
-
-    for c in r.prompt.controls:
-        if c not in CONTROLS:
-            close = difflib.get_close_matches(c, list(CONTROLS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RecipeError(f"{where}: [prompt] controls has unknown control {c!r}{hint} (known: {', '.join(CONTROLS)})")
-    from .baselines import list_methods
-
-    for b in r.prompt.baselines:
-        if b not in list_methods():
-            close = difflib.get_close_matches(b, list_methods(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RecipeError(f"{where}: [prompt] baselines has unknown method {b!r}{hint} (known: {', '.join(list_methods())})")
-    if len(set(r.prompt.baselines)) != len(r.prompt.baselines):
-        raise RecipeError(f"{where}: [prompt] baselines lists a method twice: {r.prompt.baselines}")
-    if len(set(r.prompt.controls)) != len(r.prompt.controls):
-        raise RecipeError(f"{where}: [prompt] controls lists a control twice: {r.prompt.controls}")
+    _validate_methods(r.prompt.methods, where)
     if r.eval.max_se is not None and r.eval.max_se <= 0:
         raise RecipeError(f"{where}: [eval] max_se must be > 0 percentage points, got {r.eval.max_se}")
     if r.prompt.checkpoint is not None:
@@ -605,6 +601,21 @@ def _validate_values(r: Recipe, where: str, check_backbone: bool) -> None:
             raise RecipeError(f"{where}: [data] {key} has unknown split(s) {sorted(unknown)}; allowed: train, valid, test")
 
 
+def _validate_methods(methods: list[str], where: str) -> None:
+    """``[prompt] methods``: registered methods, at least one, none twice."""
+    from .methods import list_methods
+    from .train.methods import CONTROLS, PROMPTS
+
+    known = [PROMPTS, *CONTROLS, *list_methods()]
+    for m in methods:
+        if m not in known:
+            close = difflib.get_close_matches(m, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(f"{where}: [prompt] methods has unknown method {m!r}{hint} (known: {', '.join(known)})")
+    if not methods or len(set(methods)) != len(methods):
+        raise RecipeError(f"{where}: [prompt] methods must list at least one method, none twice; got {methods}")
+
+
 def _validate_passthrough(r: Recipe, where: str) -> None:
     """Check ``[prompt.prompter]`` and ``[cggm]`` with their owners' configs, at load time."""
     from .cggm import CGGMConfig
@@ -618,9 +629,6 @@ def _validate_passthrough(r: Recipe, where: str) -> None:
         except (KeyError, TypeError, ValueError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise RecipeError(f"{where}: {section}: {msg}") from None
-
-
-_REGRESSION_KINDS = ("mosi", "mosei", "sims")
 
 
 def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synthetic: Any):
@@ -646,13 +654,14 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
         path = data_path if data_path is not None else d.path
         if path is None:
             raise RecipeError(f"{where}: [data] source is 'file' but no path is given; pass --data PATH or set [data] path")
-        task = "regression" if d.metric in _REGRESSION_KINDS else "classification"
+        task = metric_kind(d.metric).task
         data = load_data(str(path), format=d.format, task=task, **_file_options(d))
-    want = "regression" if d.metric in _REGRESSION_KINDS else "classification"
-    if data.task != want or (d.metric == "iemocap_binary" and data.out_dim != 8):
+    want = metric_kind(d.metric).task
+    out_dim = metric_kind(d.metric).out_dim
+    if data.task != want or (out_dim is not None and data.out_dim != out_dim):
         raise RecipeError(
             f"{where}: [data] metric {d.metric!r} needs {want} data"
-            + (" with four binary tasks (out_dim 8)" if d.metric == "iemocap_binary" else "")
+            + (f" with out_dim {out_dim}" if out_dim is not None else "")
             + f", but {data.description} is {data.task} with out_dim {data.out_dim}"
         )
     return data
@@ -685,7 +694,7 @@ def load_pretrain_data(recipe: Recipe, target: Any, data_path: str | Path | None
     else:
         if d.pretrain_path is None:
             raise RecipeError(f"{where}: [data] pretrain_on = 'source' with file data needs [data] pretrain_path")
-        task = "regression" if d.metric in _REGRESSION_KINDS else "classification"
+        task = metric_kind(d.metric).task
         source = load_data(str(d.pretrain_path), format=d.format, task=task, **_file_options(d))
     if tuple(source.modalities) != tuple(target.modalities):
         raise RecipeError(

@@ -34,11 +34,13 @@ import json
 import os
 import re
 import time
-import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+
+import tomllib
 
 from ._atomic import atomic_write_bytes
 from .recipes import Recipe, RecipeError, from_dict, load
@@ -286,7 +288,6 @@ def _check_arguments(recipes: Sequence[Recipe], methods: Sequence[str] | None, j
                      data_path: str | Path | None) -> None:
     """What ``run_pipeline`` would refuse in the first cell, refused before the sweep writes anything."""
     from .train.device import check_compile, resolve_device
-    from .train.methods import PROMPTS
     from .train.run import check_methods
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -298,7 +299,7 @@ def _check_arguments(recipes: Sequence[Recipe], methods: Sequence[str] | None, j
         check_methods(methods)
     for r in recipes:
         if methods is None:
-            check_methods([PROMPTS, *r.prompt.controls, *r.prompt.baselines])
+            check_methods(r.prompt.methods)
         for stage in (r.pretrain, r.prompt):
             check_compile(stage)
 
@@ -365,7 +366,13 @@ def sweep_timing(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _run_cells(args: list[tuple], names: list[str], jobs: int, progress: bool, total: int) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.description}"), disable=not progress)

@@ -8,7 +8,7 @@ is read; the training engine builds the trackers (:mod:`promptkit.train.tracking
 from __future__ import annotations
 
 import importlib.util
-from typing import Sequence
+from collections.abc import Sequence
 
 BUILTIN = ("csv",)
 """Trackers of promptkit's own."""

@@ -45,7 +45,7 @@ seed = 1
 epochs = 1
 batch_size = 16
 seed = 2
-controls = ["head_only"]
+methods = ["mplmm", "head_only"]
 [prompt.prompter]
 prompt_length = 2
 [eval]

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 import backbones.mult  # noqa: F401  (registers "mult")
-from backbones import MSABackbone, create_backbone, is_backbone, list_backbones, register_backbone
+from backbones import (
+    MSABackbone,
+    create_backbone,
+    is_backbone,
+    list_backbones,
+    register_backbone,
+)
 from backbones.mult import MulT
 
 
@@ -36,7 +42,7 @@ def test_registering_a_name_twice_is_an_error():
     with pytest.raises(ValueError, match="'mult' is already registered"):
 
         @register_backbone
-        def mult():  # noqa: F811
+        def mult():
             return None
 
 

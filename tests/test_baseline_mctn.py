@@ -1,4 +1,4 @@
-"""MCTN (backbones.mctn) and its baseline method (promptkit.baselines.mctn_method).
+"""MCTN (backbones.mctn) and its baseline method (promptkit.methods.mctn_method).
 
 Tiny sizes throughout: MOSI feature widths (text 300, audio 5, vision 20) with 4-8 steps and a
 hidden size of 8; the method runs one epoch on 24/12/12 synthetic samples."""
@@ -10,13 +10,13 @@ import torch
 
 import backbones.mctn  # noqa: F401  (registers the backbone "mctn" and MCTN's hook spec)
 import promptkit
-import promptkit.baselines.mctn_method  # noqa: F401  (registers the method "mctn")
+import promptkit.methods.mctn_method
 from backbones import create_backbone, is_backbone
 from backbones.mctn import MCTN, RepeatDecoder, masked_mse
-from promptkit.baselines import TrainedMethod, get_method
 from promptkit.data import make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol
 from promptkit.evaluation.protocol import COMPLETE
+from promptkit.methods import TrainedMethod, get_method
 from promptkit.modalities import ModalitySet
 from promptkit.recipes import from_dict
 

@@ -9,12 +9,14 @@ import pytest
 import torch
 from _helpers import BASELINE_SEQ, tiny_baseline_recipe
 
-import promptkit.baselines.mmin_method as mmin_method  # noqa: F401  (registers the method "mmin")
 from backbones import create_backbone, is_backbone
 from backbones.mmin import MMIN
-from promptkit.baselines import get_method
 from promptkit.data import make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol
+from promptkit.methods import (
+    get_method,
+    mmin_method,  # noqa: F401  (registers the method "mmin")
+)
 
 DIMS3 = {"text": 12, "audio": 5, "vision": 7}
 DIMS4 = {**DIMS3, "depth": 3}

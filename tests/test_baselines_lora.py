@@ -7,19 +7,19 @@ import pytest
 import torch
 
 from backbones import create_backbone
-from promptkit.baselines import get_method, list_methods
-from promptkit.baselines.lora import (
+from promptkit.backbone_files import build_backbone, load_backbone, save_backbone
+from promptkit.checkpoint import CheckpointError, load_checkpoint
+from promptkit.data import make_synthetic_mosi
+from promptkit.evaluation import evaluate_protocol
+from promptkit.methods import get_method, list_methods
+from promptkit.methods.lora import (
     inject_lora,
     load_lora_adapter,
     lora_parameters,
     lora_target_modules,
     save_lora_adapter,
 )
-from promptkit.checkpoint import CheckpointError, load_checkpoint
-from promptkit.data import make_synthetic_mosi
-from promptkit.evaluation import evaluate_protocol
 from promptkit.recipes import from_dict
-from promptkit.train.pretrain import build_backbone, load_backbone, save_backbone
 
 SEQ = {"text": 4, "audio": 5, "vision": 6}
 TINY = {"d_model": 8, "num_heads": 2, "layers": 1}

@@ -8,8 +8,8 @@ from _toy import ToyMSA, toy_inputs, toy_spec
 
 import promptkit
 from promptkit import ModalitySet, PrompterConfig
-from promptkit.baselines import get_method
 from promptkit.evaluation import evaluate_protocol
+from promptkit.methods import get_method
 from promptkit.prompter import PerCaseTypePrompts, per_case_prompt_parameters
 from promptkit.recipes import from_dict, load_recipe_data
 from promptkit.train.pretrain import pretrain

@@ -12,18 +12,18 @@ from _helpers import BASELINE_SEQ, fresh_backbone_file, tiny_baseline_recipe
 from _toy import ToyMSA, toy_inputs, toy_spec
 from torch import nn
 
-from promptkit.baselines import get_method, list_methods
-from promptkit.baselines.mpmm_attention import (
+from promptkit.backbone_files import build_backbone, load_backbone
+from promptkit.checkpoint import CheckpointError
+from promptkit.evaluation import evaluate_protocol, zero_filled_forward
+from promptkit.methods import get_method, list_methods
+from promptkit.methods.mpmm_attention import (
     AttentionPrefixPrompts,
     attention_prompt_parameters,
     attention_widths,
     load_attention_prompts,
 )
-from promptkit.checkpoint import CheckpointError
-from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.modalities import ModalitySet
 from promptkit.recipes import load_recipe_data
-from promptkit.train.pretrain import build_backbone, load_backbone
 
 L = 3
 SEQ = BASELINE_SEQ

@@ -13,15 +13,17 @@ import torch
 from _helpers import BASELINE_SEQ, fresh_backbone_file, tiny_baseline_recipe
 from torch import nn
 
-import promptkit.baselines.lower_bound as lower_bound
-import promptkit.baselines.substitution as substitution
-from promptkit.baselines import get_method, list_methods
-from promptkit.baselines.lower_bound import lb_forward
-from promptkit.baselines.substitution import substitute, substituted_forward, training_means
+from promptkit.backbone_files import load_backbone
 from promptkit.data import MSADataset, make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
+from promptkit.methods import get_method, list_methods, lower_bound, substitution
+from promptkit.methods.lower_bound import lb_forward
+from promptkit.methods.substitution import (
+    substitute,
+    substituted_forward,
+    training_means,
+)
 from promptkit.modalities import ModalitySet
-from promptkit.train.pretrain import load_backbone
 
 SEQ = BASELINE_SEQ
 METHODS = ("ms_zero", "ms_mean", "md_zero", "md_mean", "lb")

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -571,7 +571,7 @@ class NoEncoderToy(nn.Module):
 @pytest.fixture
 def no_encoder_backbone(monkeypatch):
     import backbones._registry as registry
-    import promptkit.hookspec as hookspec
+    from promptkit import hookspec
 
     def cggm_no_encoders(**cfg):
         return NoEncoderToy(**cfg)

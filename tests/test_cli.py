@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from _helpers import TINY_MULT, to_toml, tiny_recipe_toml, write_recipe
+from _helpers import TINY_MULT, tiny_recipe_toml, to_toml, write_recipe
 
 from promptkit.cli import SUBCOMMANDS, build_parser, main
 

@@ -105,6 +105,7 @@ def test_prompt_stage_compiles_the_prompter_and_saves_the_same_adapter(tmp_path)
     """``[prompt] compile = "eager"`` through prompt_tune on the toy backbone: the compiled run
     trains the prompts through the hooks exactly as eager does, and saves the same keys."""
     from _toy import ToyMSA, toy_spec
+
     from promptkit.checkpoint import load_checkpoint
     from promptkit.data import make_synthetic_mosi
     from promptkit.recipes import from_dict

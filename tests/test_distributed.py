@@ -27,7 +27,7 @@ def _recipe(pretrain_epochs: int = 2) -> str:
         name="tiny-ddp", backbone={"name": "mult", "config": {"d_model": 8, "num_heads": 2, "layers": 1, **NO_DROPOUT}},
         sizes=(64, 30, 37), seq_lens=(4, 5, 6), data={"seed": 3},
         pretrain={"epochs": pretrain_epochs, "batch_size": 16, "seed": 1},
-        prompt={"epochs": 2, "batch_size": 16, "seed": 2, "controls": ["head_only"], "prompter": {"prompt_length": 3}},
+        prompt={"epochs": 2, "batch_size": 16, "seed": 2, "methods": ["mplmm", "head_only"], "prompter": {"prompt_length": 3}},
         eval={"missing_rates": [0.5], "seed": 5},
     )
 

@@ -22,7 +22,11 @@ from promptkit.evaluation import (
     share_recovered,
     summarize_over_seeds,
 )
-from promptkit.metrics import classification_metrics, iemocap_binary_metrics, regression_metrics
+from promptkit.metrics import (
+    classification_metrics,
+    iemocap_binary_metrics,
+    regression_metrics,
+)
 
 
 def result(preds, labels, kind="mosi", setting="complete") -> ProtocolResult:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import FOREIGN_HOOKS, TINY_MULT, to_toml, tiny_recipe_toml, write_recipe
+from _helpers import FOREIGN_HOOKS, TINY_MULT, tiny_recipe_toml, to_toml, write_recipe
 
 import backbones
 from backbones import _registry
@@ -29,7 +29,7 @@ FACTORY = "_foreign_pkg.models:build"
 # everything after [backbone] and [hooks]: 32 / 16 / 24 synthetic samples, one epoch per stage
 BODY = tiny_recipe_toml(
     backbone=None, data={"seed": 1}, sizes=(32, 16, 24), seq_lens=(3, 3, 3),
-    prompt={"epochs": 1, "batch_size": 16, "controls": ["head_only"], "prompter": {"prompt_length": 2}},
+    prompt={"epochs": 1, "batch_size": 16, "methods": ["mplmm", "head_only"], "prompter": {"prompt_length": 2}},
     eval={"missing_rates": [0.5]},
 )
 
@@ -80,7 +80,7 @@ def test_factory_checkpoint_loads_for_its_recipe_only(factory_run, tmp_path, cap
     recipe, out, proc = factory_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = out / "pretrain" / "backbone.safetensors"
-    from promptkit.train.pretrain import load_backbone
+    from promptkit.backbone_files import load_backbone
 
     model = load_backbone(ckpt, recipe=load(recipe))
     assert type(model).__name__ == "ForeignMSA" and not model.training
@@ -137,7 +137,7 @@ def test_resuming_a_run_with_another_factory_is_refused(factory_run):
 def test_factory_import_errors_name_recipe_factory_and_cause(tmp_path, factory, message):
     """Reading a recipe imports nothing (issue 24): only a malformed string is refused at load; an
     import error is named when a run builds the backbone."""
-    from promptkit.train.pretrain import build_backbone
+    from promptkit.backbone_files import build_backbone
 
     p = write_recipe(tmp_path, factory_recipe(factory))
     with pytest.raises(RecipeError, match=rf"recipe {p}: \[backbone\] factory '{factory}': {message}"):
@@ -153,7 +153,7 @@ def test_factory_import_errors_name_recipe_factory_and_cause(tmp_path, factory, 
     ],
 )
 def test_a_factory_that_builds_no_module_is_named(tmp_path, factory, message):
-    from promptkit.train.pretrain import build_backbone
+    from promptkit.backbone_files import build_backbone
 
     p = write_recipe(tmp_path, factory_recipe(factory))
     recipe = load(p)
@@ -189,7 +189,7 @@ def test_hooks_table_is_checked_at_load(tmp_path, hooks, message):
 
 
 def test_factory_is_found_beside_the_recipe_and_gets_only_the_keywords_it_names(tmp_path):
-    from promptkit.train.pretrain import backbone_kwargs, build_backbone
+    from promptkit.backbone_files import backbone_kwargs, build_backbone
 
     (tmp_path / "beside_model_x7.py").write_text(
         "from torch import nn\n"
@@ -221,7 +221,7 @@ def test_registered_backbone_with_a_hooks_table_uses_the_recipes_spec(tmp_path, 
         f'{m} = "{m}"\n' for m in spec["features"]) + "[hooks.signal]\n" + "".join(
         f'{m} = {{ path = "proj.{m}", layout = "BDT" }}\n' for m in spec["features"])
     text = to_toml({"backbone": TINY_MULT}) + hooks + BODY
-    recipe = load(write_recipe(tmp_path, text.replace('controls = ["head_only"]', "")))
+    recipe = load(write_recipe(tmp_path, text.replace('methods = ["mplmm", "head_only"]', "")))
     assert recipe.hook_spec() == hookspec.HookSpec.from_dict(spec)
 
     seen: dict = {}
@@ -289,7 +289,7 @@ def test_entry_points_register_backbones_and_specs_once(fresh_registry, monkeypa
 def test_a_recipe_names_an_entry_point_backbone(fresh_registry, monkeypatch, tmp_path):
     fake_entry_points(monkeypatch, ("foreign", "_foreign_pkg.plugin"))
     recipe = load(write_recipe(tmp_path, '[backbone]\nname = "foreign_msa"\n[backbone.config]\ndim = 4\n' + BODY))
-    from promptkit.train.pretrain import build_backbone
+    from promptkit.backbone_files import build_backbone
 
     model = build_backbone(recipe, load_recipe_data(recipe))
     assert type(model).__name__ == "ForeignMSA" and model.proj["audio"].out_features == 4

@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import backbones.layers.blockwise as L
-from backbones.layers import PointwiseConv1d, dropout, dropout_add, dropout_attention, future_mask
+from backbones.layers import (
+    PointwiseConv1d,
+    dropout,
+    dropout_add,
+    dropout_attention,
+    future_mask,
+)
 
 
 def _qkv(b, h, t_q, t_k, d, seed=0):

@@ -10,7 +10,12 @@ from torch import nn
 
 import promptkit
 from promptkit.data import make_synthetic_mosi
-from promptkit.evaluation import COMPLETE, evaluate_protocol, prompted_forward, zero_filled_forward
+from promptkit.evaluation import (
+    COMPLETE,
+    evaluate_protocol,
+    prompted_forward,
+    zero_filled_forward,
+)
 from promptkit.hookspec import CallRef, HookSpec, call_backbone, select_output
 from promptkit.prompter import HookError
 from promptkit.prompter.widths import module_width
@@ -118,7 +123,7 @@ def test_the_zero_fill_baseline_calls_the_backbone_by_its_own_argument_names(dat
 
 def test_call_backbone_is_one_path_for_names_and_outputs():
     spec = HookSpec.from_dict({"features": {"text": "lang"}, "output": "M"})
-    model = lambda lang: {"M": lang * 2}  # noqa: E731 - any callable with the spec's keywords
+    model = lambda lang: {"M": lang * 2}
     assert torch.equal(call_backbone(model, {"text": torch.ones(2, 1)}, spec), torch.full((2, 1), 2.0))
     with pytest.raises(KeyError, match="no forward argument for modality \\['audio'\\]"):
         call_backbone(model, {"audio": torch.ones(2, 1)}, spec)

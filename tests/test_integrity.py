@@ -22,6 +22,8 @@ from torch import nn
 import backbones
 import promptkit
 from backbones import MSABackbone
+from promptkit.adapter_files import CONFIG_NAME, WEIGHTS_NAME
+from promptkit.backbone_files import load_backbone, save_backbone
 from promptkit.checkpoint import (
     CheckpointError,
     LegacyCheckpointWarning,
@@ -32,10 +34,9 @@ from promptkit.checkpoint import (
 from promptkit.data import make_synthetic_mosi
 from promptkit.modalities import ModalitySet
 from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
-from promptkit.prompter.io import CONFIG_NAME, CONFIG_SCHEMA, WEIGHTS_NAME
+from promptkit.prompter.io import PROMPTER_ADAPTER
 from promptkit.recipes import StageSection
 from promptkit.train import fit
-from promptkit.backbone_files import load_backbone, save_backbone
 
 DIMS = {"text": 6, "audio": 3, "vision": 4}
 REPO = Path(__file__).resolve().parents[1]
@@ -434,7 +435,7 @@ def test_swapped_hook_paths_would_change_outputs(tmp_path):
         assert not torch.equal(edited(**inputs(), mask=mask()), expected)
 
 
-@pytest.mark.parametrize("key", list(CONFIG_SCHEMA))
+@pytest.mark.parametrize("key", list(PROMPTER_ADAPTER.required))
 def test_adapter_config_missing_a_required_key_is_named(tmp_path, key):
     backbone, _ = adapter(tmp_path)
     edit_config(tmp_path, lambda cfg: cfg.pop(key))

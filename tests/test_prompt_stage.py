@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import promptkit
+from promptkit.backbone_files import build_backbone
 from promptkit.data import make_synthetic_mosi
 from promptkit.recipes import RecipeError, from_dict, load_pretrain_data
 from promptkit.train.methods import CONTROLS, method_config
-from promptkit.train.pretrain import build_backbone
 from promptkit.train.prompt_stage import build_prompter, param_groups, prompt_tune
 
 SEQ = {"text": 4, "audio": 5, "vision": 6}
@@ -160,8 +160,9 @@ def test_fixed_init_is_not_rescaled(data):
 @pytest.mark.parametrize(
     "prompt, message",
     [
-        ({"controls": ["head-only"]}, "unknown control 'head-only'; did you mean 'head_only'"),
-        ({"controls": ["head_only", "head_only"]}, "lists a control twice"),
+        ({"methods": ["mplmm", "head-only"]}, "unknown method 'head-only'; did you mean 'head_only'"),
+        ({"methods": ["mplmm", "head_only", "head_only"]}, "none twice"),
+        ({"methods": []}, "at least one method"),
         ({"prompt_lr": 0.0}, "prompt_lr must be > 0"),
         ({"prompter": {"init_scale": "auto"}}, "init_scale must be 'fixed' or 'data'"),
     ],

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks import readme
-
-
 import pytest
+
+from benchmarks import readme
 
 
 @pytest.mark.parametrize("doc", readme.DOCUMENTS, ids=lambda p: p.name)

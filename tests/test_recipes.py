@@ -7,7 +7,7 @@ import pytest
 from _helpers import FOREIGN_HOOKS, TINY_MULT, tiny_recipe_toml, write_recipe
 
 from promptkit import recipes
-from promptkit.recipes import RecipeError, Recipe, from_dict, load, load_recipe_data
+from promptkit.recipes import Recipe, RecipeError, from_dict, load, load_recipe_data
 
 # a MulT recipe on 8 / 4 / 4 synthetic samples of 3 steps; its text ends in [pretrain]
 SMALL = dict(sizes=(8, 4, 4), seq_lens=(3, 3, 3), pretrain={"epochs": 1})

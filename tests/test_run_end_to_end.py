@@ -24,7 +24,7 @@ RECIPE = tiny_recipe_toml(
     name="tiny-e2e", description="a tiny end-to-end test recipe",
     data={"seed": 3}, sizes=(48, 24, 40), seq_lens=(4, 5, 6),
     pretrain={"epochs": 1, "batch_size": 16, "seed": 1},
-    prompt={"epochs": 2, "batch_size": 16, "seed": 2, "controls": ["head_only"], "prompter": {"prompt_length": 4}},
+    prompt={"epochs": 2, "batch_size": 16, "seed": 2, "methods": ["mplmm", "head_only"], "prompter": {"prompt_length": 4}},
     eval={"missing_rates": [0.5], "seed": 5},
 )
 
@@ -83,8 +83,8 @@ def _recipe_data(recipe_path):
 
 def _hand_accuracies(data, out, split):
     """non0_acc2 per case (+ "complete") on ``split`` for zero-fill, MPLMM and head-only."""
+    from promptkit.backbone_files import load_backbone
     from promptkit.prompter import MissingModalityPrompter
-    from promptkit.train.pretrain import load_backbone
 
     ds = data.splits[split]
     feats = {m: torch.as_tensor(x) for m, x in ds.features.items()}

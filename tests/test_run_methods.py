@@ -29,10 +29,10 @@ def test_methods_given_to_the_pipeline_are_trained_and_scored_on_the_same_masks(
 
 
 def test_recipe_baselines_run_by_default_and_unknown_methods_are_named(tmp_path):
-    recipe = _recipe(baselines=["ms_zero"])
+    recipe = _recipe(methods=["mplmm", "ms_zero"])
     out = run_pipeline(recipe, load_recipe_data(recipe), tmp_path, progress=False, device="cpu")
     assert set(out["results"]) == {ZERO_FILLED, "mplmm", "ms_zero"}
-    with pytest.raises(RecipeError, match=r"\[prompt\] baselines has unknown method 'ms_maen'; did you mean 'ms_mean'"):
-        _recipe(baselines=["ms_maen"])
+    with pytest.raises(RecipeError, match=r"\[prompt\] methods has unknown method 'ms_maen'; did you mean 'ms_mean'"):
+        _recipe(methods=["mplmm", "ms_maen"])
     with pytest.raises(KeyError, match="unknown method"):
         check_methods(["mplmm", "mctn_v9"])

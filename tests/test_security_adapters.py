@@ -20,11 +20,11 @@ import torch
 from _toy import ToyMSA, toy_inputs, toy_spec
 
 import promptkit
+from promptkit.adapter_files import CONFIG_NAME, WEIGHTS_NAME
 from promptkit.checkpoint import load_checkpoint, save_checkpoint
 from promptkit.hookspec import CallRef, HookSpec
 from promptkit.modalities import ModalitySet
 from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
-from promptkit.prompter.io import CONFIG_NAME, WEIGHTS_NAME
 
 ADIMS = {"text": 12, "audio": 5, "vision": 7}
 _names = itertools.count()

@@ -15,9 +15,9 @@ import torch
 from _helpers import TINY_MULT
 
 import backbones
+from promptkit.backbone_files import load_backbone, save_backbone
 from promptkit.checkpoint import CheckpointError, save_checkpoint
 from promptkit.recipes import from_dict
-from promptkit.backbone_files import load_backbone, save_backbone
 
 DIMS = {"text": 3, "audio": 2}
 CONFIG = {"feature_dims": DIMS, "out_dim": 1}

@@ -7,7 +7,6 @@ mechanism (``max_bytes=`` or ``$PROMPTKIT_MAX_DATA_BYTES``) so that a small file
 
 from __future__ import annotations
 
-import os
 import pickle
 import tracemalloc
 

@@ -13,7 +13,11 @@ import torch
 import promptkit
 from backbones import create_backbone, list_backbones
 from promptkit.data import make_synthetic_mosi
-from promptkit.evaluation import evaluate_protocol, prompted_forward, zero_filled_forward
+from promptkit.evaluation import (
+    evaluate_protocol,
+    prompted_forward,
+    zero_filled_forward,
+)
 from promptkit.recipes import StageSection
 from promptkit.train import NonFiniteLossError, evaluate, fit
 from promptkit.train.losses import NonFiniteOutputError

@@ -13,17 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 from _toy import ToyMSA, toy_inputs, toy_spec
 from safetensors.torch import save as st_save
+from test_integrity import TinyMSA, _fit, data  # noqa: F401  (the same tiny model, its data fixture and fit)
 from torch import nn
 
 import backbones
 import promptkit
+from promptkit.adapter_files import WEIGHTS_NAME
+from promptkit.backbone_files import load_backbone, save_backbone
 from promptkit.checkpoint import (
     DTYPE_SIZES,
     CheckpointError,
@@ -34,9 +37,6 @@ from promptkit.checkpoint import (
 )
 from promptkit.modalities import ModalitySet
 from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
-from promptkit.prompter.io import WEIGHTS_NAME
-from promptkit.backbone_files import load_backbone, save_backbone
-from test_integrity import TinyMSA, _fit, data  # noqa: F401  (the same tiny model, its data fixture and fit)
 
 DIMS = {"text": 6, "audio": 3, "vision": 4}
 Header = dict

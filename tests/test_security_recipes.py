@@ -16,10 +16,10 @@ import pytest
 import torch
 from _helpers import tiny_recipe_dict, to_toml, write_recipe
 
+from promptkit.backbone_files import backbone_kwargs, build_backbone
 from promptkit.cli import main
 from promptkit.hookspec import CallRef
 from promptkit.recipes import RecipeError, from_dict, load, load_recipe_data
-from promptkit.backbone_files import backbone_kwargs, build_backbone
 
 _names = itertools.count()
 MODULE = '''import pathlib

@@ -15,10 +15,17 @@ import pytest
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 
 import promptkit.train.run as run_module
-from promptkit.train.run_dir import code_identity
 from promptkit.cli import main
 from promptkit.recipes import from_dict
-from promptkit.sweep import SWEEP_FILE, SweepCell, SweepError, expand_grid, parse_assignment, run_sweep
+from promptkit.sweep import (
+    SWEEP_FILE,
+    SweepCell,
+    SweepError,
+    expand_grid,
+    parse_assignment,
+    run_sweep,
+)
+from promptkit.train.run_dir import code_identity
 
 
 def _tiny():

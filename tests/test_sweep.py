@@ -14,7 +14,6 @@ import pytest
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 
 import promptkit.train.run as run_module
-from promptkit.train.run_dir import code_identity
 from promptkit.cli import main
 from promptkit.recipes import RecipeError, from_dict, load
 from promptkit.sweep import (
@@ -27,6 +26,7 @@ from promptkit.sweep import (
     parse_seeds,
     run_sweep,
 )
+from promptkit.train.run_dir import code_identity
 
 
 def test_assignments_parse_toml_literals_and_bare_words():

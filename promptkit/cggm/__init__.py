@@ -46,7 +46,12 @@ read from the ``HookSpec``), :mod:`.plugin` (the ``CGGM`` plug-in).
 
 from __future__ import annotations
 
-from .coefficients import direction_loss, modulation_coefficients, read_out, unimodal_stats
+from .coefficients import (
+    direction_loss,
+    modulation_coefficients,
+    read_out,
+    unimodal_stats,
+)
 from .config import CGGMConfig
 from .history import CGGMHistory
 from .plugin import CGGM

@@ -6,7 +6,8 @@ None of them holds state; :class:`~promptkit.cggm.plugin.CGGM` calls them once p
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

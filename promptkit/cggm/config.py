@@ -79,7 +79,7 @@ class CGGMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CGGMConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> CGGMConfig:
         """Build from a plain dict; an unknown key is a ``KeyError`` listing the allowed ones."""
         allowed = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(allowed))

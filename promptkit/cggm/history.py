@@ -18,7 +18,7 @@ class CGGMHistory:
     guarded: list[bool] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, modalities: Iterable[str]) -> "CGGMHistory":
+    def empty(cls, modalities: Iterable[str]) -> CGGMHistory:
         return cls(B={m: [] for m in modalities}, acc={m: [] for m in modalities})
 
     def append(
@@ -33,7 +33,7 @@ class CGGMHistory:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (NaN → None)."""
-        clean = lambda xs: [None if isinstance(x, float) and math.isnan(x) else x for x in xs]  # noqa: E731
+        clean = lambda xs: [None if isinstance(x, float) and math.isnan(x) else x for x in xs]
         return {
             "B": {m: list(v) for m, v in self.B.items()},
             "acc": {m: clean(v) for m, v in self.acc.items()},
@@ -42,8 +42,8 @@ class CGGMHistory:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CGGMHistory":
-        nan = lambda xs: [math.nan if x is None else float(x) for x in xs]  # noqa: E731
+    def from_dict(cls, d: Mapping[str, Any]) -> CGGMHistory:
+        nan = lambda xs: [math.nan if x is None else float(x) for x in xs]
         return cls(
             B={m: [float(x) for x in v] for m, v in d["B"].items()},
             acc={m: nan(v) for m, v in d["acc"].items()},

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,12 @@ from torch import nn
 from ..checkpoint import optimizer_from_flat, optimizer_to_flat
 from ..hookspec import HookSpec, hook_spec_for, resolve_module
 from ..plugins import TrainPlugin
-from .coefficients import direction_loss, modulation_coefficients, read_out, unimodal_stats
+from .coefficients import (
+    direction_loss,
+    modulation_coefficients,
+    read_out,
+    unimodal_stats,
+)
 from .config import CGGMConfig
 from .history import CGGMHistory
 from .targets import check_encoders, encoder_width, find_head, modality_parameters
@@ -114,7 +119,7 @@ class CGGM(TrainPlugin):
         *,
         extra_params: Mapping[str, Iterable[nn.Parameter]] | None = None,
         task: str | None = None,
-    ) -> "CGGM":
+    ) -> CGGM:
         """Build from a recipe's ``[cggm]`` table; an unknown key is an error listing the allowed ones.
         ``task`` (the data's) is used when the table does not set one."""
         return cls(model, spec, CGGMConfig.from_dict(section), extra_params=extra_params, task=task)

@@ -5,6 +5,7 @@
 """
 
 from .dataset import SPLITS, DataBundle, MSADataset, collate_msa, make_loader
+from .limits import DataSizeError
 from .loaders import (
     AudioInfWarning,
     DataFormatError,
@@ -13,8 +14,12 @@ from .loaders import (
     load_mmsa_pickle,
     load_mult_pickle,
 )
-from .limits import DataSizeError
-from .safe_pickle import CorruptPickleError, PickleTooLargeError, UnsafePickleError, safe_load
+from .safe_pickle import (
+    CorruptPickleError,
+    PickleTooLargeError,
+    UnsafePickleError,
+    safe_load,
+)
 from .synthetic import make_synthetic_mosi
 
 __all__ = [

@@ -9,8 +9,9 @@ each modality ``(B, T_m, D_m)`` float32, ``"labels"`` ``(B,)`` or ``(B, 4)``, ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch

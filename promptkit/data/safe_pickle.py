@@ -44,7 +44,8 @@ import os
 import pickle
 import re
 import struct
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 

@@ -142,8 +142,9 @@ source with 50/50/50 steps 11 s (1.5 GB of features, peak RSS 2.1 GB; the unalig
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

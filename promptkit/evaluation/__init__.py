@@ -31,7 +31,6 @@ from .protocol import (
     zero_filled_forward,
 )
 from .report import (
-    ACC_F1_KEYS,
     case_columns,
     paired_rows,
     paired_to_csv,
@@ -48,7 +47,6 @@ from .report import (
 )
 
 __all__ = [
-    "ACC_F1_KEYS",
     "AVG",
     "COMPLETE",
     "DEFAULT_RATES",

@@ -16,11 +16,13 @@ modalities can add over zero-filling them; a method's share recovered is
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..metrics import metric_kind as metric_kind_record
 from ..metrics import metrics_for
 from ..modalities import ModalitySet
 
@@ -59,7 +61,8 @@ def ridge_ceilings(data: Any, metric_kind: str, penalties: Sequence[float] = PEN
     labels = {s: d.labels.double().reshape(-1, 1).numpy() for s, d in splits.items()}
     stats = {m: (f.mean(0), f.std(0) + 1e-8) for m, f in feats["train"].items()}
     z = {s: {m: (f - stats[m][0]) / stats[m][1] for m, f in fs.items()} for s, fs in feats.items()}
-    primary = "non0_acc2" if metric_kind in ("mosi", "mosei") else None
+    kind = metric_kind_record(metric_kind)
+    primary = kind.accuracy if kind.nonzero_accuracy else None
     out: dict[str, dict[str, Any]] = {}
     modalities = ModalitySet(data.modalities)
     for case in modalities.cases:

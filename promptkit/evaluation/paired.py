@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..metrics import (
     EMOTIONS,
-    classification_metrics,
-    iemocap_binary_metrics,
+    KINDS,
+    metric_kind,
     pearson,
-    regression_metrics,
-    sims_metrics,
     weighted_f1,
 )
 from .protocol import AVG, COMPLETE, ProtocolResult
@@ -52,15 +51,6 @@ __all__ = [
     "share_recovered",
     "summarize_over_seeds",
 ]
-
-_PURE: dict[str, Callable[[Any, Any], dict[str, float]]] = {
-    "mosi": regression_metrics,
-    "mosei": regression_metrics,
-    "sims": sims_metrics,
-    "iemocap_binary": iemocap_binary_metrics,
-    "classification": classification_metrics,
-}
-
 
 def _mosi_fast(metric: str) -> Callable[[Any, Any], float] | None:
     """One MOSI/MOSEI metric alone, as :func:`regression_metrics` defines it (bootstrap speed)."""
@@ -86,10 +76,10 @@ def _mosi_fast(metric: str) -> Callable[[Any, Any], float] | None:
 
 
 def _metric_fn(kind: str, metric: str) -> Callable[[Any, Any], float]:
-    fast = _mosi_fast(metric) if kind in ("mosi", "mosei") else None
+    fast = _mosi_fast(metric) if metric_kind(kind).nonzero_accuracy else None
     if fast is not None:
         return fast
-    full = _PURE[kind]
+    full = metric_kind(kind).function
     return lambda p, t: full(p, t)[metric]
 
 
@@ -147,7 +137,7 @@ def per_sample_correct(
         ``(correct (N,) float64 in [0, 1], scored (N,) bool)``: the metric is ``correct[scored].mean()``.
     """
     p, t = preds.detach().cpu().numpy(), labels.detach().cpu().numpy()
-    if kind in ("mosi", "mosei") and metric in ("non0_acc2", "has0_acc2"):
+    if metric_kind(kind).nonzero_accuracy and metric in ("non0_acc2", "has0_acc2"):
         p, t = p.reshape(-1).astype(np.float32), t.reshape(-1).astype(np.float32)
         if metric == "non0_acc2":
             return ((p > 0) == (t > 0)).astype(np.float64), t != 0
@@ -222,8 +212,8 @@ def paired_difference(
         ValueError: if either result lacks predictions or the setting, or their labels differ.
     """
     kind = a.kind or b.kind
-    if kind not in _PURE:
-        raise ValueError(f"unknown metric kind {kind!r} on the results; expected one of {sorted(_PURE)}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown metric kind {kind!r} on the results; expected one of {sorted(KINDS)}")
     settings = a.case_names if setting == AVG else [setting]
     if setting == AVG and not settings:
         raise ValueError("setting 'avg' needs incomplete cases, and result a has none")
@@ -246,7 +236,7 @@ def paired_difference(
         lo, hi = _bootstrap_ci(draws, level)
         return PairedDifference(setting, metric, float(scale * d.mean()), se, lo, hi, n, "per-sample", unit, level, n_boot, seed)
 
-    known = _PURE[kind](a.predictions[settings[0]], labels)
+    known = metric_kind(kind).function(a.predictions[settings[0]], labels)
     if metric not in known:
         raise ValueError(f"metric {metric!r} is not one of {kind!r}'s metrics: {sorted(known)}")
     fn = _metric_fn(kind, metric)

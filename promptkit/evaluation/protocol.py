@@ -13,8 +13,9 @@ per-sample predictions, which :mod:`promptkit.evaluation.paired` compares betwee
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -156,7 +157,7 @@ class ProtocolResult:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ProtocolResult":
+    def from_dict(cls, d: Mapping[str, Any]) -> ProtocolResult:
         """Read :meth:`to_dict`'s output back (e.g. from ``protocol.json``); no predictions."""
         if "cases" not in d:
             raise KeyError(f"a protocol result needs a 'cases' entry, got keys {sorted(d)}")

@@ -19,17 +19,17 @@ import io
 import json
 import math
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .._atomic import atomic_write_bytes
+from ..metrics import metric_kind
 from ..modalities import DEFAULT_MODALITIES, ModalitySet
 from ..reference import TABLE1_CASES, TABLE1_MOSI
 from .paired import PairedDifference
 from .protocol import AVG, COMPLETE, ProtocolResult
 
 __all__ = [
-    "ACC_F1_KEYS",
     "case_columns",
     "case_ids",
     "case_size",
@@ -48,14 +48,6 @@ __all__ = [
     "table1_rows",
 ]
 
-# (accuracy key, F1 key) that the paper's Table 1 reports, per metric kind
-ACC_F1_KEYS: dict[str, tuple[str, str]] = {
-    "mosi": ("non0_acc2", "non0_f1"),
-    "mosei": ("non0_acc2", "non0_f1"),
-    "sims": ("acc2", "f1"),
-    "iemocap_binary": ("avg_acc", "avg_f1"),
-    "classification": ("acc", "f1"),
-}
 PAPER_CASES: tuple[str, ...] = tuple(c for c in TABLE1_CASES if c != AVG)
 """The paper's Table-1 case order for text / audio / vision."""
 Comparisons = Mapping[str, Mapping[str, PairedDifference]]
@@ -151,7 +143,7 @@ def table1_columns(results: Mapping[str, ProtocolResult], modalities: Sequence[s
 
 def _shows_paper(results: Mapping[str, ProtocolResult], kind: str, modalities: Sequence[str] | None) -> bool:
     """The paper's CMU-MOSI row fits only text/audio/vision data with MOSI/MOSEI metrics."""
-    return kind in ("mosi", "mosei") and table1_columns(results, modalities)[:-2] == list(PAPER_CASES)
+    return metric_kind(kind).nonzero_accuracy and table1_columns(results, modalities)[:-2] == list(PAPER_CASES)
 
 
 # --------------------------------------------------------------------------- protocol tables
@@ -171,7 +163,7 @@ def table1_rows(
     columns = table1_columns(results, modalities)
     rows = []
     for label, r in results.items():
-        for name, key in zip(("acc", "F1"), ACC_F1_KEYS[kind]):
+        for name, key in zip(("acc", "F1"), (metric_kind(kind).accuracy, metric_kind(kind).f1)):
             rows.append([label, name] + [f"{100 * r.cases[c][key]:.2f}" if c in r.cases else "-" for c in columns])
     if with_paper and _shows_paper(results, kind, modalities):
         for i, name in enumerate(("acc", "F1")):
@@ -193,7 +185,7 @@ def table1_long_rows(
     columns = table1_columns(results, modalities)
     cases = sorted(columns[:-2], key=case_size)
     header = ["case", "missing", *(f"{label} {m}" for label in results for m in ("acc", "F1"))]
-    keys = ACC_F1_KEYS[kind]
+    keys = (metric_kind(kind).accuracy, metric_kind(kind).f1)
     rows = []
     for c in [*cases, AVG, COMPLETE]:
         cells = [f"{100 * r.cases[c][k]:.2f}" if c in r.cases else "-" for r in results.values() for k in keys]
@@ -252,7 +244,7 @@ def print_rate_sweep(results: Mapping[str, ProtocolResult], kind: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    acc = ACC_F1_KEYS[kind][0]
+    acc = metric_kind(kind).accuracy
     rates = sorted(next(iter(results.values())).rates)
     table = Table(title=f"Test split, missing-rate sweep ({acc}, %), masks seeded per rate")
     table.add_column("model")
@@ -315,7 +307,7 @@ def _pyplot():
 def plot_rate_sweep(path: Path, results: Mapping[str, ProtocolResult], kind: str, title: str) -> None:
     """PNG: accuracy against test missing rate, one line per model."""
     plt = _pyplot()
-    acc = ACC_F1_KEYS[kind][0]
+    acc = metric_kind(kind).accuracy
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, r in results.items():
         rates = sorted(r.rates)

@@ -4,7 +4,8 @@
   floats out), with the definitions and the two deliberate differences in reporting from MMSA.
 * :mod:`~promptkit.metrics.classes`: torchmetrics ``Metric`` classes that only accumulate and call a
   pure function in ``compute``.
-* :mod:`~promptkit.metrics.kinds`: a task kind's ``Metric`` and its model-selection key.
+* :mod:`~promptkit.metrics.kinds`: one record per metric kind (task, ``Metric``, model-selection key,
+  accuracy and F1 keys).
 
 Every public name is importable from ``promptkit.metrics``.
 """
@@ -12,7 +13,12 @@ Every public name is importable from ``promptkit.metrics``.
 from __future__ import annotations
 
 from ._inputs import EMOTIONS
-from .classes import ClassificationMetrics, IemocapBinaryMetrics, RegressionMetrics, SimsMetrics
+from .classes import (
+    ClassificationMetrics,
+    IemocapBinaryMetrics,
+    RegressionMetrics,
+    SimsMetrics,
+)
 from .functional import (
     classification_metrics,
     iemocap_binary_metrics,
@@ -21,21 +27,23 @@ from .functional import (
     sims_metrics,
     weighted_f1,
 )
-from .kinds import KINDS, metrics_for, primary_metric
+from .kinds import KINDS, MetricKind, metric_kind, metrics_for, primary_metric
 
 __all__ = [
     "EMOTIONS",
     "KINDS",
-    "weighted_f1",
-    "pearson",
-    "regression_metrics",
-    "sims_metrics",
-    "iemocap_binary_metrics",
-    "classification_metrics",
+    "ClassificationMetrics",
+    "IemocapBinaryMetrics",
+    "MetricKind",
     "RegressionMetrics",
     "SimsMetrics",
-    "IemocapBinaryMetrics",
-    "ClassificationMetrics",
+    "classification_metrics",
+    "iemocap_binary_metrics",
+    "metric_kind",
     "metrics_for",
+    "pearson",
     "primary_metric",
+    "regression_metrics",
+    "sims_metrics",
+    "weighted_f1",
 ]

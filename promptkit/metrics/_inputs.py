@@ -6,7 +6,7 @@ the shape or values it got and what it expected.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -6,16 +6,22 @@ sum over samples) and call the pure function in ``compute``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from ._inputs import EMOTIONS, _check_logits_labels, _check_vector_pair
-from .functional import classification_metrics, iemocap_binary_metrics, regression_metrics, sims_metrics
+from .functional import (
+    classification_metrics,
+    iemocap_binary_metrics,
+    regression_metrics,
+    sims_metrics,
+)
 
-__all__ = ["RegressionMetrics", "SimsMetrics", "IemocapBinaryMetrics", "ClassificationMetrics"]
+__all__ = ["ClassificationMetrics", "IemocapBinaryMetrics", "RegressionMetrics", "SimsMetrics"]
 
 
 class _CatMetric(Metric):

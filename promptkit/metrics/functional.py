@@ -36,12 +36,12 @@ from ._inputs import (
 )
 
 __all__ = [
-    "weighted_f1",
+    "classification_metrics",
+    "iemocap_binary_metrics",
     "pearson",
     "regression_metrics",
     "sims_metrics",
-    "iemocap_binary_metrics",
-    "classification_metrics",
+    "weighted_f1",
 ]
 
 # CH-SIMS bins (MMSA): inner edges of right-closed intervals on [-1, 1]; class = #edges below value.

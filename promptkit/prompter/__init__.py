@@ -1,12 +1,16 @@
 """MPLMM prompts as a plug-in: config, the three prompt modules and the wrapper that owns the hooks."""
 
+from ..adapter_files import AdapterLoadError
 from .config import PrompterConfig
-from .io import AdapterLoadError
 from .mmgm import MissingModalityGenerator
 from .model import MissingModalityPrompter, unwrap, wrap
-from .verify import HookError
 from .signal import MissingSignalPrompts
-from .type_prompt import MissingTypePrompts, PerCaseTypePrompts, per_case_prompt_parameters
+from .type_prompt import (
+    MissingTypePrompts,
+    PerCaseTypePrompts,
+    per_case_prompt_parameters,
+)
+from .verify import HookError
 
 __all__ = [
     "AdapterLoadError",

@@ -127,7 +127,7 @@ class PrompterConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PrompterConfig":
+    def from_dict(cls, d: dict[str, Any]) -> PrompterConfig:
         allowed = {f.name for f in fields(cls)}
         unknown = set(d) - allowed
         if unknown:

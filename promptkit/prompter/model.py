@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,10 +32,10 @@ from .type_prompt import MissingTypePrompts, PerCaseTypePrompts
 from .widths import module_width
 
 # backbone -> the prompter whose hooks sit on it; a second wrap is refused until unwrap()
-_WRAPPED: "weakref.WeakKeyDictionary[nn.Module, weakref.ref]" = weakref.WeakKeyDictionary()
+_WRAPPED: weakref.WeakKeyDictionary[nn.Module, weakref.ref] = weakref.WeakKeyDictionary()
 
 
-def _holder(backbone: nn.Module) -> "MissingModalityPrompter | None":
+def _holder(backbone: nn.Module) -> MissingModalityPrompter | None:
     ref = _WRAPPED.get(backbone)
     return ref() if ref is not None else None
 
@@ -410,7 +411,7 @@ class MissingModalityPrompter(nn.Module):
 
     def prompt_parameters(self) -> dict[str, int]:
         """Parameter counts: the prompts themselves (P_G, P_MS/P_NMS, P_MT with M_m) and MMGM's networks."""
-        count = lambda ps: sum(p.numel() for p in ps)  # noqa: E731
+        count = lambda ps: sum(p.numel() for p in ps)
         mmgm_all = count(self.mmgm.parameters()) if self.mmgm is not None else 0
         generative = count(self.mmgm.generative_prompts.parameters()) if self.mmgm is not None else 0
         return {
@@ -501,8 +502,9 @@ class MissingModalityPrompter(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, backbone: nn.Module, directory: str | Path, hooks: HookSpec | dict | None = None
-    ) -> "MissingModalityPrompter":
+        cls, backbone: nn.Module, directory: str | Path, hooks: HookSpec | dict | None = None, *,
+        check_weights: bool = True,
+    ) -> MissingModalityPrompter:
         """The prompter saved in ``directory`` (:meth:`save_pretrained`), on ``backbone``.
 
         Args:
@@ -510,13 +512,15 @@ class MissingModalityPrompter(nn.Module):
                 function: the file records only that one was used (its name, as provenance) and
                 loading imports nothing, so the caller gives it back. It must equal the saved spec
                 in every other key. None: the spec saved in the adapter's config.
+            check_weights: refuse a backbone whose frozen weights (all but the trainable modules)
+                are not the ones the adapter was trained on.
 
         Raises:
             AdapterLoadError: see :func:`promptkit.prompter.io.load_adapter`.
         """
         from .io import load_adapter
 
-        return load_adapter(cls, backbone, Path(directory), hooks=hooks)
+        return load_adapter(cls, backbone, Path(directory), hooks=hooks, check_weights=check_weights)
 
 
 def unwrap(backbone: nn.Module) -> nn.Module:

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,7 +59,12 @@ from .device import check_compile, resolve_device
 from .distributed import check_process_split, make_accelerator
 from .forward import ForwardFn, MaskFn, default_forward
 from .loop import TrainLoop
-from .optim import EpochScheduler, build_optimizer, check_trainable_params, split_param_groups
+from .optim import (
+    EpochScheduler,
+    build_optimizer,
+    check_trainable_params,
+    split_param_groups,
+)
 from .progress import ProgressBars, print_results
 from .results import FitResult, write_results
 from .run_dir import LAST, code_identity, lock_run_dir, prepare_out_dir

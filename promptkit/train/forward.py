@@ -6,7 +6,8 @@ A batch is a dict of tensors (one ``(B, T_m, D_m)`` per modality, ``labels``, ``
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -20,14 +20,20 @@ from torch import nn
 from ..checkpoint import save_checkpoint
 from ..data import make_loader
 from ..metrics import primary_metric
+from ..seeding import derive_seed, seed_everything, seeded_generator
 from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device
-from .losses import NonFiniteLossError, auxiliary_loss, check_finite_output, model_name, task_loss
+from .losses import (
+    NonFiniteLossError,
+    auxiliary_loss,
+    check_finite_output,
+    model_name,
+    task_loss,
+)
 from .optim import EpochScheduler
 from .progress import ProgressBars
 from .run_dir import BEST, LAST
 from .scoring import evaluate
-from ..seeding import derive_seed, seed_everything, seeded_generator
 from .state import fresh_counters, load_train_state, save_train_state, snapshot
 
 

@@ -6,7 +6,8 @@ parameter groups); the schedule is torch's ReduceLROnPlateau, timm's cosine fact
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.optim import create_optimizer_v2

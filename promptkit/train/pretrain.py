@@ -9,12 +9,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch import nn
 
-from ..backbone_files import BACKBONE_FILE, backbone_kwargs, build_backbone, save_backbone
+from ..backbone_files import (
+    BACKBONE_FILE,
+    backbone_kwargs,
+    build_backbone,
+    save_backbone,
+)
 from ..cggm import CGGM
 from ..plugins import TrainPlugin
 from ..recipes import Recipe

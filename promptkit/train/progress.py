@@ -8,7 +8,13 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .results import FitResult
@@ -33,7 +39,7 @@ class ProgressBars:
         self.epochs_task = self.bar.add_task("epochs", total=epochs, completed=start, loss="-")
         self.step_task = self.bar.add_task("epoch", total=None, loss="-")
 
-    def __enter__(self) -> "ProgressBars":
+    def __enter__(self) -> ProgressBars:
         if self.enabled:
             self.bar.start()
         return self

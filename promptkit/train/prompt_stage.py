@@ -8,20 +8,23 @@ best one *under missing modalities*; the final figures come from the test split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..checkpoint import weights_digest
 from ..modalities import ModalitySet
+from ..plugins import TrainPlugin
 from ..prompter import MissingModalityPrompter, PrompterConfig, wrap
 from ..recipes import Recipe
+from ..seeding import derive_seed, seed_everything
 from .distributed import is_main_process, main_process_first
-from .engine import FitResult, derive_seed, fit, seed_everything
+from .engine import fit
 from .methods import PROMPTS, method_config
-from .plugins import TrainPlugin
+from .results import FitResult
 
 ADAPTER_DIR = "adapter"
 

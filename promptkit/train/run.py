@@ -8,7 +8,7 @@ In the order the work happens:
    (``[data] pretrain_on = "source"``, the paper's design: pre-train on CMU-MOSEI, adapt on
    CMU-MOSI). The backbone is a registered one or the recipe's ``[backbone] factory``; the
    recipe's ``[hooks]`` spec, when it has one, is where every stage attaches.
-2. **Adaptation.** The MPLMM prompts, then each control of ``[prompt] controls`` (head only;
+2. **Adaptation.** The MPLMM prompts, then each other method of ``[prompt] methods`` (head only;
    full fine-tuning), each on its own fresh copy of the backbone, with the same data, eta,
    epochs and seed.
 3. **Evaluation.** The zero-filled frozen backbone and every trained model on the test split,
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from ..backbone_files import BACKBONE_FILE, check_backbone_fits, load_backbone
 from ..evaluation import (
     check_precision,
     compare_protocols,
@@ -32,11 +34,12 @@ from ..evaluation import (
     zero_filled_forward,
 )
 from ..evaluation.ceiling import ridge_ceilings
+from ..metrics import metric_kind
 from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
-from .methods import LABELS, PROMPTS
-from .pretrain import BACKBONE_FILE, check_backbone_fits, load_backbone, pretrain
-from .prompt_stage import prompt_tune
 from .distributed import barrier, is_main_process
+from .methods import LABELS, PROMPTS
+from .pretrain import pretrain
+from .prompt_stage import prompt_tune
 from .run_dir import code_identity, lock_run_dir
 
 ZERO_FILLED = "zero_filled"
@@ -109,9 +112,9 @@ def run_pipeline(
     ``out_dir/protocol.{json,csv,png}``.
 
     ``methods`` chooses what trains beside the zero-filled reference: ``"mplmm"`` (the prompts),
-    controls (``"head_only"``, ``"full_finetune"``) and baselines of :mod:`promptkit.baselines`
-    (``"ms_mean"``, ``"md_mean"``, ``"lb"``, ``"lora"``, ...); default: the prompts, the recipe's
-    ``[prompt] controls`` and its ``[prompt] baselines``. Every model is scored on the same masks.
+    controls (``"head_only"``, ``"full_finetune"``) and baselines of :mod:`promptkit.methods`
+    (``"ms_mean"``, ``"md_mean"``, ``"lb"``, ``"lora"``, ...); default: the recipe's
+    ``[prompt] methods``. Every model is scored on the same masks.
 
     Each stage is compiled when its ``compile`` setting asks for it; a backend that cannot run here
     is refused before the first stage starts.
@@ -124,15 +127,14 @@ def run_pipeline(
         the summary written to ``protocol.json``: the code identity, stage seconds, trainable
         share, the protocol results per model, paired comparisons, ceilings and headroom.
     """
-    from .engine import check_compile, resolve_device
+    from .device import check_compile, resolve_device
 
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     for stage in (recipe.pretrain, recipe.prompt):
         check_compile(stage)  # both stages' backends, before the first one trains
     # a second `promptkit run` into this directory is refused, naming this pid (the main process holds it)
-    chosen = check_methods(methods if methods is not None else
-                           [PROMPTS, *recipe.prompt.controls, *recipe.prompt.baselines])
+    chosen = check_methods(methods if methods is not None else recipe.prompt.methods)
     with lock_run_dir(out_dir) if is_main_process() else contextlib.nullcontext():
         return _run_locked(recipe, data, out_dir, dev, resume=resume, overwrite=overwrite, progress=progress,
                            cggm=cggm, data_path=data_path, methods=chosen)
@@ -140,7 +142,7 @@ def run_pipeline(
 
 def check_methods(methods: Sequence[str]) -> list[str]:
     """``methods`` checked: each the prompts, a control or a registered baseline, none twice."""
-    from ..baselines import list_methods
+    from ..methods import list_methods
     from .methods import CONTROLS
 
     known = [PROMPTS, *CONTROLS, *list_methods()]
@@ -157,7 +159,7 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     from ..evaluation import report
 
     kind = recipe.data.metric
-    acc = report.ACC_F1_KEYS[kind][0]
+    acc = metric_kind(kind).accuracy
     test = data.splits["test"]
     if recipe.eval.max_se is not None:
         check_precision(_scored(test, kind), recipe.eval.max_se, f"test split of {data.description}")
@@ -182,8 +184,8 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
             trained[method], best_epochs[method] = model, result.best_epoch
             forwards[method] = prompted_forward(model)
             shares[method] = model.trainable_summary()
-        else:  # a baseline of promptkit.baselines, on the same pre-trained backbone
-            from ..baselines import get_method
+        else:  # a baseline of promptkit.methods, on the same pre-trained backbone
+            from ..methods import get_method
 
             done = get_method(method)(recipe, data, backbone_file, out_dir / method, hooks=hooks, **opts)
             forwards[method] = done.forward
@@ -239,7 +241,7 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
 
 def _scored(dataset: Any, kind: str) -> int:
     """Test samples that count for the binary accuracy (non-zero labels for MOSI/MOSEI)."""
-    if kind in ("mosi", "mosei"):
+    if metric_kind(kind).nonzero_accuracy:
         return int((dataset.labels != 0).sum())
     return len(dataset)
 

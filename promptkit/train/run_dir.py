@@ -22,8 +22,9 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .. import __version__
 from .._atomic import atomic_write_bytes, remove_stray_temps
@@ -102,7 +103,7 @@ class RunDirLock:
         self.path = Path(out_dir) / LOCK
         self._fd: int | None = None
 
-    def acquire(self) -> "RunDirLock":
+    def acquire(self) -> RunDirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fcntl is None:
             return self
@@ -128,10 +129,10 @@ class RunDirLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self if self._fd is not None else self.acquire()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 

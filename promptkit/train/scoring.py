@@ -7,17 +7,18 @@ weights; callers with their own protocol (:mod:`promptkit.evaluation`) call :fun
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..data import make_loader
 from ..metrics import metrics_for
+from ..seeding import seeded_generator
 from .distributed import epoch_masks
 from .forward import ForwardFn, MaskFn, batch_to_device, default_forward
 from .losses import check_finite_output, metric_preds, model_name, task_loss
-from ..seeding import seeded_generator
 
 
 @torch.no_grad()

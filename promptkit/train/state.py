@@ -15,8 +15,9 @@ counters (:func:`fresh_counters`). Everything else a resumed run needs is derive
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn

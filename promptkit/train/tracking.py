@@ -16,8 +16,9 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from accelerate.tracking import GeneralTracker
 
@@ -48,7 +49,7 @@ class CSVTracker(GeneralTracker):
             self._file.flush()
 
     @property
-    def tracker(self) -> "CSVTracker":
+    def tracker(self) -> CSVTracker:
         return self
 
     def store_init_configuration(self, values: dict) -> None:

@@ -53,9 +53,9 @@ def mctn(recipe: Any, data: Any, backbone_file: str | Path | None, out_dir: str 
     """
     from backbones.mctn import MCTN
 
+    from ..seeding import derive_seed, seed_everything
     from ..train.engine import fit
     from ..train.prompt_stage import eta_mask_fn
-    from ..train.seeding import derive_seed, seed_everything
 
     config: dict[str, Any] = {}
     section = getattr(recipe, "backbone", None)

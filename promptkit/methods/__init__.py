@@ -9,8 +9,9 @@ with :func:`register_method`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -74,4 +75,4 @@ def _load_builtin() -> None:
         importlib.import_module(f"{__name__}.{module}")
 
 
-_BUILTIN: list[str] = ["substitution", "lower_bound", "lora", "mpmm", "mpmm_attention", "mmin_method", "mctn_method"]  # module names under promptkit.baselines, added as they are written
+_BUILTIN: list[str] = ["substitution", "lower_bound", "lora", "mpmm", "mpmm_attention", "mmin_method", "mctn_method"]  # module names under promptkit.methods, added as they are written

@@ -34,8 +34,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -431,13 +432,13 @@ def train_lora(
     :func:`~promptkit.train.prompt_stage.prompt_tune` (and on to ``fit``: ``device``, ``resume``,
     ``overwrite``, ``progress``, ``evaluate_test``, ...).
     """
+    from ..backbone_files import load_backbone
     from ..evaluation.protocol import prompted_forward
+    from ..seeding import derive_seed
+    from ..train.device import resolve_device
     from ..train.distributed import is_main_process, main_process_first
-    from ..train.engine import resolve_device
     from ..train.methods import PROMPTS
-    from ..train.pretrain import load_backbone
     from ..train.prompt_stage import prompt_tune
-    from ..train.seeding import derive_seed
 
     out_dir = Path(out_dir)
     opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once

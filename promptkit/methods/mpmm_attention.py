@@ -19,7 +19,7 @@ token in the module's input space. A self-attention call (``key`` None) becomes 
 call of its input with the prefixed input; ``is_causal`` becomes the explicit causal mask with the
 prefix columns visible.
 
-Missing inputs are zero-filled (:func:`~promptkit.baselines.substitution.substitute` with zeros),
+Missing inputs are zero-filled (:func:`~promptkit.methods.substitution.substitute` with zeros),
 as in the head-only control and ``mpmm``; the spec's trainable head trains with the prefixes; every
 other backbone weight is frozen and stays bit-identical. Parameters:
 ``(2**M - 1) * n_attention * 2 * L * E`` (:func:`attention_prompt_parameters`) plus the head.
@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -319,7 +320,7 @@ class AttentionPrefixPrompts(nn.Module):
 
     @classmethod
     def from_pretrained(cls, backbone: nn.Module, path: str | Path, hooks: Any = None, *,
-                        check_weights: bool = True) -> "AttentionPrefixPrompts":
+                        check_weights: bool = True) -> AttentionPrefixPrompts:
         """Hook the bare ``backbone`` and load the prefixes and head saved by :meth:`save_pretrained`.
 
         Raises:
@@ -398,11 +399,13 @@ def mpmm_attn(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | 
     ``opts`` go to ``fit`` (``device``, ``progress``, ``resume``, ``overwrite``; ``evaluate_test``
     defaults to False: the protocol reads the test split).
     """
+    from ..backbone_files import check_backbone_fits, load_backbone
     from ..checkpoint import weights_digest
     from ..prompter import PrompterConfig
+    from ..seeding import derive_seed, seed_everything
+    from ..train.device import resolve_device
     from ..train.distributed import is_main_process, main_process_first
-    from ..train.engine import derive_seed, fit, resolve_device, seed_everything
-    from ..train.pretrain import check_backbone_fits, load_backbone
+    from ..train.engine import fit
     from ..train.prompt_stage import eta_mask_fn
 
     out_dir = Path(out_dir)

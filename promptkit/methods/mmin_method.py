@@ -24,8 +24,9 @@ architecture); its path is recorded in ``info``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -49,7 +50,7 @@ def build_mmin(data: Any, seed: int, config: Mapping[str, Any] | None = None) ->
     """
     from backbones.mmin import MMIN
 
-    from ..train.engine import derive_seed
+    from ..seeding import derive_seed
 
     cfg = dict(config or {})
     given = {"feature_dims": dict(data.feature_dims), "out_dim": int(data.out_dim), "task": data.task}

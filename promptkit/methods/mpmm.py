@@ -10,7 +10,7 @@ Departure from the paper: MPMM's *input-level* variant prepends the prompts to t
 tokens; here they enter at the spec's type targets (the encoders/fusion inputs), the same places as
 MPLMM's missing-type prompts, so the two are compared at equal positions. The *attention-level*
 variant (per-case prefixes of every attention module's keys and values) is the method
-``"mpmm_attn"`` of :mod:`promptkit.baselines.mpmm_attention`.
+``"mpmm_attn"`` of :mod:`promptkit.methods.mpmm_attention`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ def mpmm(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | Path,
          **opts: Any) -> TrainedMethod:
     """Per-case prompt sets (``PrompterConfig(type_source="per_case")``, every other prompt type off)
     trained by the prompt stage at ``[prompt] eta`` with the recipe's prompt length and learning rates."""
+    from ..backbone_files import load_backbone
     from ..evaluation.protocol import prompted_forward
-    from ..train.engine import resolve_device
-    from ..train.pretrain import load_backbone
+    from ..train.device import resolve_device
     from ..train.prompt_stage import prompt_tune
 
     opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once

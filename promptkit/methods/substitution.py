@@ -24,8 +24,9 @@ it, so a model is evaluated with exactly the fill it was trained with.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -151,14 +152,14 @@ def _hooks(recipe: Recipe, hooks: Any) -> Any:
 
 
 def _device(opts: Mapping[str, Any]) -> torch.device:
-    from ..train.engine import resolve_device
+    from ..train.device import resolve_device
 
     return resolve_device(opts.get("device"))
 
 
 def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, fill: FillValues | None,
         hooks: Any, opts: Mapping[str, Any]) -> TrainedMethod:
-    from ..train.pretrain import check_backbone_fits, load_backbone
+    from ..backbone_files import check_backbone_fits, load_backbone
 
     bare = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(bare, data, f"backbone {backbone_file}")
@@ -188,7 +189,7 @@ def md_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str |
             **opts: Any) -> TrainedMethod:
     """MD with zeros: the ``full_finetune`` control (every weight trained at ``[prompt] eta`` on
     zero-filled inputs), evaluated through its prompter."""
-    from ..train.pretrain import load_backbone
+    from ..backbone_files import load_backbone
     from ..train.prompt_stage import prompt_tune
 
     backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
@@ -229,7 +230,7 @@ def md_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str |
             **opts: Any) -> TrainedMethod:
     """MD with the training means: :func:`train_md` with :func:`training_means`, evaluated with
     the same fill."""
-    from ..train.pretrain import check_backbone_fits, load_backbone
+    from ..backbone_files import check_backbone_fits, load_backbone
 
     backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(backbone, data, f"backbone {backbone_file}")

@@ -4,7 +4,7 @@ For every incomplete case of the data's modality set (six for three modalities) 
 (:func:`~promptkit.train.pretrain.build_backbone`) is trained with
 :func:`~promptkit.train.engine.fit` on the data's **train** split with that case's mask fixed: the
 case's absent modalities are zero in training, in validation and at test time
-(:func:`promptkit.baselines.substitution.substitute` with zeros), so each model learns only from the
+(:func:`promptkit.methods.substitution.substitute` with zeros), so each model learns only from the
 modalities its case has. The stage settings are the recipe's ``[pretrain]`` ones (epochs, lr,
 batch size, ...), each case in its own directory ``out_dir/case<id>-<modalities>``. The seed is the
 *training* seed, ``[prompt] seed``, as for every other method: the case models' initial weights,
@@ -24,8 +24,9 @@ backbone from ``backbone_file``, which LB does not train.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,8 +57,8 @@ def train_case_model(recipe: Recipe, data: Any, case: MissingCase, out_dir: str 
     Returns:
         ``(model in eval mode with the best-validation weights, FitResult)``; no test split read.
     """
+    from ..backbone_files import build_backbone
     from ..train.engine import fit
-    from ..train.pretrain import build_backbone
 
     ms = ModalitySet(data.modalities)
     recipe = recipe.replace(pretrain=dataclasses.replace(recipe.pretrain, seed=recipe.prompt.seed))
@@ -111,7 +112,7 @@ def lb(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path
        **opts: Any) -> TrainedMethod:
     """LB: one model per incomplete case trained on that case's modalities only, the complete case
     by the pre-trained backbone; trainable_params counts the case models' weights (all trained)."""
-    from ..train.pretrain import check_backbone_fits, load_backbone
+    from ..backbone_files import check_backbone_fits, load_backbone
 
     out_dir = Path(out_dir)
     spec = _hooks(recipe, hooks)

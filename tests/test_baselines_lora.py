@@ -3,12 +3,15 @@ adapter file, its round trip, and the ``lora`` / ``lora_mplmm`` methods through 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from backbones import create_backbone
+from promptkit.adapter_files import WEIGHTS_NAME
 from promptkit.backbone_files import build_backbone, load_backbone, save_backbone
-from promptkit.checkpoint import CheckpointError, load_checkpoint
+from promptkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from promptkit.data import make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol
 from promptkit.methods import get_method, list_methods
@@ -109,11 +112,11 @@ def test_adapter_holds_only_lora_and_head_and_round_trips(tmp_path):
         for name, p in model.named_parameters():
             if "lora_B" in name or name.startswith("head."):
                 p.add_(0.05 * torch.randn_like(p))
-    path = save_lora_adapter(model, tmp_path / "lora.safetensors")
-    tensors, meta = load_checkpoint(path, kind="lora-adapter")
+    path = save_lora_adapter(model, tmp_path / "lora")
+    tensors, meta = load_checkpoint(path / WEIGHTS_NAME, kind="lora-adapter")
     assert tensors and all("lora_" in k or k.startswith("head.") for k in tensors)
     assert any(k.startswith("head.") for k in tensors)
-    assert meta["lora"]["r"] == 4 and meta["lora"]["target_modules"] == lora_target_modules(_tiny())
+    assert meta["config"]["lora"]["r"] == 4 and meta["config"]["lora"]["target_modules"] == lora_target_modules(_tiny())
 
     loaded = load_lora_adapter(_tiny(), path).eval()
     torch.testing.assert_close(loaded(**x), model.eval()(**x), rtol=0, atol=0)
@@ -127,6 +130,27 @@ def test_adapter_holds_only_lora_and_head_and_round_trips(tmp_path):
         load_lora_adapter(other_weights, path)
     with pytest.raises(ValueError, match="already holds LoRA"):
         load_lora_adapter(loaded, path)
+
+
+def test_a_single_file_adapter_of_older_promptkit_still_loads(tmp_path):
+    """Older promptkit wrote one ``lora_adapter.safetensors`` whose meta is the config: it loads, as
+    the file or the folder holding it, through the same backbone and weights checks."""
+    x = _inputs()
+    model = inject_lora(_tiny(), r=4, seed=3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    tensors, meta = load_checkpoint(save_lora_adapter(model, tmp_path / "new") / WEIGHTS_NAME, kind="lora-adapter")
+    old_meta = {k: v for k, v in meta["config"].items() if k not in ("format", "adapter_type", "promptkit_version")}
+    legacy = save_checkpoint(tmp_path / "old" / "lora_adapter.safetensors", tensors, old_meta, kind="lora-adapter")
+    for where in (legacy, legacy.parent):
+        torch.testing.assert_close(load_lora_adapter(_tiny(), where).eval()(**x), model.eval()(**x), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match="another backbone"):
+        load_lora_adapter(create_backbone("mult", d_model=10, num_heads=2, layers=1), legacy)
+    torch.manual_seed(99)
+    with pytest.raises(CheckpointError, match=r"lora_adapter\.safetensors was trained on other pre-trained weights"):
+        load_lora_adapter(create_backbone("mult", **TINY), legacy)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +178,7 @@ def test_lora_methods_run_through_the_protocol(setup, name):
     assert trained.name == name and counts["lora"] > 0 and counts["head"] > 0
     assert trained.trainable_params == counts["lora"] + counts["head"] + counts["prompts"]
     assert (counts["prompts"] > 0) == (name == "lora_mplmm")
-    tensors, _ = load_checkpoint(trained.info["adapter"], kind="lora-adapter")
+    tensors, _ = load_checkpoint(Path(trained.info["adapter"]) / WEIGHTS_NAME, kind="lora-adapter")
     assert all("lora_" in k or k.startswith("head.") for k in tensors)
     result = evaluate_protocol(trained.forward, data.splits["test"], recipe.data.metric, rates=(0.5,), batch_size=6)
     assert "complete" in result.cases and 0.5 in result.rates

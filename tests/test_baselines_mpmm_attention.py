@@ -12,8 +12,9 @@ from _helpers import BASELINE_SEQ, fresh_backbone_file, tiny_baseline_recipe
 from _toy import ToyMSA, toy_inputs, toy_spec
 from torch import nn
 
+from promptkit.adapter_files import WEIGHTS_NAME
 from promptkit.backbone_files import build_backbone, load_backbone
-from promptkit.checkpoint import CheckpointError
+from promptkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.methods import get_method, list_methods
 from promptkit.methods.mpmm_attention import (
@@ -220,7 +221,7 @@ def test_save_load_round_trip_reproduces_predictions(trained, recipe, data, back
     model = done.modules["model"]
     feats, mask, _ = _every_case_batch(data, model.modality_set)
     fresh = load_backbone(backbone_file, device="cpu", recipe=recipe)
-    again = load_attention_prompts(fresh, out / "mpmm_attn_adapter.safetensors").eval()
+    again = load_attention_prompts(fresh, out / "mpmm_attn_adapter").eval()
     with torch.no_grad():
         assert torch.equal(again(feats, mask), model(feats, mask))
     path = model.save_pretrained(tmp_path / "adapter")
@@ -230,6 +231,28 @@ def test_save_load_round_trip_reproduces_predictions(trained, recipe, data, back
         next(p for n, p in other.named_parameters() if not n.startswith("head.")).add_(1.0)
     with pytest.raises(CheckpointError, match="other pre-trained weights"):
         AttentionPrefixPrompts.from_pretrained(other, path)
+
+
+def test_a_single_file_adapter_of_older_promptkit_still_loads(trained, recipe, data, backbone_file, tmp_path):
+    """Older promptkit wrote one ``mpmm_attn_adapter.safetensors`` whose meta is the config: it loads,
+    as the file or the folder holding it, through the same checks."""
+    done, out = trained
+    model = done.modules["model"]
+    feats, mask, _ = _every_case_batch(data, model.modality_set)
+    tensors, meta = load_checkpoint(out / "mpmm_attn_adapter" / WEIGHTS_NAME, kind="mpmm-attn-adapter")
+    old_meta = {"method": "mpmm_attn", **{k: v for k, v in meta["config"].items()
+                                          if k not in ("format", "adapter_type", "promptkit_version")}}
+    legacy = save_checkpoint(tmp_path / "mpmm_attn_adapter.safetensors", tensors, old_meta, kind="mpmm-attn-adapter")
+    for where in (legacy, tmp_path):
+        again = load_attention_prompts(load_backbone(backbone_file, device="cpu", recipe=recipe), where).eval()
+        with torch.no_grad():
+            assert torch.equal(again(feats, mask), model(feats, mask))
+        again.remove()
+    other = build_backbone(recipe, data)  # same layout, other weights
+    with torch.no_grad():
+        next(p for n, p in other.named_parameters() if not n.startswith("head.")).add_(1.0)
+    with pytest.raises(CheckpointError, match=r"mpmm_attn_adapter\.safetensors was trained on other pre-trained"):
+        load_attention_prompts(other, legacy)
 
 
 def test_a_backbone_without_attention_is_refused():

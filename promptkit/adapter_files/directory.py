@@ -154,6 +154,8 @@ def _read_legacy(path: Path, adapter_type: AdapterType, backbone: nn.Module,
         raise AdapterLoadError(f"{path} is the weights file of the adapter directory {path.parent}; pass the directory")
     validate_config(path, meta, {**{k: COMMON_SCHEMA[k] for k in ("backbone_class", "backbone_fingerprint")},
                                  **adapter_type.schema})
+    if adapter_type.check is not None:
+        adapter_type.check(path, meta)
     _check_backbone(str(path), meta, backbone, adapter_type, layout)
     return AdapterFiles(meta, tensors, path, path)
 

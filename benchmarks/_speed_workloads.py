@@ -22,11 +22,8 @@ import promptkit
 from backbones import create_backbone
 from backbones.layers import TransformerEncoder
 from promptkit.modalities import ModalitySet
-from promptkit.prompter import (
-    MissingModalityGenerator,
-    PrompterConfig,
-    per_case_prompt_parameters,
-)
+from promptkit.methods.mpmm import per_case_prompt_parameters
+from promptkit.prompter import MissingModalityGenerator, PrompterConfig
 
 from ._measure import (
     autocast_for,

@@ -1,5 +1,5 @@
 """What the sweep benchmarks (``table3``, ``figures fig6/fig7``) share: the recipe they start from,
-running their grid through :func:`promptkit.sweep.run_sweep`, and reading ``sweep.csv`` back as
+running their grid through :func:`promptkit.experiment.sweep.run_sweep`, and reading ``sweep.csv`` back as
 mean ± std over seeds of the six-case average."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promptkit.recipes import Recipe
-from promptkit.sweep import run_sweep, sweep_timing
+from promptkit.experiment.sweep import run_sweep, sweep_timing
 
 from ._common import mean_std
 from .table1 import recipe_for

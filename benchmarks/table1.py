@@ -1,6 +1,6 @@
 """``python -m benchmarks.table1``: the paper's Table 1 — every method × the six missing cases.
 
-For each backbone (MulT by default) and training seed, :func:`promptkit.train.run.run_pipeline`
+For each backbone (MulT by default) and training seed, :func:`promptkit.experiment.pipeline.run_pipeline`
 adapts the shipped pre-trained backbone of the ``<backbone>-synth`` recipe (the paper's transfer
 setting: pre-trained on the generator's large source domain, adapted on the CMU-MOSI-sized target)
 with every method of :data:`METHODS`, and scores all of them on the same fixed masks of the test
@@ -34,7 +34,7 @@ from promptkit.evaluation.protocol import DEFAULT_RATES
 from promptkit.metrics import metric_kind
 from promptkit.recipes import Recipe, load, load_recipe_data
 from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
-from promptkit.train.run import ZERO_FILLED, run_pipeline
+from promptkit.experiment.pipeline import ZERO_FILLED, run_pipeline
 
 from ._common import (
     RESULTS_DIR,
@@ -142,9 +142,10 @@ def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[st
     ``2**M - 1`` prompt sets (the backbone itself grows with M too: MulT has M(M-1) crossmodal
     transformers)."""
     import promptkit
-    from promptkit import PrompterConfig
+    from promptkit import MissingModalityPrompter, PrompterConfig
     from promptkit.backbone_files import build_backbone
     from promptkit.data import make_synthetic_mosi
+    from promptkit.methods.mpmm import PerCasePrompter
     from promptkit.methods.mpmm_attention import (
         attention_prompt_parameters,
         attention_widths,
@@ -157,9 +158,10 @@ def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[st
         data = make_synthetic_mosi(sizes=(4, 2, 2), seq_lens={x: 4 for x in mods}, modalities=mods)
         model = build_backbone(recipe, data)
         counts: dict[str, int] = {}
-        for name, overrides in (("mplmm", {}), ("mpmm", {"generative": False, "signal": False, "type_source": "per_case"})):
+        for name, cls, overrides in (("mplmm", MissingModalityPrompter, {}),
+                                     ("mpmm", PerCasePrompter, {"generative": False, "signal": False})):
             config = PrompterConfig(**{**recipe.prompt.prompter, **overrides})
-            prompter = promptkit.wrap(model, hooks=recipe.hook_spec(), config=config, feature_dims=data.feature_dims)
+            prompter = cls(model, hooks=recipe.hook_spec(), config=config, feature_dims=data.feature_dims)
             counts[name] = int(sum(prompter.prompt_parameters().values()))
             prompter.unwrap()
         counts["mpmm_attn"] = int(attention_prompt_parameters(m, config.prompt_length, attention_widths(model)))

@@ -1,7 +1,7 @@
 """``python -m benchmarks.table2``: the paper's Table 2 - prompts on frozen backbones - with controls.
 
 For each backbone, data seed and training seed this runs the shipped ``<backbone>-synth`` recipe
-through :func:`promptkit.train.run.run_pipeline` (the same code as ``promptkit run``): a backbone
+through :func:`promptkit.experiment.pipeline.run_pipeline` (the same code as ``promptkit run``): a backbone
 pre-trained on the synthetic source domain (shipped, or pre-trained once per data seed here) is
 adapted on the target by the MPLMM prompts and by the two controls (head only; full fine-tuning at
 the same eta), and every model is evaluated on the same fixed masks of the large test split.
@@ -31,8 +31,9 @@ from promptkit.evaluation import summarize_over_seeds
 from promptkit.recipes import Recipe, load, load_recipe_data
 from promptkit.reference import TABLE1_MOSI, TABLE2_MOSI_ACC2
 from promptkit.train.device import resolve_device
-from promptkit.train.methods import CONTROLS, PROMPTS
-from promptkit.train.run import (
+from promptkit.methods.controls import FULL_FINETUNE, HEAD_ONLY
+from promptkit.methods.mplmm import NAME as PROMPTS
+from promptkit.experiment.pipeline import (
     ZERO_FILLED,
     comparison_key,
     obtain_backbone,
@@ -81,7 +82,7 @@ def recipe_for(backbone: str, data_seed: int, seed: int, quick: bool = False, ep
         data = dataclasses.replace(data, sizes=QUICK["sizes"], synthetic=synthetic,
                                    source_sizes=QUICK["source_sizes"] if data.pretrain_on == "source" else None)
         pre = dataclasses.replace(pre, checkpoint=None, epochs=1)
-    prompt = dataclasses.replace(recipe.prompt, seed=seed, methods=[PROMPTS, *CONTROLS],
+    prompt = dataclasses.replace(recipe.prompt, seed=seed, methods=[PROMPTS, HEAD_ONLY, FULL_FINETUNE],
                                  **({"epochs": epochs} if epochs else {}))
     if quick:
         prompt = dataclasses.replace(prompt, epochs=1)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .methods import list_methods
 from .recipes import Recipe, check_compile_backend, list_recipes, load, load_recipe_data
 
 DEFAULT_RUNS = Path("runs")
@@ -262,14 +263,13 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         compile_sections="[pretrain] and [prompt]",
     )
     p.add_argument("--method", nargs="+", metavar="M", default=None,
-                   help="what trains beside the zero-filled reference: mplmm, head_only, full_finetune, or a baseline "
-                        "(ms_zero, ms_mean, md_zero, md_mean, lb, mctn, mmin, mpmm, mpmm_attn, lora, lora_mplmm); default: the recipe's "
-                        "[prompt] methods")
+                   help=f"what trains beside the zero-filled reference ({', '.join(list_methods())}); default: the "
+                        "recipe's [prompt] methods")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .train.run import run_pipeline
+    from .experiment.pipeline import run_pipeline
 
     recipe = _with_epochs(load(args.recipe), "pretrain", args.pretrain_epochs)
     recipe = _with_epochs(recipe, "prompt", args.prompt_epochs)
@@ -300,7 +300,7 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepError, parse_assignment, parse_seeds, run_sweep
+    from .experiment.sweep import SweepError, parse_assignment, parse_seeds, run_sweep
 
     axes: dict[str, list[Any]] = {}
     for text in args.axes:

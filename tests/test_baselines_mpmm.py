@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from _helpers import tiny_recipe_dict
 from _toy import ToyMSA, toy_inputs, toy_spec
@@ -9,12 +10,13 @@ from _toy import ToyMSA, toy_inputs, toy_spec
 import promptkit
 from promptkit import ModalitySet, PrompterConfig
 from promptkit.evaluation import evaluate_protocol
+from promptkit.prompter import AdapterLoadError
 from promptkit.methods import get_method
-from promptkit.prompter import PerCaseTypePrompts, per_case_prompt_parameters
+from promptkit.methods.mpmm import PerCasePrompter, PerCaseTypePrompts, per_case_prompt_parameters
 from promptkit.recipes import from_dict, load_recipe_data
 from promptkit.train.pretrain import pretrain
 
-PER_CASE = PrompterConfig(generative=False, signal=False, type=True, type_source="per_case", prompt_length=3)
+PER_CASE = PrompterConfig(generative=False, signal=False, type=True, prompt_length=3)
 
 
 def _dims(m: int) -> dict[str, int]:
@@ -23,7 +25,7 @@ def _dims(m: int) -> dict[str, int]:
 
 def test_each_sample_gets_the_prompt_set_of_its_case():
     dims = _dims(3)
-    prompter = promptkit.wrap(ToyMSA(dims), hooks=toy_spec(list(dims)), config=PER_CASE)
+    prompter = PerCasePrompter(ToyMSA(dims), hooks=toy_spec(list(dims)), config=PER_CASE)
     assert isinstance(prompter.type_prompts, PerCaseTypePrompts) and prompter.signal_prompts is None
     ms = ModalitySet(list(dims))
     ids = torch.arange(len(ms.cases))  # every case once, the complete one included
@@ -39,7 +41,7 @@ def test_each_sample_gets_the_prompt_set_of_its_case():
 def test_prompt_sets_grow_as_two_to_the_m_minus_one_and_mplmm_linearly():
     for m in (3, 5):
         dims = _dims(m)
-        per_case = promptkit.wrap(ToyMSA(dims), hooks=toy_spec(list(dims)), config=PER_CASE)
+        per_case = PerCasePrompter(ToyMSA(dims), hooks=toy_spec(list(dims)), config=PER_CASE)
         widths = per_case.type_widths
         assert per_case.prompt_parameters()["type"] == per_case_prompt_parameters(m, 3, widths) == (2**m - 1) * 3 * sum(widths)
         per_case.unwrap()
@@ -49,7 +51,7 @@ def test_a_step_changes_only_the_prompt_sets_and_the_head():
     dims = _dims(3)
     backbone = ToyMSA(dims)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    prompter = promptkit.wrap(backbone, hooks=toy_spec(list(dims)), config=PER_CASE)
+    prompter = PerCasePrompter(backbone, hooks=toy_spec(list(dims)), config=PER_CASE)
     opt = torch.optim.SGD([p for p in prompter.parameters() if p.requires_grad], lr=0.1)
     mask = ModalitySet(list(dims)).sample_masks(6, 0.7, torch.Generator().manual_seed(0))
     prompter(**toy_inputs(dims), mask=mask).pow(2).mean().backward()
@@ -69,6 +71,9 @@ def test_mpmm_trains_saves_and_runs_through_the_protocol(tmp_path):
     assert done.info["prompt_sets"] == 7 and done.trainable_params > 0
     res = evaluate_protocol(done.forward, data.splits["test"], "mosi", rates=())
     assert len(res.case_names) == 6
-    again = promptkit.MissingModalityPrompter.from_pretrained(
-        done.modules["prompter"].unwrap(), tmp_path / "mpmm" / "adapter")
-    assert again.config.type_source == "per_case"
+    bare = done.modules["prompter"].unwrap()
+    again = PerCasePrompter.from_pretrained(bare, tmp_path / "mpmm" / "adapter")
+    assert isinstance(again.type_prompts, PerCaseTypePrompts)
+    again.unwrap()
+    with pytest.raises(AdapterLoadError, match="MPMM per-case prompt adapter"):  # not an MPLMM adapter
+        promptkit.MissingModalityPrompter.from_pretrained(bare, tmp_path / "mpmm" / "adapter")

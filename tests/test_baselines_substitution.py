@@ -17,6 +17,7 @@ from promptkit.backbone_files import load_backbone
 from promptkit.data import MSADataset, make_synthetic_mosi
 from promptkit.evaluation import evaluate_protocol, zero_filled_forward
 from promptkit.methods import get_method, list_methods, lower_bound, substitution
+from promptkit.methods.controls import FullFineTunePrompter
 from promptkit.methods.lower_bound import lb_forward
 from promptkit.methods.substitution import (
     substitute,
@@ -191,7 +192,7 @@ def test_md_mean_trains_the_backbone_and_fills_with_the_training_means(data, bac
 def test_md_zero_is_the_full_finetune_control(trained):
     method = trained["md_zero"]
     prompter = method.modules["prompter"]
-    assert prompter.config.train_backbone
+    assert isinstance(prompter, FullFineTunePrompter) and prompter.trains_backbone
     assert method.trainable_params == prompter.trainable_summary()["trainable_params"] >= _n(prompter.backbone)
 
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-import promptkit.train.run as run_module
+import promptkit.experiment.pipeline as run_module
 from benchmarks import _sweeps, figures, table3
 from promptkit.backbone_files import build_backbone
 from promptkit.hookspec import resolve_module
 from promptkit.recipes import load_recipe_data
-from promptkit.sweep import apply_overrides, expand_grid
+from promptkit.experiment.sweep import apply_overrides, expand_grid
 from promptkit.train.prompt_stage import build_prompter
 
 

@@ -145,7 +145,7 @@ def stages(monkeypatch):
     import types
 
     import promptkit.train
-    import promptkit.train.run
+    import promptkit.experiment.pipeline
 
     seen: dict = {}
 
@@ -158,7 +158,7 @@ def stages(monkeypatch):
         return {}
 
     monkeypatch.setattr(promptkit.train, "pretrain", fake_pretrain)
-    monkeypatch.setattr(promptkit.train.run, "run_pipeline", fake_run)
+    monkeypatch.setattr(promptkit.experiment.pipeline, "run_pipeline", fake_run)
     return seen
 
 

@@ -97,7 +97,7 @@ def test_factory_checkpoint_loads_for_its_recipe_only(factory_run, tmp_path, cap
     with pytest.raises(CheckpointError, match=r"names factory '_foreign_pkg.models:build_again'"):
         load_backbone(ckpt, recipe=other)
     # [pretrain] checkpoint = a file of another backbone: refused before anything trains
-    from promptkit.train.run import obtain_backbone
+    from promptkit.experiment.pipeline import obtain_backbone
 
     borrowed = other.replace(pretrain=type(other.pretrain)(checkpoint=str(ckpt)))
     with pytest.raises(CheckpointError, match="fits only the backbone it was made with"):
@@ -213,7 +213,7 @@ def test_registered_backbone_with_a_hooks_table_uses_the_recipes_spec(tmp_path, 
     import importlib
 
     pt = importlib.import_module("promptkit.train.pretrain")  # the module; promptkit.train.pretrain is the function
-    run = importlib.import_module("promptkit.train.run")
+    run = importlib.import_module("promptkit.experiment.pipeline")
 
     spec = {"features": {m: m for m in ("text", "audio", "vision")}, "trainable": ["head.out_layer"],
             "signal": {m: {"path": f"proj.{m}", "layout": "BDT"} for m in ("text", "audio", "vision")}}
@@ -239,7 +239,7 @@ def test_registered_backbone_with_a_hooks_table_uses_the_recipes_spec(tmp_path, 
         raise Stop
 
     monkeypatch.setattr(pt, "fit", spy_fit)
-    monkeypatch.setattr(run, "prompt_tune", spy_prompt_tune)
+    monkeypatch.setattr("promptkit.methods._prompter_fit.prompt_tune", spy_prompt_tune)  # every prompter method
     with pytest.raises(Stop):
         run.run_pipeline(recipe, load_recipe_data(recipe), tmp_path / "run", device="cpu", progress=False)
     assert seen == {"pretrain": recipe.hook_spec(), "prompt": recipe.hook_spec()}

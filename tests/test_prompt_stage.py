@@ -13,7 +13,8 @@ import promptkit
 from promptkit.backbone_files import build_backbone
 from promptkit.data import make_synthetic_mosi
 from promptkit.recipes import RecipeError, from_dict, load_pretrain_data
-from promptkit.train.methods import CONTROLS, method_config
+from promptkit.methods import get_method, list_methods
+from promptkit.methods.controls import FullFineTunePrompter, head_only_config
 from promptkit.train.prompt_stage import build_prompter, param_groups, prompt_tune
 
 SEQ = {"text": 4, "audio": 5, "vision": 6}
@@ -78,7 +79,7 @@ def test_build_prompter_leaves_the_global_rng_alone(data):
 
 def test_head_only_control_has_no_prompts_and_trains_only_the_head(data):
     recipe = _recipe()
-    p = build_prompter(recipe, data, _backbone(recipe, data), method="head_only")
+    p = build_prompter(recipe, data, _backbone(recipe, data), method="head_only", config=head_only_config(recipe))
     assert p.mmgm is None and p.signal_prompts is None and p.type_prompts is None
     trainable = {n for n, q in p.named_parameters() if q.requires_grad}
     assert trainable and all(n.startswith("backbone.head.") for n in trainable)
@@ -89,7 +90,8 @@ def test_full_finetune_control_trains_every_backbone_weight_and_saves_them(data,
     recipe = _recipe()
     backbone = _backbone(recipe, data)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    p, _ = prompt_tune(recipe, data, backbone, tmp_path / "ft", method="full_finetune", progress=False)
+    p, _ = prompt_tune(recipe, data, backbone, tmp_path / "ft", method="full_finetune", config=head_only_config(recipe),
+                       prompter_cls=FullFineTunePrompter, progress=False)
     assert all(q.requires_grad for q in p.backbone.parameters())
     changed = [k for k, v in p.backbone.state_dict().items() if k.startswith("cross.") and not torch.equal(v, before[k])]
     assert changed, "full fine-tuning left the crossmodal transformers unchanged"
@@ -106,14 +108,13 @@ def test_mplmm_keeps_the_backbone_frozen_bit_identical(data, tmp_path):
     assert all(torch.equal(after[k], v) for k, v in before.items())
 
 
-def test_method_config_rejects_unknown_methods_and_keeps_other_settings():
-    base = promptkit.PrompterConfig(prompt_length=5)
-    assert method_config("mplmm", base) is base
-    ho = method_config("head_only", base)
+def test_head_only_config_turns_every_prompt_type_off_and_keeps_other_settings():
+    recipe = _recipe(prompter={"prompt_length": 5})
+    ho = head_only_config(recipe)
     assert ho.prompt_length == 5 and not (ho.generative or ho.signal or ho.type)
     with pytest.raises(KeyError, match="unknown method 'md'"):
-        method_config("md", base)
-    assert set(CONTROLS) == {"head_only", "full_finetune"}
+        get_method("md")
+    assert {"mplmm", "head_only", "full_finetune"} <= set(list_methods())
 
 
 def test_prompt_lr_puts_exactly_the_prompt_tensors_in_their_own_group(data):
@@ -203,7 +204,7 @@ def test_bad_transfer_settings_are_named(data, message):
 
 
 def test_a_test_split_too_small_for_the_requested_precision_warns(data, tmp_path):
-    from promptkit.train.run import run_pipeline
+    from promptkit.experiment.pipeline import run_pipeline
 
     raw = _recipe().to_dict()
     raw["eval"] = {"missing_rates": [0.5], "max_se": 0.5}

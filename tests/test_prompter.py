@@ -11,11 +11,8 @@ from _toy import ToyMSA, toy_inputs, toy_spec
 import promptkit
 from promptkit import HookSpec, PrompterConfig
 from promptkit.modalities import ModalitySet
-from promptkit.prompter import (
-    AdapterLoadError,
-    MissingModalityPrompter,
-    per_case_prompt_parameters,
-)
+from promptkit.methods.mpmm import per_case_prompt_parameters
+from promptkit.prompter import AdapterLoadError, MissingModalityPrompter
 
 DIMS = {"text": 12, "audio": 5, "vision": 7}
 

@@ -123,7 +123,7 @@ TINY = {
 
 def _pipeline(raw, out, **kw):
     from promptkit.recipes import from_dict, load_recipe_data
-    from promptkit.train.run import run_pipeline
+    from promptkit.experiment.pipeline import run_pipeline
 
     recipe = from_dict(raw)
     return run_pipeline(recipe, load_recipe_data(recipe), out, progress=False, device="cpu", **kw)
@@ -132,13 +132,11 @@ def _pipeline(raw, out, **kw):
 def test_a_kill_between_pretraining_and_the_first_prompt_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
     """The prompt init once drew from the global RNG, which pretraining had advanced: 0.7797 -> 0.7966."""
     straight = _pipeline(TINY, tmp_path / "a")
-    import promptkit.train.run as run_module
-
     def killed(*args, **kwargs):
         raise Crash  # after the pretrain stage finished, before any prompt-stage checkpoint
 
     with monkeypatch.context() as m:
-        m.setattr(run_module, "prompt_tune", killed)
+        m.setattr("promptkit.methods._prompter_fit.prompt_tune", killed)  # the prompt stage of every prompter method
         with pytest.raises(Crash):
             _pipeline(TINY, tmp_path / "b")
     torch.manual_seed(999)  # a fresh process: whatever state the global RNG is in

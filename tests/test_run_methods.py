@@ -7,7 +7,7 @@ import pytest
 from _helpers import tiny_recipe_dict
 
 from promptkit.recipes import RecipeError, from_dict, load_recipe_data
-from promptkit.train.run import ZERO_FILLED, check_methods, run_pipeline
+from promptkit.experiment.pipeline import ZERO_FILLED, check_methods, run_pipeline
 
 
 def _recipe(**prompt):

@@ -20,7 +20,7 @@ import promptkit
 from promptkit.recipes import load, load_recipe_data
 from promptkit.train import RunDirError
 from promptkit.train import run_dir as run_dir_module
-from promptkit.train.run import run_pipeline
+from promptkit.experiment.pipeline import run_pipeline
 
 TESTS = Path(__file__).resolve().parent
 BODY = tiny_recipe_toml(

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 
-import promptkit.train.run as run_module
+import promptkit.experiment.pipeline as run_module
 from promptkit.cli import main
 from promptkit.recipes import from_dict
-from promptkit.sweep import (
+from promptkit.experiment.sweep import (
     SWEEP_FILE,
     SweepCell,
     SweepError,
@@ -181,7 +181,7 @@ def test_an_unknown_method_is_refused_before_sweep_json_and_the_corrected_comman
     argv = ["sweep", "--recipe", str(recipe), "--set", "prompt.eta=0.1,0.3", "--out", str(out), "--quiet",
             "--method"]
     assert main([*argv, "mplmmm"]) == 2
-    assert "unknown method(s) ['mplmmm']" in capsys.readouterr().err
+    assert "unknown method 'mplmmm'; did you mean 'mplmm'?" in capsys.readouterr().err
     assert fake_pipeline == [] and not out.exists()
     assert main([*argv, "mplmm"]) == 0
     assert len(fake_pipeline) == 2

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from _helpers import tiny_recipe_dict, tiny_recipe_toml, write_recipe
 
-import promptkit.train.run as run_module
+import promptkit.experiment.pipeline as run_module
 from promptkit.cli import main
 from promptkit.recipes import RecipeError, from_dict, load
-from promptkit.sweep import (
+from promptkit.experiment.sweep import (
     CSV_COLUMNS,
     SweepCell,
     SweepError,
@@ -226,7 +226,7 @@ def test_a_failed_cell_in_parallel_stops_the_sweep_and_a_rerun_finishes_it(fake_
 
 
 def test_each_invocation_that_runs_cells_logs_its_wall_time(fake_pipeline, tmp_path):
-    from promptkit.sweep import sweep_timing
+    from promptkit.experiment.sweep import sweep_timing
 
     run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)
     run_sweep(_tiny(), {"prompt.eta": [0.1]}, [0], tmp_path, progress=False)  # all read back: nothing logged

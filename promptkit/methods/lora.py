@@ -58,7 +58,7 @@ from .lora_targets import (
     peft_can_adapt,
     spec_of,
 )
-from . import TrainedMethod, register_method
+from .registry import TrainedMethod, register_method
 
 __all__ = [
     "ADAPTER_DIR",
@@ -127,8 +127,9 @@ def train_lora(
     from ..seeding import derive_seed
     from ..train.device import resolve_device
     from ..train.distributed import is_main_process, main_process_first
-    from ..train.methods import PROMPTS
     from ..train.prompt_stage import prompt_tune
+    from . import controls, mplmm
+    from ._prompter_fit import recipe_prompter_config
 
     out_dir = Path(out_dir)
     opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once
@@ -137,7 +138,9 @@ def train_lora(
     inject_lora(backbone, r=r, alpha=alpha, dropout=lora_dropout, target_modules=target_modules, hooks=spec,
                 seed=derive_seed(int(recipe.prompt.seed), "lora-init", name))
     prompter, result = prompt_tune(recipe, data, backbone, out_dir, hooks=lora_training_spec(backbone, spec),
-                                   method=PROMPTS if prompts else "head_only", **opts)
+                                   method=mplmm.NAME if prompts else controls.HEAD_ONLY,
+                                   config=recipe_prompter_config(recipe) if prompts else controls.head_only_config(recipe),
+                                   **opts)
     prompter.eval()
     path = out_dir / ADAPTER_DIR
     with main_process_first():
@@ -165,14 +168,14 @@ def train_lora(
     )
 
 
-@register_method("lora")
+@register_method("lora", label="LoRA (peft) + head", short="LoRA", trains="LoRA matrices and the head")
 def lora_method(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
                 **opts: Any) -> TrainedMethod:
     """LoRA + the trainable head, every prompt type off, missing inputs zero-filled, trained at eta."""
     return train_lora(recipe, data, backbone_file, out_dir, prompts=False, name="lora", hooks=hooks, **opts)
 
 
-@register_method("lora_mplmm")
+@register_method("lora_mplmm", label="LoRA + MPLMM prompts", short="LoRA+prompts", trains="LoRA matrices, prompts, MMGM and the head")
 def lora_mplmm_method(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
                       **opts: Any) -> TrainedMethod:
     """LoRA + the recipe's MPLMM prompts (and the head), trained at eta."""

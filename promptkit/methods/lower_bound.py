@@ -34,7 +34,7 @@ from torch import nn
 from ..evaluation.protocol import Forward
 from ..modalities import MissingCase, ModalitySet
 from ..recipes import Recipe
-from . import TrainedMethod, register_method
+from .registry import TrainedMethod, register_method
 from .substitution import _device, _hooks, substitute, substituted_fit_forward
 
 __all__ = ["case_dir", "lb_forward", "train_case_model"]
@@ -107,7 +107,7 @@ def lb_forward(models: Mapping[int, nn.Module], modalities: Sequence[str], hooks
     return forward
 
 
-@register_method("lb")
+@register_method("lb", label="LB: a model per case", short="LB", trains="a backbone per missing case")
 def lb(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
        **opts: Any) -> TrainedMethod:
     """LB: one model per incomplete case trained on that case's modalities only, the complete case

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import TrainedMethod, register_method
+from .registry import TrainedMethod, register_method
 
 __all__ = ["mctn", "mctn_forward"]
 
@@ -36,7 +36,7 @@ def mctn_forward(model: torch.nn.Module, modalities: tuple[str, ...]):
     return forward
 
 
-@register_method("mctn")
+@register_method("mctn", label="MCTN: cyclic translations", short="MCTN", trains="an MCTN model")
 def mctn(recipe: Any, data: Any, backbone_file: str | Path | None, out_dir: str | Path, *, hooks: Any = None,
          **opts: Any) -> TrainedMethod:
     """Train MCTN from scratch at ``[prompt] eta`` with the ``[prompt]`` stage; every parameter trains.

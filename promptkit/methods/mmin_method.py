@@ -33,7 +33,7 @@ import torch
 from ..evaluation.protocol import Forward
 from ..modalities import check_mask
 from ..recipes import Recipe
-from . import TrainedMethod, register_method
+from .registry import TrainedMethod, register_method
 
 if TYPE_CHECKING:  # imported where used: promptkit must import without the backbones package loaded
     from backbones.mmin import MMIN
@@ -93,7 +93,7 @@ def mmin_forward(model: MMIN) -> Forward:
     return forward
 
 
-@register_method("mmin")
+@register_method("mmin", label="MMIN: missing modality imagination", short="MMIN", trains="an MMIN model")
 def mmin_method(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
                 **opts: Any) -> TrainedMethod:
     """Train MMIN from scratch on ``data``'s train split with the ``[prompt]`` stage at ``[prompt] eta``.

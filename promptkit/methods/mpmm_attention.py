@@ -31,7 +31,7 @@ from .attention_prefix_files import (
     ATTN_KIND,
     save_attention_prompts,
 )
-from . import TrainedMethod, register_method
+from .registry import TrainedMethod, register_method
 
 __all__ = [
     "ADAPTER_DIR",
@@ -69,7 +69,7 @@ def _fit_forward(model: AttentionPrefixPrompts, batch: dict[str, torch.Tensor]) 
     return model({m: batch[m] for m in model.modality_set.names}, batch["mask"])
 
 
-@register_method("mpmm_attn")
+@register_method("mpmm_attn", label="MPMM: attention-level prompts", short="MPMM attn", trains="per-case key/value prefixes and the head")
 def mpmm_attn(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
               **opts: Any) -> TrainedMethod:
     """Per-case key/value prefixes on every attention module plus the head, trained by

@@ -6,7 +6,7 @@
   feature (``ms_mean``). Nothing trains (0 trainable parameters).
 - **MD** (``md_zero``, ``md_mean``): every backbone weight trained with modalities dropped at the
   recipe's ``[prompt] eta`` (the prompt stage's protocol and settings) and substituted as in MS.
-  ``md_zero`` is the ``full_finetune`` control of :mod:`promptkit.train.methods`;
+  ``md_zero`` is the ``full_finetune`` control of :mod:`promptkit.methods.controls`;
   ``md_mean`` is the same training with the training means substituted instead of zeros.
 
 Fill values. :func:`training_means` gives one ``(D_m,)`` vector per modality: the mean over the
@@ -33,10 +33,10 @@ from torch import nn
 
 from ..checkpoint import weights_digest
 from ..data import MSADataset
-from ..evaluation.protocol import Forward, prompted_forward
+from ..evaluation.protocol import Forward
 from ..modalities import check_mask
 from ..recipes import Recipe
-from . import TrainedMethod, register_method
+from .registry import TrainedMethod, register_method
 
 __all__ = [
     "FillValues",
@@ -170,36 +170,31 @@ def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, fill: F
                          trainable_params=0, modules={"backbone": bare}, info=info)
 
 
-@register_method("ms_zero")
+@register_method("ms_zero", label="MS: zero substitution", short="MS zero", trains="nothing")
 def ms_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
             **opts: Any) -> TrainedMethod:
     """MS with zeros: the pre-trained backbone, every missing modality zero (no training)."""
     return _ms("ms_zero", recipe, data, backbone_file, None, hooks, opts)
 
 
-@register_method("ms_mean")
+@register_method("ms_mean", label="MS: training-mean substitution", short="MS mean", trains="nothing")
 def ms_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
             **opts: Any) -> TrainedMethod:
     """MS with the training split's means (:func:`training_means`; no training)."""
     return _ms("ms_mean", recipe, data, backbone_file, training_means(data.splits["train"]), hooks, opts)
 
 
-@register_method("md_zero")
+@register_method("md_zero", label="MD: modality dropout, zeros", short="MD zero", trains="every backbone weight")
 def md_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
             **opts: Any) -> TrainedMethod:
     """MD with zeros: the ``full_finetune`` control (every weight trained at ``[prompt] eta`` on
     zero-filled inputs), evaluated through its prompter."""
-    from ..backbone_files import load_backbone
-    from ..train.prompt_stage import prompt_tune
+    from .controls import full_finetune
 
-    backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
-    model, result = prompt_tune(recipe, data, backbone, out_dir, hooks=_hooks(recipe, hooks), method="full_finetune",
-                                evaluate_test=False, **opts)
-    model.eval()
-    summary = model.trainable_summary()
-    return TrainedMethod(name="md_zero", forward=prompted_forward(model), trainable_params=int(summary["trainable_params"]),
-                         modules={"prompter": model}, info={"fill": "zero", "best_epoch": result.best_epoch,
-                                                            "eta": recipe.prompt.eta})
+    done = full_finetune(recipe, data, backbone_file, out_dir, hooks=_hooks(recipe, hooks), **opts)
+    done.name = "md_zero"
+    done.info.update(fill="zero", eta=recipe.prompt.eta)
+    return done
 
 
 def train_md(recipe: Recipe, data: Any, backbone: nn.Module, out_dir: str | Path, fill: FillValues | None, *,
@@ -225,7 +220,7 @@ def train_md(recipe: Recipe, data: Any, backbone: nn.Module, out_dir: str | Path
     return result
 
 
-@register_method("md_mean")
+@register_method("md_mean", label="MD: modality dropout, training means", short="MD mean", trains="every backbone weight")
 def md_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
             **opts: Any) -> TrainedMethod:
     """MD with the training means: :func:`train_md` with :func:`training_means`, evaluated with

@@ -5,11 +5,7 @@ from .config import PrompterConfig
 from .mmgm import MissingModalityGenerator
 from .model import MissingModalityPrompter, unwrap, wrap
 from .signal import MissingSignalPrompts
-from .type_prompt import (
-    MissingTypePrompts,
-    PerCaseTypePrompts,
-    per_case_prompt_parameters,
-)
+from .type_prompt import MissingTypePrompts
 from .verify import HookError
 
 __all__ = [
@@ -19,9 +15,7 @@ __all__ = [
     "MissingModalityPrompter",
     "MissingSignalPrompts",
     "MissingTypePrompts",
-    "PerCaseTypePrompts",
     "PrompterConfig",
-    "per_case_prompt_parameters",
     "unwrap",
     "wrap",
 ]

@@ -13,14 +13,9 @@ class PrompterConfig:
 
     Each prompt type can be switched off on its own (the paper's Table 3 ablation).
 
-    Measured effects (``python -m benchmarks.ablation``, mult-synth, validation split, one training
-    seed, six-case average, paired difference to the head-only control ± SE over 1000 validation
-    samples; the paper's settings as the base, -0.58 ± 0.51): ``init_scale="data", init_std=0.1``
-    -0.88 ± 0.52; ``type_positions="prefix"`` -0.72 ± 0.54; ``reconstruction_weight=1`` -1.28 ±
-    0.57; ``[prompt] prompt_lr=1e-2`` -1.24 ± 0.47; the three together -0.40 ± 0.54 (the shipped
-    recipes' choice); 20 epochs instead of 10 +0.05 ± 0.47. No setting separated the prompts from the
-    head-only control by more than 2 SE; the defaults here stay the paper's, the recipes carry the
-    choice.
+    These are MPLMM's own options; other methods on the same wrapper (MPMM's per-case prompts, the
+    controls) are subclasses of :class:`~promptkit.MissingModalityPrompter` in
+    :mod:`promptkit.methods`. What each option measured is in ``docs/methods.md``.
     """
 
     prompt_length: int = field(default=16, metadata={"help": "l_p: tokens per prompt (paper: 16, Fig. 7)."})
@@ -32,14 +27,6 @@ class PrompterConfig:
     )
     type: bool = field(
         default=True, metadata={"help": "Missing-type prompts as extra encoder tokens (eq. 4-5)."}
-    )
-    type_source: str = field(
-        default="mplmm",
-        metadata={
-            "help": "Where the missing-type tokens come from. 'mplmm': built from the missing-signal prompts of "
-            "each modality (eq. 4-5), linear in M. 'per_case': one learned token set per missing case (MPMM, Lee "
-            "et al. 2023), 2**M - 1 sets - the baseline the paper compares with, not MPLMM."
-        },
     )
     type_positions: str = field(
         default="shift",
@@ -71,13 +58,6 @@ class PrompterConfig:
             "features' scale."
         },
     )
-    train_backbone: bool = field(
-        default=False,
-        metadata={
-            "help": "Control, not MPLMM: every backbone weight trains (with all prompt types off this is full "
-            "fine-tuning at the training missing rate, the paper's MD). The adapter then holds the whole backbone."
-        },
-    )
     check_inputs: bool = field(
         default=True, metadata={"help": "Raise on NaN/inf in available input features (one reduction per input)."}
     )
@@ -96,8 +76,6 @@ class PrompterConfig:
             raise ValueError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         if self.init_scale not in ("fixed", "data"):
             raise ValueError(f"init_scale must be 'fixed' or 'data', got {self.init_scale!r}")
-        if self.type_source not in ("mplmm", "per_case"):
-            raise ValueError(f"type_source must be 'mplmm' or 'per_case', got {self.type_source!r}")
         if self.type_positions not in ("shift", "prefix"):
             raise ValueError(f"type_positions must be 'shift' or 'prefix', got {self.type_positions!r}")
         if self.init_std <= 0:
@@ -130,6 +108,16 @@ class PrompterConfig:
     def from_dict(cls, d: dict[str, Any]) -> PrompterConfig:
         allowed = {f.name for f in fields(cls)}
         unknown = set(d) - allowed
+        moved = {k: _MOVED[k] for k in sorted(unknown) if k in _MOVED}
+        if moved:
+            raise KeyError("PrompterConfig no longer has " + "; ".join(f"{k!r}: {why}" for k, why in moved.items()))
         if unknown:
             raise KeyError(f"unknown PrompterConfig key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         return cls(**d)
+
+
+_MOVED: dict[str, str] = {
+    "type_source": "per-case prompt sets are the method \"mpmm\" (promptkit.methods.mpmm), not an MPLMM option",
+    "train_backbone": "training every backbone weight is the control \"full_finetune\" (promptkit.methods.controls)",
+}
+"""Keys older promptkit had, refused naming what replaced them."""

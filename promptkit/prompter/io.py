@@ -51,6 +51,23 @@ PROMPTER_ADAPTER = register_adapter_type(AdapterType(
     schema={"prompter_config": dict, "hook_spec": dict, "feature_dims": dict},
     check=_check,
 ))
+_PROMPTER_TYPES: dict[str, AdapterType] = {PROMPTER_ADAPTER.name: PROMPTER_ADAPTER}
+
+
+def prompter_adapter_type(name: str, label: str, loader: str) -> AdapterType:
+    """An adapter type for a prompter subclass (another method on the same wrapper): the prompter's
+    config keys and checks under its own name, so one method's adapter is refused by another's loader."""
+    _PROMPTER_TYPES[name] = register_adapter_type(AdapterType(
+        name=name, kind="adapter", label=label, loader=loader, schema=PROMPTER_ADAPTER.schema, check=_check))
+    return _PROMPTER_TYPES[name]
+
+
+def adapter_type_of(cls: type) -> AdapterType:
+    """The adapter type of prompter class ``cls`` (by its ``adapter_type`` name)."""
+    if cls.adapter_type not in _PROMPTER_TYPES:
+        raise KeyError(f"{cls.__name__}.adapter_type {cls.adapter_type!r} is not declared; declare it with "
+                       "promptkit.prompter.io.prompter_adapter_type")
+    return _PROMPTER_TYPES[cls.adapter_type]
 
 
 def _frozen_state(prompter) -> dict[str, torch.Tensor]:
@@ -66,7 +83,7 @@ def save_adapter(prompter, directory: Path) -> Path:
         "hook_spec": prompter.spec.to_dict(),
         "feature_dims": prompter.feature_dims,
     }
-    return save_adapter_files(directory, PROMPTER_ADAPTER, prompter.adapter_state_dict(), config,
+    return save_adapter_files(directory, adapter_type_of(type(prompter)), prompter.adapter_state_dict(), config,
                               backbone=prompter.backbone, frozen=_frozen_state(prompter))
 
 
@@ -83,7 +100,8 @@ def load_adapter(cls, backbone: nn.Module, directory: Path, hooks: HookSpec | Ma
         AdapterLoadError: see :func:`promptkit.adapter_files.read_adapter`; an output function
             recorded but not passed in ``hooks``; other frozen weights; missing tensors.
     """
-    files = read_adapter(directory, PROMPTER_ADAPTER, backbone)
+    adapter_type = adapter_type_of(cls)
+    files = read_adapter(directory, adapter_type, backbone)
     config = files.config
     spec = resolve_hook_spec(files.config_path, config["hook_spec"], hooks)
     try:
@@ -95,7 +113,7 @@ def load_adapter(cls, backbone: nn.Module, directory: Path, hooks: HookSpec | Ma
         targets = prompter.adapter_state_dict()
         check_tensors(files, targets)
         if check_weights:
-            check_frozen_weights(files, PROMPTER_ADAPTER, backbone, _frozen_state(prompter))
+            check_frozen_weights(files, adapter_type, backbone, _frozen_state(prompter))
         copy_tensors(files, targets)
     except BaseException:
         prompter.unwrap()

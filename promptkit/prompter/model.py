@@ -7,8 +7,8 @@ The forward pass, in the order data moves::
                                          type hooks:   [P'_MT ; sequence] into encoders, trimmed after
                                          trainable:    the head trains with the prompts
 
-The per-batch mask reaches the hooks through this prompter instance (set for the duration of one
-forward), never through global state, so two prompters can live in one process.
+The hooks (:mod:`.hooks`) read the per-batch mask from this prompter instance, never from global
+state; :mod:`.counts` counts what it trains.
 """
 
 from __future__ import annotations
@@ -17,18 +17,22 @@ import contextlib
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..hookspec import HookSpec, SignalTarget, TypeTarget, hook_spec_for, resolve_module
+from ..hookspec import HookSpec, hook_spec_for, resolve_module
 from ..inputs import check_feature_tensor
 from ..modalities import ModalitySet, check_mask
+from .calibrate import calibrate_init
 from .config import PrompterConfig
+from .counts import PromptCounts
+from .hooks import PromptHooks
 from .mmgm import MissingModalityGenerator
 from .signal import MissingSignalPrompts
-from .type_prompt import MissingTypePrompts, PerCaseTypePrompts
+from .type_prompt import MissingTypePrompts
+from .verify import verify_hooks
 from .widths import module_width
 
 # backbone -> the prompter whose hooks sit on it; a second wrap is refused until unwrap()
@@ -40,7 +44,7 @@ def _holder(backbone: nn.Module) -> MissingModalityPrompter | None:
     return ref() if ref is not None else None
 
 
-class MissingModalityPrompter(nn.Module):
+class MissingModalityPrompter(PromptHooks, PromptCounts, nn.Module):
     """A frozen backbone with MPLMM prompts attached at the spec's hook points.
 
     Args:
@@ -50,10 +54,22 @@ class MissingModalityPrompter(nn.Module):
         config: the prompts to build.
         feature_dims: raw feature size per modality; read from ``backbone.feature_dims`` when None.
 
+    Other methods built on the same wrapper subclass it and set what differs: the missing-type
+    tokens (:meth:`_build_type_prompts`, :meth:`type_tokens`; MPMM's per-case sets), whether they
+    need the signal prompts, whether every backbone weight trains (the full fine-tuning control), and
+    the adapter type their files are saved as.
+
     Raises:
         RuntimeError: ``backbone`` is already wrapped (call ``unwrap()`` on that prompter, or
             :func:`promptkit.unwrap` on the backbone, first).
     """
+
+    trains_backbone: ClassVar[bool] = False
+    """Every backbone weight trains (a control); the adapter then holds the whole backbone."""
+    type_tokens_need_signal: ClassVar[bool] = True
+    """The missing-type tokens are built from the missing-signal prompts (eq. 4-5)."""
+    adapter_type: ClassVar[str] = "prompter"
+    """The ``adapter_type`` its adapter directories are saved as (:mod:`promptkit.adapter_files`)."""
 
     def __init__(
         self,
@@ -90,8 +106,7 @@ class MissingModalityPrompter(nn.Module):
             if cfg.generative
             else None
         )
-        per_case = cfg.type and cfg.type_source == "per_case"
-        needs_signal = cfg.signal or (cfg.type and not per_case)  # MPLMM's type tokens are built from P_MS/P_NMS
+        needs_signal = cfg.signal or (cfg.type and self.type_tokens_need_signal)  # eq. 4-5 builds on P_MS/P_NMS
         if needs_signal and set(self.spec.signal) != set(self.modality_set.names):
             lacking = sorted(set(self.modality_set.names) - set(self.spec.signal))
             raise KeyError(f"signal/type prompts need a signal hook for every modality; the spec lacks {lacking}")
@@ -114,14 +129,7 @@ class MissingModalityPrompter(nn.Module):
                     f"prompt count, but type target {target.path!r} has no prefix_len_arg; set "
                     f"TypeTarget(prefix_len_arg=...) or use type_positions='shift'"
                 )
-        if not cfg.type:
-            self.type_prompts = None
-        elif per_case:
-            self.type_prompts = PerCaseTypePrompts(len(self.modality_set.cases), self.type_widths, cfg.prompt_length,
-                                                   cfg.init_std)
-        else:
-            self.type_prompts = MissingTypePrompts(self.signal_widths, self.type_widths, cfg.prompt_length,
-                                                   cfg.prompt_length)
+        self.type_prompts = self._build_type_prompts() if cfg.type else None
 
         self._original_requires_grad = {n: p.requires_grad for n, p in backbone.named_parameters()}
         self._mask: torch.Tensor | None = None
@@ -138,7 +146,6 @@ class MissingModalityPrompter(nn.Module):
             raise
         _WRAPPED[backbone] = weakref.ref(self)
 
-    # --- construction ------------------------------------------------------------------
     def _feature_dims(self, given: dict[str, int] | None) -> dict[str, int]:
         own = getattr(self.backbone, "feature_dims", None)
         dims = given or own
@@ -173,100 +180,17 @@ class MissingModalityPrompter(nn.Module):
             f"give width= in its {'SignalTarget' if kind == 'signal' else 'TypeTarget'}"
         )
 
+    def _build_type_prompts(self) -> nn.Module:
+        """MPLMM's missing-type prompts (eq. 4-5), built from the signal prompts of each modality."""
+        cfg = self.config
+        return MissingTypePrompts(self.signal_widths, self.type_widths, cfg.prompt_length, cfg.prompt_length)
+
     def _freeze_backbone(self) -> None:
         for p in self.backbone.parameters():
-            p.requires_grad_(self.config.train_backbone)
+            p.requires_grad_(self.trains_backbone)
         for path in self.spec.trainable:
             for p in resolve_module(self.backbone, path).parameters():
                 p.requires_grad_(True)
-
-    def _attach_hooks(self) -> None:
-        if self.config.signal:
-            for name, target in self.spec.signal.items():
-                module = resolve_module(self.backbone, target.path)
-                self._handles.append(module.register_forward_hook(self._signal_hook(name, target)))
-        if self.config.type:
-            for j, target in enumerate(self.spec.type):
-                module = resolve_module(self.backbone, target.path)
-                self._handles.append(
-                    module.register_forward_pre_hook(self._type_pre_hook(j, target), with_kwargs=True)
-                )
-                if not target.keep:
-                    self._handles.append(module.register_forward_hook(self._type_post_hook(target)))
-
-    # --- hooks -------------------------------------------------------------------------
-    def _active(self) -> bool:
-        return self._enabled and self._mask is not None
-
-    def _signal_hook(self, modality: str, target: SignalTarget):
-        col = self.modality_set.index(modality)
-        width = self.signal_widths[modality]
-
-        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            if not self._active():
-                return None
-            seq = output[0] if isinstance(output, tuple) else output  # an RNN's (output, state)
-            feat_axis = 1 if target.layout == "BDT" else -1
-            batch_axis = 1 if target.layout == "TBD" else 0
-            if seq.dim() != (2 if target.layout == "BD" else 3) or seq.shape[feat_axis] != width \
-                    or seq.shape[batch_axis] != self._mask.shape[0]:
-                raise ValueError(
-                    f"signal target {target.path!r} ({modality}) is declared {target.layout} with width {width} for a "
-                    f"batch of {self._mask.shape[0]}, but its output has shape {tuple(seq.shape)}"
-                )
-            seq = self.signal_prompts.add_to(modality, seq, ~self._mask[:, col], target.layout)
-            return (seq, *output[1:]) if isinstance(output, tuple) else seq
-
-        return hook
-
-    def _type_pre_hook(self, j: int, target: TypeTarget):
-        width = self.type_widths[j]
-
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-            if not self._active():
-                return None
-            args, kwargs = list(args), dict(kwargs)
-            in_kwargs = isinstance(target.arg, str)
-            seq = kwargs[target.arg] if in_kwargs else args[target.arg]
-            batch_axis = 1 if target.layout == "TBD" else 0
-            if seq.dim() != 3 or seq.shape[-1] != width or seq.shape[batch_axis] != self._mask.shape[0]:
-                raise ValueError(
-                    f"type target {target.path!r} is declared {target.layout} with tokens of width {width} for a batch "
-                    f"of {self._mask.shape[0]}, but its sequence argument has shape {tuple(seq.shape)}"
-                )
-            tokens = self._type_tokens[j].to(seq.dtype)  # (B, l_p, d)
-            if target.layout == "TBD":
-                seq = torch.cat([tokens.transpose(0, 1), seq], dim=0)
-            else:
-                seq = torch.cat([tokens, seq], dim=1)
-            if in_kwargs:
-                kwargs[target.arg] = seq
-            else:
-                args[target.arg] = seq
-            if self._type_prefix:  # the tokens get no position; the real steps keep theirs
-                kwargs[target.prefix_len_arg] = (kwargs.get(target.prefix_len_arg) or 0) + tokens.shape[1]
-            pad = target.padding_mask_arg
-            if pad is not None and kwargs.get(pad) is not None:
-                keep = torch.zeros(tokens.shape[0], tokens.shape[1], dtype=kwargs[pad].dtype, device=seq.device)
-                kwargs[pad] = torch.cat([keep, kwargs[pad]], dim=1)
-            return tuple(args), kwargs
-
-        return hook
-
-    def _type_post_hook(self, target: TypeTarget):
-        length = self.config.prompt_length
-
-        def trim(x: torch.Tensor) -> torch.Tensor:
-            return x[length:] if target.layout == "TBD" else x[:, length:]
-
-        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            if not self._active():
-                return None
-            if isinstance(output, tuple):
-                return (trim(output[0]), *output[1:])
-            return trim(output)
-
-        return hook
 
     # --- forward -----------------------------------------------------------------------
     def forward(self, mask: torch.Tensor | None = None, **features: torch.Tensor) -> torch.Tensor:
@@ -312,9 +236,7 @@ class MissingModalityPrompter(nn.Module):
 
     def type_tokens(self, missing: torch.Tensor) -> list[torch.Tensor]:
         """The missing-type tokens for a batch whose ``missing`` is ``(B, M)`` bool: one ``(B, l_p, d_t)``
-        per type target, from the signal prompts (MPLMM) or per case (``type_source="per_case"``)."""
-        if isinstance(self.type_prompts, PerCaseTypePrompts):
-            return self.type_prompts(self.modality_set.case_ids_from_masks(~missing))
+        per type target, from the signal prompts (eq. 4-5)."""
         pairs = {m: self.signal_prompts.pair(m) for m in self.modality_set.names}
         return self.type_prompts(pairs, missing)
 
@@ -400,7 +322,7 @@ class MissingModalityPrompter(nn.Module):
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """Prompts, MMGM and the spec's trainable backbone modules - nothing else."""
-        if self.config.train_backbone:  # a fine-tuning control: the whole backbone is the "adapter"
+        if self.trains_backbone:  # a fine-tuning control: the whole backbone is the "adapter"
             return dict(self.state_dict())
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         for path in self.spec.trainable:
@@ -409,78 +331,17 @@ class MissingModalityPrompter(nn.Module):
             state.update({prefix + k: v for k, v in module.state_dict().items()})
         return state
 
-    def prompt_parameters(self) -> dict[str, int]:
-        """Parameter counts: the prompts themselves (P_G, P_MS/P_NMS, P_MT with M_m) and MMGM's networks."""
-        count = lambda ps: sum(p.numel() for p in ps)
-        mmgm_all = count(self.mmgm.parameters()) if self.mmgm is not None else 0
-        generative = count(self.mmgm.generative_prompts.parameters()) if self.mmgm is not None else 0
-        return {
-            "generative": generative,
-            "signal": count(self.signal_prompts.parameters()) if self.signal_prompts is not None else 0,
-            "type": count(self.type_prompts.parameters()) if self.type_prompts is not None else 0,
-            "mmgm_networks": mmgm_all - generative,
-        }
-
-    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable prompt/MMGM parameters that belong to one modality (for CGGM)."""
-        out: dict[str, list[nn.Parameter]] = {m: [] for m in self.modality_set.names}
-        if self.mmgm is not None:
-            for m, ps in self.mmgm.modality_parameters().items():
-                out[m] += ps
-        if self.signal_prompts is not None:
-            for m in out:
-                out[m] += [self.signal_prompts.real[m], self.signal_prompts.generated[m]]
-        if isinstance(self.type_prompts, MissingTypePrompts):  # per-case tokens belong to no one modality
-            for m, ps in self.type_prompts.modality_parameters().items():
-                out[m] += ps
-        return out
-
-    def prompt_tensors(self) -> list[nn.Parameter]:
-        """The prompts themselves (P_G, P_NMS/P_MS, P_MT and M_m), e.g. for their own learning rate."""
-        out: list[nn.Parameter] = []
-        if self.mmgm is not None:
-            out += list(self.mmgm.generative_prompts.parameters())
-        if self.signal_prompts is not None:
-            out += list(self.signal_prompts.parameters())
-        if self.type_prompts is not None:
-            out += list(self.type_prompts.parameters())
-        return out
-
     def calibrate_init(self, features: dict[str, torch.Tensor]) -> dict[str, float]:
         """Scale the random init to the tensors the prompts join (``config.init_scale == "data"``);
         see :func:`promptkit.prompter.calibrate.calibrate_init`. Returns the measured RMS values."""
-        from .calibrate import calibrate_init
-
         return calibrate_init(self, features)
 
     def verify_hooks(self, features: dict[str, torch.Tensor]) -> None:
         """Check on one complete batch ``{m: (B, T_m, D_m)}`` that every signal/type hook module runs
         once per forward and sees its declared layout (:func:`promptkit.prompter.verify.verify_hooks`).
         The first prompted forward does this by itself."""
-        from .verify import verify_hooks
-
         verify_hooks(self, self._check_features(dict(features)))
         self._verified = True
-
-    def trainable_summary(self) -> dict[str, float]:
-        backbone = sum(p.numel() for p in self.backbone.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        counts = self.prompt_parameters()
-        prompts = counts["generative"] + counts["signal"] + counts["type"]
-        return {
-            "backbone_params": backbone,
-            "prompt_params": prompts,
-            "trainable_params": trainable,
-            "prompt_share": prompts / backbone,
-            "trainable_share": trainable / backbone,
-        }
-
-    def print_trainable_parameters(self) -> None:
-        s = self.trainable_summary()
-        print(
-            f"trainable params: {s['trainable_params']:,} || backbone params: {s['backbone_params']:,} || "
-            f"trainable%: {100 * s['trainable_share']:.2f} || prompts%: {100 * s['prompt_share']:.2f}"
-        )
 
     def unwrap(self) -> nn.Module:
         """Remove every hook, restore the backbone's requires_grad flags, return the backbone.

@@ -69,34 +69,5 @@ class MissingTypePrompts(nn.Module):
         return [torch.einsum("pl,blw->bpw", p, mp[w]) for p, w in zip(self.type_prompts, self.target_widths)]
 
 
-class PerCaseTypePrompts(nn.Module):
-    """MPMM's missing-aware prompts (Lee et al., CVPR 2023), at the type targets: one learned
-    ``(l_p, d_t)`` token set per case and target, picked by each sample's case - ``2**M - 1`` sets,
-    where :class:`MissingTypePrompts` grows linearly in M.
-
-    Args:
-        num_cases: ``2**M - 1`` (every non-empty case, the complete one included).
-        target_widths: d_t of each type target, in spec order.
-        length: l_p, tokens per target.
-        init_std: std of the random init.
-    """
-
-    def __init__(self, num_cases: int, target_widths: list[int], length: int = 16, init_std: float = 0.02) -> None:
-        super().__init__()
-        self.target_widths = list(target_widths)
-        self.type_prompts = nn.ParameterList(
-            [nn.Parameter(torch.randn(num_cases, length, w) * init_std) for w in target_widths]
-        )
-
-    def forward(self, case_ids: torch.Tensor) -> list[torch.Tensor]:
-        """``case_ids (B,)`` → one ``(B, l_p, d_t)`` tensor per target."""
-        return [p[case_ids] for p in self.type_prompts]
-
-
-def per_case_prompt_parameters(num_modalities: int, length: int, target_widths: list[int]) -> int:
-    """Parameters of per-case prompt sets (MPMM): one ``(l_p, d_t)`` set per non-empty case."""
-    return (2**num_modalities - 1) * length * sum(target_widths)
-
-
 def _key(modality: str, width: int) -> str:
     return f"{modality}_{width}"

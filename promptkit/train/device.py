@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..compile import compile_available
+from .. import compile as _compile
 from ..recipes import compile_backend
 
 
@@ -40,7 +40,7 @@ def check_compile(stage: Any) -> str | None:
     backend = compile_backend(value)
     if backend is None:
         return None
-    ok, why = compile_available(backend)
+    ok, why = _compile.compile_available(backend)  # looked up at call time (tests patch it)
     if not ok:
         raise RuntimeError(
             f"the stage asks for torch.compile (compile = {json.dumps(value)}, backend {backend!r}) but it cannot run "

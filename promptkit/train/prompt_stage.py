@@ -18,15 +18,16 @@ from torch import nn
 from ..checkpoint import weights_digest
 from ..modalities import ModalitySet
 from ..plugins import TrainPlugin
-from ..prompter import MissingModalityPrompter, PrompterConfig, wrap
+from ..prompter import MissingModalityPrompter, PrompterConfig
 from ..recipes import Recipe
 from ..seeding import derive_seed, seed_everything
 from .distributed import is_main_process, main_process_first
 from .engine import fit
-from .methods import PROMPTS, method_config
 from .results import FitResult
 
 ADAPTER_DIR = "adapter"
+DEFAULT_NAME = "prompts"
+"""The name a direct call records (and seeds the prompts' init from) when it names no method."""
 
 
 def eta_mask_fn(modalities: Sequence[str], eta: float):
@@ -40,10 +41,11 @@ def eta_mask_fn(modalities: Sequence[str], eta: float):
     return mask_fn
 
 
-def wrap_for_data(backbone: nn.Module, data: Any, config: PrompterConfig, hooks=None) -> MissingModalityPrompter:
-    """Wrap ``backbone`` with the data's feature sizes and check that its spec and the data agree on
-    the modality order."""
-    prompter = wrap(backbone, hooks=hooks, config=config, feature_dims=dict(data.feature_dims))
+def wrap_for_data(backbone: nn.Module, data: Any, config: PrompterConfig, hooks=None,
+                  prompter_cls: type[MissingModalityPrompter] = MissingModalityPrompter) -> MissingModalityPrompter:
+    """Wrap ``backbone`` in a ``prompter_cls`` with the data's feature sizes and check that its spec
+    and the data agree on the modality order."""
+    prompter = prompter_cls(backbone, hooks=hooks, config=config, feature_dims=dict(data.feature_dims))
     if tuple(prompter.modality_set.names) != tuple(data.modalities):
         prompter.unwrap()
         raise ValueError(
@@ -54,20 +56,29 @@ def wrap_for_data(backbone: nn.Module, data: Any, config: PrompterConfig, hooks=
 
 
 def build_prompter(
-    recipe: Recipe, data: Any, backbone: nn.Module, *, hooks=None, method: str = PROMPTS
+    recipe: Recipe,
+    data: Any,
+    backbone: nn.Module,
+    *,
+    hooks=None,
+    method: str = DEFAULT_NAME,
+    config: PrompterConfig | None = None,
+    prompter_cls: type[MissingModalityPrompter] = MissingModalityPrompter,
 ) -> MissingModalityPrompter:
-    """Wrap ``backbone`` for ``method`` (the prompts or a control), initialised reproducibly.
+    """Wrap ``backbone`` in a ``prompter_cls`` with ``config`` (default: the recipe's
+    ``[prompt.prompter]``), initialised reproducibly.
 
-    The random init is drawn from a generator seeded by ``([prompt] seed, method)``, so a recipe
-    and seed give the same prompts through the CLI and the API, whatever ran before. With
+    The random init is drawn from a generator seeded by ``([prompt] seed, method)``, so a recipe,
+    seed and method name give the same prompts through the CLI and the API, whatever ran before. With
     ``init_scale = "data"`` the init is then rescaled on the first training batch
     (:meth:`~promptkit.MissingModalityPrompter.calibrate_init`). The hooks are checked on that
     batch too (:meth:`~promptkit.MissingModalityPrompter.verify_hooks`), before any training.
     """
-    config = method_config(method, PrompterConfig.from_dict(dict(recipe.prompt.prompter or {})))
+    if config is None:
+        config = PrompterConfig.from_dict(dict(recipe.prompt.prompter or {}))
     with torch.random.fork_rng(devices=[]):
         seed_everything(derive_seed(int(recipe.prompt.seed), "prompt-init", method))
-        prompter = wrap_for_data(backbone, data, config, hooks)
+        prompter = wrap_for_data(backbone, data, config, hooks, prompter_cls)
     train = data.splits["train"]
     device = next(backbone.parameters()).device
     first = {m: x[: min(len(train), 256)].to(device) for m, x in train.features.items()}
@@ -99,7 +110,9 @@ def prompt_tune(
     out_dir: str | Path,
     *,
     hooks=None,
-    method: str = PROMPTS,
+    method: str = DEFAULT_NAME,
+    config: PrompterConfig | None = None,
+    prompter_cls: type[MissingModalityPrompter] = MissingModalityPrompter,
     plugins: Sequence[TrainPlugin] = (),
     cggm: bool = False,
     **opts: Any,
@@ -114,14 +127,17 @@ def prompt_tune(
         data: a ``DataBundle``.
         backbone: the pre-trained backbone (it is frozen, except the spec's trainable modules).
         hooks: a HookSpec for backbones without a registered one.
-        method: ``"mplmm"`` (the recipe's prompts) or a control of :mod:`promptkit.train.methods`
-            (``"head_only"``, ``"full_finetune"``), trained the same way.
+        method: the name the run records and the prompts' init seed derives from (a method of
+            :mod:`promptkit.methods` passes its own).
+        config: the prompts to build; default: the recipe's ``[prompt.prompter]``.
+        prompter_cls: the wrapper (a subclass for another method on the same hook points).
         cggm: add the CGGM plug-in over each modality's encoder, prompts and MMGM parts.
         **opts: passed to :func:`~promptkit.train.engine.fit`.
     """
     out_dir = Path(out_dir)
     weights = weights_digest(backbone)  # a resumed stage on another pre-trained backbone is refused
-    prompter = build_prompter(recipe, data, backbone, hooks=hooks, method=method)
+    prompter = build_prompter(recipe, data, backbone, hooks=hooks, method=method, config=config,
+                              prompter_cls=prompter_cls)
     config = prompter.config
     built = list(plugins)
     try:

@@ -8,9 +8,9 @@ In the order the work happens:
    (``[data] pretrain_on = "source"``, the paper's design: pre-train on CMU-MOSEI, adapt on
    CMU-MOSI). The backbone is a registered one or the recipe's ``[backbone] factory``; the
    recipe's ``[hooks]`` spec, when it has one, is where every stage attaches.
-2. **Adaptation.** The MPLMM prompts, then each other method of ``[prompt] methods`` (head only;
-   full fine-tuning), each on its own fresh copy of the backbone, with the same data, eta,
-   epochs and seed.
+2. **Adaptation.** Each method of ``[prompt] methods`` (:mod:`promptkit.methods`: the MPLMM
+   prompts, the controls, the baselines), each on its own fresh copy of the backbone, with the same
+   data, eta, epochs and seed.
 3. **Evaluation.** The zero-filled frozen backbone and every trained model on the test split,
    under the same fixed case masks and the same seeded missing-rate sweep.
 4. **Comparisons.** Paired per-case differences (mean ± SE over test samples), the per-case
@@ -30,23 +30,19 @@ from ..evaluation import (
     check_precision,
     compare_protocols,
     evaluate_protocol,
-    prompted_forward,
+    report,
     zero_filled_forward,
 )
 from ..evaluation.ceiling import ridge_ceilings
+from ..methods import get_method, list_methods, method_label, method_short
+from ..methods.mplmm import NAME as PROMPTS
+from ..methods.zero_filled import NAME as ZERO_FILLED
 from ..metrics import metric_kind
 from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
-from .distributed import barrier, is_main_process
-from .methods import LABELS, PROMPTS
-from .pretrain import pretrain
-from .prompt_stage import prompt_tune
-from .run_dir import code_identity, lock_run_dir
-
-ZERO_FILLED = "zero_filled"
-STAGE_DIRS: dict[str, str] = {PROMPTS: "prompt", "head_only": "head_only", "full_finetune": "full_finetune"}
-SHORT: dict[str, str] = {ZERO_FILLED: "zero-fill", PROMPTS: "prompts", "head_only": "head only", "full_finetune": "full FT",
-                         "ms_zero": "MS zero", "ms_mean": "MS mean", "md_zero": "MD zero", "md_mean": "MD mean",
-                         "lb": "LB", "lora": "LoRA", "lora_mplmm": "LoRA+prompts"}
+from ..train.device import check_compile, resolve_device
+from ..train.distributed import barrier, is_main_process
+from ..train.pretrain import pretrain
+from ..train.run_dir import code_identity, lock_run_dir
 
 
 def comparisons(methods: list[str]) -> list[tuple[str, str]]:
@@ -57,9 +53,11 @@ def comparisons(methods: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _baseline_share(done: Any, backbone: int) -> dict[str, float]:
-    """A baseline's trainable counts in the keys of ``MissingModalityPrompter.trainable_summary``
-    (``backbone``: the pre-trained backbone's parameter count)."""
+def _trainable_share(done: Any, backbone: int) -> dict[str, float]:
+    """A method's trainable counts in the keys of ``MissingModalityPrompter.trainable_summary``
+    (a prompter's own summary; ``backbone``: the pre-trained backbone's parameter count)."""
+    if "trainable" in done.info:
+        return done.info["trainable"]
     prompts = int(done.info.get("counts", {}).get("prompts", 0))
     return {"backbone_params": backbone, "prompt_params": prompts, "trainable_params": done.trainable_params,
             "prompt_share": prompts / backbone, "trainable_share": done.trainable_params / backbone}
@@ -127,8 +125,6 @@ def run_pipeline(
         the summary written to ``protocol.json``: the code identity, stage seconds, trainable
         share, the protocol results per model, paired comparisons, ceilings and headroom.
     """
-    from .device import check_compile, resolve_device
-
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     for stage in (recipe.pretrain, recipe.prompt):
@@ -141,14 +137,17 @@ def run_pipeline(
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-    """``methods`` checked: each the prompts, a control or a registered baseline, none twice."""
-    from ..methods import list_methods
-    from .methods import CONTROLS
+    """``methods`` checked: each a registered method (not the reference, which every run scores),
+    at least one, none twice.
 
-    known = [PROMPTS, *CONTROLS, *list_methods()]
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise KeyError(f"unknown method(s) {unknown}; known: {known}")
+    Raises:
+        UnknownMethodError: a name nothing registered (a ``KeyError``), naming the known ones.
+        ValueError: the reference, or a repeated method.
+    """
+    for m in methods:
+        if get_method(m).reference:
+            raise ValueError(f"method {m!r} is the reference every run scores; name the methods that train beside it "
+                             f"(known: {', '.join(list_methods())})")
     if len(set(methods)) != len(methods) or not methods:
         raise ValueError(f"methods must list at least one method, none twice; got {list(methods)}")
     return list(methods)
@@ -156,8 +155,6 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: bool, overwrite: bool,
                 progress: bool, cggm: bool, data_path: str | Path | None, methods: list[str]) -> dict[str, Any]:
-    from ..evaluation import report
-
     kind = recipe.data.metric
     acc = metric_kind(kind).accuracy
     test = data.splits["test"]
@@ -174,23 +171,15 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
     bare_params = sum(p.numel() for p in bare.parameters())
     trained, forwards, best_epochs, shares = {}, {}, {}, {}
-    for method in methods:
+    for method in methods:  # each on its own fresh copy of the pre-trained backbone
         t0 = time.perf_counter()
-        if method in STAGE_DIRS:  # the prompts or a control: a prompter through the prompt stage
-            backbone = load_backbone(backbone_file, device=dev, recipe=recipe)
-            model, result = prompt_tune(recipe, data, backbone, out_dir / STAGE_DIRS[method], hooks=hooks,
-                                        method=method, cggm=cggm and method == PROMPTS, evaluate_test=False, **opts)
-            model.eval()
-            trained[method], best_epochs[method] = model, result.best_epoch
-            forwards[method] = prompted_forward(model)
-            shares[method] = model.trainable_summary()
-        else:  # a baseline of promptkit.methods, on the same pre-trained backbone
-            from ..methods import get_method
-
-            done = get_method(method)(recipe, data, backbone_file, out_dir / method, hooks=hooks, **opts)
-            forwards[method] = done.forward
-            best_epochs[method] = done.info.get("best_epoch")
-            shares[method] = _baseline_share(done, bare_params)
+        spec = get_method(method)
+        extra = {"cggm": cggm} if spec.cggm else {}
+        done = spec(recipe, data, backbone_file, out_dir / spec.stage_dir, hooks=hooks, **opts, **extra)
+        trained[method] = done
+        forwards[method] = done.forward
+        best_epochs[method] = done.info.get("best_epoch")
+        shares[method] = _trainable_share(done, bare_params)
         times[f"{method}_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -207,7 +196,7 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
         "data": data.description,
         "recipe": recipe.source,
         "metric": acc,
-        "methods": {m: LABELS.get(m, m) for m in [ZERO_FILLED, *methods]},
+        "methods": {m: method_label(m) for m in [ZERO_FILLED, *methods]},
         "backbone": pretrained,
         "code": code_identity(recipe.backbone.factory),  # what code produced these numbers (each stage's run.json too)
         "seconds": times,
@@ -217,7 +206,7 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
         "ceiling": ceiling,
         "headroom": headroom,
     }
-    labelled = {LABELS.get(k, k): r for k, r in results.items()}
+    labelled = {method_label(k): r for k, r in results.items()}
     main = is_main_process()  # every process evaluated alike; one writes and prints
     if main:
         report.save_protocol_results(out_dir, results, summary)
@@ -226,14 +215,14 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     if progress and main:
         report.print_table1(labelled, kind, data.description, modalities=data.modalities)
         report.print_paired(
-            {f"{SHORT.get(a, a)} − {SHORT.get(b, b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},
+            {f"{method_short(a)} − {method_short(b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},
             f"{data.description}; SE over the {len(test)} test samples",
         )
         if headroom:
             _print_headroom(headroom, results, methods)
         report.print_rate_sweep(labelled, kind)
         if PROMPTS in trained:
-            trained[PROMPTS].print_trainable_parameters()
+            trained[PROMPTS].modules["prompter"].print_trainable_parameters()
         spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in times.items())
         print(f"time: {spent}; results in {out_dir}/protocol.json, .csv, .png")
     return {**summary, "results": {k: r.to_dict() for k, r in results.items()}}
@@ -257,7 +246,7 @@ def _headroom(results: dict[str, Any], ceiling: dict[str, Any], acc: str) -> dic
     room = headroom(top, base)
     shares = {m: share_recovered({c: 100 * r.cases[c][acc] for c in order}, base, top)
               for m, r in results.items() if m != ZERO_FILLED}
-    return {c: {"ceiling": top[c], "zero_filled": base[c], "headroom": room[c],
+    return {c: {"ceiling": top[c], ZERO_FILLED: base[c], "headroom": room[c],
                 **{f"share_{m}": s[c] for m, s in shares.items()}} for c in order}
 
 
@@ -267,10 +256,10 @@ def _print_headroom(headroom: dict[str, dict[str, float]], results: dict[str, An
 
     table = Table(title="Per-case headroom: ridge ceiling on the available modalities − zero-fill, and the share "
                         "each method recovers (– where there is no headroom)")
-    for col in ["case", "ceiling", "zero-filled", "headroom", *(f"share {LABELS.get(m, m)}" for m in methods)]:
+    for col in ["case", "ceiling", "zero-filled", "headroom", *(f"share {method_label(m)}" for m in methods)]:
         table.add_column(col, justify="left" if col == "case" else "right")
     for case, row in headroom.items():
         shares = [f"{100 * row[f'share_{m}']:.0f} %" if row[f"share_{m}"] == row[f"share_{m}"] else "-"
                   for m in methods]
-        table.add_row(case, f"{row['ceiling']:.1f}", f"{row['zero_filled']:.1f}", f"{row['headroom']:+.1f}", *shares)
+        table.add_row(case, f"{row['ceiling']:.1f}", f"{row[ZERO_FILLED]:.1f}", f"{row['headroom']:+.1f}", *shares)
     Console(width=max(Console().width, 120)).print(table)

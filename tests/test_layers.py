@@ -1,0 +1,73 @@
+"""The layer rules of docs/architecture.md, checked in fresh interpreters, and one home per method name."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promptkit.methods import get_method, list_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# package imported -> package prefixes it must never load (directly or through anything it imports)
+NEVER: dict[str, tuple[str, ...]] = {
+    "promptkit.modalities": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.hookspec": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.prompter": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment",
+                           "promptkit.recipes"),
+    "promptkit.recipes": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.data": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.metrics": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.evaluation": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.cggm": ("backbones", "promptkit.train", "promptkit.methods", "promptkit.experiment"),
+    "promptkit.train": ("promptkit.methods", "promptkit.experiment"),
+    "promptkit.methods": ("promptkit.experiment",),
+    "backbones": ("promptkit.train", "promptkit.data", "promptkit.methods", "promptkit.experiment",
+                  "promptkit.recipes"),
+}
+
+
+def _loaded_by(package: str) -> list[str]:
+    code = ("import json, sys, importlib; importlib.import_module(sys.argv[1]); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('promptkit', 'backbones')))))")
+    out = subprocess.run([sys.executable, "-c", code, package], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("package", sorted(NEVER))
+def test_a_package_never_loads_the_layers_above_it(package):
+    loaded = _loaded_by(package)
+    broken = [m for m in loaded for banned in NEVER[package] if m == banned or m.startswith(banned + ".")]
+    assert not broken, f"importing {package} loads {broken}, which it must not (docs/architecture.md)"
+
+
+def _string_constants(path: Path) -> set[str]:
+    """The string constants of a module, docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return {n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings}
+
+
+def test_each_built_in_method_is_named_in_exactly_one_library_module():
+    library = sorted([*ROOT.glob("promptkit/**/*.py"), *ROOT.glob("backbones/**/*.py")])
+    constants = {p: _string_constants(p) for p in library}
+    for name in list_methods(reference=True):
+        homes = [p.relative_to(ROOT).as_posix() for p, strings in constants.items() if name in strings]
+        registered_in = get_method(name).fit.__module__.replace(".", "/") + ".py"
+        assert homes == [registered_in], f"method {name!r} is spelled out in {homes}; only {registered_in} may name it"
+
+
+def test_the_registry_answers_for_every_method_it_lists():
+    for name in list_methods(reference=True):
+        spec = get_method(name)
+        assert spec.name == name and spec.label and spec.short and spec.trains and spec.stage_dir
+    assert [n for n in list_methods(reference=True) if get_method(n).reference] == ["zero_filled"]
+    assert "zero_filled" not in list_methods()

@@ -14,6 +14,9 @@ from .schema import DataSection
 def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synthetic: Any):
     """The ``DataBundle`` a recipe's ``[data]`` section describes, checked against its metric.
 
+    Synthetic data is generated from ``[data] seed``, ``aligned`` and ``sizes`` and the options of
+    ``[data.synthetic]`` (which never holds a seed: :class:`~promptkit.recipes.DataSection`).
+
     Args:
         data_path: a data file that replaces ``[data] path`` (the CLI's ``--data``); it turns a
             synthetic recipe into a file one.

@@ -76,10 +76,11 @@ class DataSection:
     """``[data]``: where the data comes from and which metric family scores it.
 
     ``source = "synthetic"`` builds the seeded synthetic set from ``seed``, ``aligned``,
-    ``sizes`` and the generator options in ``[data.synthetic]``; ``source = "file"`` reads
-    ``path`` (or the ``--data`` path given on the command line) in ``format``. ``metric`` is a
-    :mod:`promptkit.metrics` kind (it also fixes the task). ``feature_dims``, when given, must
-    match the data (checked before training).
+    ``sizes`` and the generator options in ``[data.synthetic]`` (its seed is ``[data] seed``, the
+    one ``[pretrain] checkpoint``'s ``{seed}`` names: ``seed`` is refused there); ``source =
+    "file"`` reads ``path`` (or the ``--data`` path given on the command line) in ``format``.
+    ``metric`` is a :mod:`promptkit.metrics` kind (it also fixes the task). ``feature_dims``, when
+    given, must match the data (checked before training).
 
     Where the backbone is pre-trained (the paper pre-trains on CMU-MOSEI and adapts on
     CMU-MOSI): ``pretrain_on = "target"`` pre-trains on the same data the prompts adapt on;
@@ -123,7 +124,7 @@ class DataSection:
                 raise ValueError(f"{key} has unknown split(s) {sorted(unknown)}; allowed: {', '.join(SPLITS)}")
 
     def _check_source(self) -> None:
-        """The keys of one source are not set for the other."""
+        """The keys of one source are not set for the other; the generator's seed is ``seed``."""
         if self.source == "synthetic":
             if self.path is not None:
                 raise ValueError(f"path {self.path!r} is set but source is 'synthetic'; use source = 'file'")
@@ -134,6 +135,11 @@ class DataSection:
                 raise ValueError("[data.synthetic] options are set but source is 'file'; remove them")
             if self.sizes is not None:
                 raise ValueError("sizes applies to synthetic data only; source is 'file'")
+        if "seed" in self.synthetic:
+            raise ValueError(
+                f"[data.synthetic] seed = {self.synthetic['seed']!r} is refused: the generator's seed is "
+                "[data] seed (the one [pretrain] checkpoint's {seed} names); set [data] seed instead"
+            )
         if self.max_bytes is not None and self.max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
 

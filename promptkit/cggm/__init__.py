@@ -41,7 +41,8 @@ Where this differs from the authors' code (github zrguo/CGGM), on purpose:
 
 Modules: :mod:`.config` (``CGGMConfig``), :mod:`.coefficients` (the pure functions of one step),
 :mod:`.history` (``CGGMHistory``), :mod:`.targets` (encoders, head, widths and parameter sets
-read from the ``HookSpec``), :mod:`.plugin` (the ``CGGM`` plug-in).
+read from the ``HookSpec``), :mod:`.classifiers` (the f_m: built, moved, trained, synced),
+:mod:`.plugin` (the ``CGGM`` plug-in).
 """
 
 from __future__ import annotations

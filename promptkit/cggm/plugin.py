@@ -6,6 +6,8 @@ One training step, in the order the engine calls it (see :mod:`promptkit.train.p
     extra_loss     one Adam step per classifier f_m; ε_m, Δ_m, B_m; returns λ·L_gm
     backward       (the engine's)
     after_backward grad θ_m ← ρ·B_m · grad θ_m
+
+The classifiers f_m themselves (built, moved, trained one step, synced) are in :mod:`.classifiers`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from torch import nn
 from ..checkpoint import optimizer_from_flat, optimizer_to_flat
 from ..hookspec import HookSpec, hook_spec_for, resolve_module
 from ..plugins import TrainPlugin
+from .classifiers import (
+    build_classifiers,
+    check_width,
+    move_classifiers,
+    train_classifiers,
+)
 from .coefficients import (
     direction_loss,
     modulation_coefficients,
@@ -31,11 +39,6 @@ from .coefficients import (
 from .config import CGGMConfig
 from .history import CGGMHistory
 from .targets import check_encoders, encoder_width, find_head, modality_parameters
-
-
-def _classifier(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """f_m: ``(B, D_m) → (B, out_dim)``; ``[-1]`` is the output layer compared in L_gm."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
 
 class CGGM(TrainPlugin):
@@ -91,9 +94,7 @@ class CGGM(TrainPlugin):
                 f"{self.head.in_features} (or None), or lam=0"
             )
         widths = {m: encoder_width(model, self.spec, m) for m in self.modalities}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            self.classifiers = nn.ModuleDict({m: _classifier(widths[m], hidden, self.out_dim) for m in self.modalities})
+        self.classifiers = build_classifiers(widths, hidden, self.out_dim, cfg.seed)
         self.optimizer = torch.optim.Adam(self.classifiers.parameters(), lr=cfg.classifier_lr)
         self._params = modality_parameters(model, self.spec, extra_params)
 
@@ -139,16 +140,6 @@ class CGGM(TrainPlugin):
         self._epoch_B = {m: [] for m in self.modalities}
         self._epoch_guarded = 0
 
-    def _to(self, device: torch.device) -> None:
-        """Move the classifiers and their Adam state (``step`` stays on the CPU, as torch keeps it)."""
-        if next(self.classifiers.parameters()).device == device:
-            return
-        self.classifiers.to(device)
-        for state in self.optimizer.state.values():
-            for k, v in state.items():
-                if isinstance(v, torch.Tensor) and k != "step":
-                    state[k] = v.to(device)
-
     # --- plug-in protocol ------------------------------------------------------------------
     def setup(self, model: nn.Module, optimizer_params: Any = None, accelerator: Any = None) -> None:
         """Put the classifiers on the training device; keep the accelerator, which syncs the
@@ -157,7 +148,7 @@ class CGGM(TrainPlugin):
         device = getattr(accelerator, "device", None)
         if device is None:
             device = next(self.model.parameters()).device
-        self._to(torch.device(device))
+        move_classifiers(self.classifiers, self.optimizer, torch.device(device))
 
     def extra_loss(
         self, model: nn.Module, batch: Any, preds: torch.Tensor, labels: torch.Tensor
@@ -275,53 +266,18 @@ class CGGM(TrainPlugin):
     def _train_classifiers(
         self, reps: dict[str, torch.Tensor], labels: torch.Tensor, mask: torch.Tensor | None
     ) -> dict[str, float | None]:
-        """One Adam step for every f_m on ``reps[m]`` ``(B, D_m)``; ε_m from the pre-update predictions."""
-        device = next(iter(reps.values())).device
-        self._to(device)
-        labels = labels.to(device)
-        losses, counts = [], []
-        self.classifiers.train()
-        with torch.enable_grad(), torch.autocast(device_type=device.type, enabled=False):
-            for i, m in enumerate(self.modalities):
-                x = self._check_width(m, reps[m]).float()
-                keep = None if mask is None else mask[:, i]
-                loss, hits, counted = unimodal_stats(self.classifiers[m](x), labels, self.task, keep)
-                if loss is not None:
-                    losses.append(loss)
-                counts.append(torch.stack([hits, counted]))
-            counts_t = torch.stack(counts)  # (M, 2)
-            self.optimizer.zero_grad(set_to_none=True)
-            if losses:
-                torch.stack(losses).sum().backward()
-            self._sync(counts_t)
-            self.optimizer.step()
+        """One Adam step for every f_m on ``reps[m]`` ``(B, D_m)``; ε_m from the pre-update predictions,
+        added to the epoch's counts."""
+        accelerator = getattr(self, "_accelerator", None)
+        counts = train_classifiers(
+            self.classifiers, self.optimizer, reps, labels, self.task, mask, self.spec.encoders, accelerator
+        )
         accs: dict[str, float | None] = {}
-        for m, (hits, counted) in zip(self.modalities, counts_t.tolist()):
+        for m, (hits, counted) in zip(self.modalities, counts):
             accs[m] = hits / counted if counted else None
             self._epoch_hits[m] += hits
             self._epoch_counted[m] += counted
         return accs
-
-    def _check_width(self, m: str, x: torch.Tensor) -> torch.Tensor:
-        want = self.classifiers[m][0].in_features
-        if x.shape[-1] != want:
-            raise ValueError(
-                f"{m}'s encoder {self.spec.encoders[m].output!r} gives width {x.shape[-1]}, expected {want}; "
-                f"fix width= or layout= in its ModalityEncoder (layout {self.spec.encoders[m].layout!r})"
-            )
-        return x
-
-    def _sync(self, counts: torch.Tensor) -> None:
-        """Sum hit counts and average the classifiers' gradients across processes (through the
-        accelerator), so every process computes the same accuracies and the same B."""
-        acc = getattr(self, "_accelerator", None)
-        if acc is None or getattr(acc, "num_processes", 1) <= 1:
-            return
-        counts.copy_(acc.reduce(counts, reduction="sum"))
-        for p in self.classifiers.parameters():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            p.grad.copy_(acc.reduce(p.grad, reduction="mean"))
 
     def cosines(self) -> torch.Tensor:
         """cos_m between f_m's output weight (constant) and the head's weight (with grad): ``(M,)``."""
@@ -362,7 +318,7 @@ class CGGM(TrainPlugin):
         was_training, classifiers_training = model.training, self.classifiers.training
         model.eval()
         self.classifiers.eval()
-        self._to(device)
+        move_classifiers(self.classifiers, self.optimizer, device)
         self._force_capture, self._captured = True, {}
         try:
             for batch in loader:
@@ -372,7 +328,7 @@ class CGGM(TrainPlugin):
                 for i, m in enumerate(self.modalities):
                     if m not in self._captured:
                         raise RuntimeError(f"the forward did not run {m}'s encoder {self.spec.encoders[m].output!r}")
-                    x = self._check_width(m, self._captured[m]).float()
+                    x = check_width(self.classifiers, m, self._captured[m], self.spec.encoders[m]).float()
                     keep = None if mask is None else mask[:, i]
                     _, h, c = unimodal_stats(self.classifiers[m](x), batch["labels"], self.task, keep)
                     hits[m] += float(h)

@@ -14,7 +14,10 @@ def _recipe(**prompt):
 
 
 def test_methods_default_to_the_prompts_alone():
-    assert _recipe().prompt.methods == ["mplmm"]
+    from promptkit.methods import default_methods
+
+    assert _recipe().prompt.methods is None  # the recipe leaves it to the registry
+    assert default_methods() == ["mplmm"]
 
 
 def test_methods_keep_their_order():

@@ -34,7 +34,7 @@ from ..evaluation import (
     zero_filled_forward,
 )
 from ..evaluation.ceiling import ridge_ceilings
-from ..methods import get_method, list_methods, method_label, method_short
+from ..methods import default_methods, get_method, list_methods, method_label, method_short
 from ..methods.mplmm import NAME as PROMPTS
 from ..methods.zero_filled import NAME as ZERO_FILLED
 from ..metrics import metric_kind
@@ -130,7 +130,9 @@ def run_pipeline(
     for stage in (recipe.pretrain, recipe.prompt):
         check_compile(stage)  # both stages' backends, before the first one trains
     # a second `promptkit run` into this directory is refused, naming this pid (the main process holds it)
-    chosen = check_methods(methods if methods is not None else recipe.prompt.methods)
+    if methods is None:
+        methods = recipe.prompt.methods if recipe.prompt.methods is not None else default_methods()
+    chosen = check_methods(methods)
     with lock_run_dir(out_dir) if is_main_process() else contextlib.nullcontext():
         return _run_locked(recipe, data, out_dir, dev, resume=resume, overwrite=overwrite, progress=progress,
                            cggm=cggm, data_path=data_path, methods=chosen)

@@ -51,6 +51,7 @@ from .grid import (
     parse_assignment,
     parse_seeds,
 )
+from ..methods import default_methods
 from .pipeline import check_methods
 
 __all__ = [
@@ -142,7 +143,7 @@ def _check_arguments(recipes: Sequence[Recipe], methods: Sequence[str] | None, j
         check_methods(methods)
     for r in recipes:
         if methods is None:
-            check_methods(r.prompt.methods)
+            check_methods(r.prompt.methods or default_methods())
         for stage in (r.pretrain, r.prompt):
             check_compile(stage)
 

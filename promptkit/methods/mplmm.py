@@ -13,7 +13,7 @@ NAME = "mplmm"
 
 
 @register_method(NAME, label="MPLMM prompts", short="prompts", trains="prompts, MMGM and the head",
-                 stage_dir="prompt", cggm=True, rank=1)
+                 stage_dir="prompt", cggm=True, rank=1, default=True)
 def mplmm(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
           **opts: Any) -> TrainedMethod:
     """The recipe's prompts, trained by the prompt stage at ``[prompt] eta``."""

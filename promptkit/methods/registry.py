@@ -21,17 +21,6 @@ from torch import nn
 
 from ..evaluation.protocol import Forward
 
-__all__ = [
-    "MethodSpec",
-    "TrainedMethod",
-    "UnknownMethodError",
-    "get_method",
-    "list_methods",
-    "method_label",
-    "method_short",
-    "register_method",
-]
-
 
 @dataclass
 class TrainedMethod:
@@ -71,6 +60,7 @@ class MethodSpec:
         reference: the zero-filled reference every run scores; never named in a recipe.
         cggm: the method takes CGGM's gradient modulation (``--cggm``, ``[cggm]``).
         rank: where :func:`list_methods` lists it (lower first).
+        default: trained when a recipe names no ``[prompt] methods`` (:func:`default_methods`).
     """
 
     name: str
@@ -82,6 +72,7 @@ class MethodSpec:
     reference: bool = False
     cggm: bool = False
     rank: int = 100
+    default: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -104,7 +95,8 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, label: str, short: str, trains: str, stage_dir: str = "",
-                    reference: bool = False, cggm: bool = False, rank: int = 100) -> Callable[[FitFn], FitFn]:
+                    reference: bool = False, cggm: bool = False, rank: int = 100,
+                    default: bool = False) -> Callable[[FitFn], FitFn]:
     """Decorator: register ``fit`` as the method ``name``.
 
     ``rank`` orders :func:`list_methods` (and so the CLI's help): lower first, then by module and
@@ -121,7 +113,7 @@ def register_method(name: str, *, label: str, short: str, trains: str, stage_dir
     def deco(fit: FitFn) -> FitFn:
         if name in _METHODS:
             raise KeyError(f"method {name!r} is registered twice")
-        _METHODS[name] = MethodSpec(name, label, short, trains, fit, stage_dir, reference, cggm, rank)
+        _METHODS[name] = MethodSpec(name, label, short, trains, fit, stage_dir, reference, cggm, rank, default)
         return fit
 
     return deco
@@ -155,6 +147,11 @@ def list_methods(*, reference: bool = False) -> list[str]:
     _load_builtin()
     ranked = sorted(enumerate(_METHODS.values()), key=lambda e: (e[1].rank, e[1].fit.__module__, e[0]))
     return [s.name for _, s in ranked if reference or not s.reference]
+
+
+def default_methods() -> list[str]:
+    """What a run trains when neither the caller nor the recipe names methods: the MPLMM prompts."""
+    return [n for n in list_methods() if _METHODS[n].default]
 
 
 def method_label(name: str) -> str:

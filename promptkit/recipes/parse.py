@@ -134,7 +134,9 @@ def _refuse_old_method_keys(table: dict[str, Any], where: str) -> None:
     if not old:
         return
     named = [m for k in old for m in (table[k] if isinstance(table[k], list) else [table[k]])]
-    methods = [*table.get("methods", ["mplmm"]), *named]
+    from ..methods import default_methods  # the registry, for the message only
+
+    methods = [*table.get("methods", default_methods()), *named]
     written = " and ".join(f"[prompt] {k} = {table[k]!r}" for k in old)
     raise RecipeError(f"{where}: {written}: these keys were replaced by one list of methods; write "
                       f"[prompt] methods = {json.dumps(methods)} instead")

@@ -221,8 +221,8 @@ class PromptSection(StageSection):
     ``prompt_lr`` is the learning rate of the prompt tensors themselves (P_G, P_NMS/P_MS, P_MT,
     M_m); MMGM's networks and the head train at ``lr``. ``methods`` names what ``promptkit run``
     trains and scores beside the zero-filled reference, on the same masks and data, in this order:
-    registered methods of :mod:`promptkit.methods` (``"mplmm"``, the prompts, by default; the
-    controls ``"head_only"`` and ``"full_finetune"``; baselines such as ``"ms_mean"``, ``"lb"``,
+    registered methods of :mod:`promptkit.methods` (left out: the registry's default, the MPLMM
+    prompts; the controls ``"head_only"`` and ``"full_finetune"``; baselines such as ``"ms_mean"``, ``"lb"``,
     ``"lora"``). Here the list is checked for its form; the names, against the registry, when the
     recipe is read (:mod:`promptkit.recipes.validate`).
 
@@ -234,7 +234,7 @@ class PromptSection(StageSection):
     epochs: int = 30
     eta: float = 0.7
     prompt_lr: float | None = None
-    methods: list[str] = field(default_factory=lambda: ["mplmm"])
+    methods: list[str] | None = None
     prompter: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -243,7 +243,7 @@ class PromptSection(StageSection):
             raise ValueError(f"prompt_lr must be > 0 (leave it out to use lr), got {self.prompt_lr}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
-        if not self.methods or len(set(self.methods)) != len(self.methods):
+        if self.methods is not None and (not self.methods or len(set(self.methods)) != len(self.methods)):
             raise ValueError(f"methods must list at least one method, none twice; got {self.methods}")
 
 

@@ -95,10 +95,12 @@ def check_backbone_config(r: Recipe, fn: Callable[..., Any]) -> dict[str, Any]:
     return config
 
 
-def _validate_methods(methods: list[str], where: str) -> None:
+def _validate_methods(methods: list[str] | None, where: str) -> None:
     """``[prompt] methods``: each a method the registry knows (:func:`promptkit.methods.get_method`)
     and a recipe may name (:func:`promptkit.methods.list_methods`: not the zero-filled reference,
     which every run scores). The registry is imported here, not when recipes are."""
+    if methods is None:  # the registry's default
+        return
     from ..methods import UnknownMethodError, get_method, list_methods
 
     for m in methods:

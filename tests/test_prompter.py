@@ -391,16 +391,21 @@ def test_type_positions_shift_is_todays_behaviour():
         assert not torch.allclose(prefixed(**x, mask=mask), out)  # the option changes the function
 
 
-def test_type_positions_prefix_needs_prefix_len_arg_on_every_type_target():
+def test_type_positions_prefix_falls_back_to_shift_where_a_type_target_has_no_prefix_len_arg():
     import backbones.mult  # noqa: F401
     from backbones.mult import MulT
     from promptkit.hookspec import hook_spec_for
 
     spec = hook_spec_for(MulT(layers=1)).to_dict()
     spec["type"][1]["prefix_len_arg"] = None
-    with pytest.raises(ValueError, match=r"type target 'mem.audio' has no prefix_len_arg"):
-        _mult_prompter("prefix", hooks=spec)
-    _mult_prompter("shift", hooks=spec)  # fine without a prefix
+    with pytest.warns(UserWarning, match=r"falls back to 'shift'.*\['mem.audio'\] have no prefix_len_arg.*"
+                                         r"\[prompt.prompter\] type_positions = \"shift\""):
+        _, fallen = _mult_prompter("prefix", hooks=spec)
+    assert fallen.config.type_positions == "shift"  # what ran is what its adapter records
+    _, shifted = _mult_prompter("shift", hooks=spec)  # fine without a prefix
+    x, mask = _mult_inputs(), mixed_mask()
+    with torch.no_grad():
+        assert torch.equal(fallen(**x, mask=mask), shifted(**x, mask=mask))
     make(config=PrompterConfig(type=False, type_positions="prefix"))  # no type prompts: nothing to check
     with pytest.raises(ValueError, match="type_positions must be 'shift' or 'prefix', got 'front'"):
         PrompterConfig(type_positions="front")

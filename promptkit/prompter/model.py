@@ -8,12 +8,14 @@ The forward pass, in the order data moves::
                                          trainable:    the head trains with the prompts
 
 The hooks (:mod:`.hooks`) read the per-batch mask from this prompter instance, never from global
-state; :mod:`.counts` counts what it trains.
+state; :mod:`.counts` counts what it trains; :mod:`.batch_inputs` checks and zero-fills a batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import warnings
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +25,8 @@ import torch
 from torch import nn
 
 from ..hookspec import HookSpec, hook_spec_for, resolve_module
-from ..inputs import check_feature_tensor
 from ..modalities import ModalitySet, check_mask
+from .batch_inputs import BatchInputs
 from .calibrate import calibrate_init
 from .config import PrompterConfig
 from .counts import PromptCounts
@@ -44,7 +46,7 @@ def _holder(backbone: nn.Module) -> MissingModalityPrompter | None:
     return ref() if ref is not None else None
 
 
-class MissingModalityPrompter(PromptHooks, PromptCounts, nn.Module):
+class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module):
     """A frozen backbone with MPLMM prompts attached at the spec's hook points.
 
     Args:
@@ -121,14 +123,8 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, nn.Module):
         self.type_widths = [self._width(t.path, t.width, "type") for t in self.spec.type]
         if cfg.type and not self.spec.type:
             raise ValueError("config.type is on but the hook spec names no type targets")
+        self.config = cfg = self._type_positions_for_spec(cfg)
         self._type_prefix = cfg.type and cfg.type_positions == "prefix"
-        for target in self.spec.type if self._type_prefix else ():
-            if target.prefix_len_arg is None:
-                raise ValueError(
-                    f"config.type_positions='prefix' needs every type target to name the keyword that takes the "
-                    f"prompt count, but type target {target.path!r} has no prefix_len_arg; set "
-                    f"TypeTarget(prefix_len_arg=...) or use type_positions='shift'"
-                )
         self.type_prompts = self._build_type_prompts() if cfg.type else None
 
         self._original_requires_grad = {n: p.requires_grad for n, p in backbone.named_parameters()}
@@ -145,6 +141,24 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, nn.Module):
             self.unwrap()
             raise
         _WRAPPED[backbone] = weakref.ref(self)
+
+    def _type_positions_for_spec(self, cfg: PrompterConfig) -> PrompterConfig:
+        """``cfg``, or ``cfg`` with ``type_positions='shift'`` (and a warning) when it asks for
+        ``'prefix'`` but a type target has no ``prefix_len_arg`` to tell its module the prompt count
+        (the shipped recipes ask for ``'prefix'``, which only their own backbones support)."""
+        if not (cfg.type and cfg.type_positions == "prefix"):
+            return cfg
+        lacking = [t.path for t in self.spec.type if t.prefix_len_arg is None]
+        if not lacking:
+            return cfg
+        warnings.warn(
+            f"type_positions='prefix' falls back to 'shift' on {type(self.backbone).__name__}: type target(s) "
+            f"{lacking} have no prefix_len_arg (the keyword that takes the prompt count), so the prompt tokens "
+            "take the leading positions; set [prompt.prompter] type_positions = \"shift\" in the recipe "
+            "(PrompterConfig(type_positions='shift')) to say so, or give each type target prefix_len_arg",
+            UserWarning, stacklevel=4,
+        )
+        return dataclasses.replace(cfg, type_positions="shift")
 
     def _feature_dims(self, given: dict[str, int] | None) -> dict[str, int]:
         own = getattr(self.backbone, "feature_dims", None)
@@ -257,55 +271,6 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, nn.Module):
         The frozen backbone's own auxiliary losses are not used in the prompt stage.
         """
         return self._aux_loss
-
-    def _check_features(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        names = self.modality_set.names
-        unknown = set(features) - set(names)
-        if unknown:
-            raise KeyError(f"unknown modality {sorted(unknown)}; this prompter knows {list(names)}")
-        lacking = [m for m in names if m not in features]
-        if lacking:
-            raise KeyError(f"missing input tensor(s) for {lacking}: pass every modality (content of missing ones is ignored)")
-        weight = next(self.backbone.parameters(), None)
-        for m in names:
-            check_feature_tensor(m, features[m], self.feature_dims[m], None if weight is None else weight.dtype)
-        batch = {features[m].shape[0] for m in names}
-        if len(batch) > 1:
-            raise ValueError(f"modalities disagree on batch size: { {m: features[m].shape[0] for m in names} }")
-        return features
-
-    def _zero_filled(
-        self, features: dict[str, torch.Tensor], mask: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], set[str]]:
-        """Missing rows set to zero, whatever they held; a modality every sample has is passed
-        through without a copy. The fast path multiplies by the mask; NaN/inf in a missing row
-        survive that (``nan * 0``), which one reduction detects, and then ``where`` redoes it.
-
-        Returns the filled features and the modalities that reduction proved finite (the finite
-        check need not look at them again)."""
-        complete = mask.all(dim=0).tolist()
-        out, finite = {}, set()
-        for i, m in enumerate(self.modality_set.names):
-            x = features[m]
-            if complete[i]:
-                out[m] = x
-                continue
-            keep = mask[:, i, None, None]
-            filled = x * keep.to(x.dtype)
-            if torch.isfinite(filled.sum()):
-                finite.add(m)
-            else:
-                filled = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
-            out[m] = filled
-        return out, finite
-
-    def _check_finite(self, features: dict[str, torch.Tensor]) -> None:
-        for m, x in features.items():
-            # one reduction: a NaN/inf anywhere makes the sum non-finite (so may an overflow,
-            # which the exact check below then clears)
-            if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
-                bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten()[:10].tolist()
-                raise ValueError(f"{m} features hold NaN/inf in available sample(s) {bad}")
 
     def _call_backbone(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.spec.read_output(self.backbone(**self.spec.kwargs(features)))

@@ -21,8 +21,10 @@ import torch
 from torch import nn
 
 from ..data import MSADataset
+from ..hookspec import backbone_caller
 from ..metrics import metrics_for
 from ..modalities import ModalitySet
+from ..outputs import check_finite_output, model_name
 
 __all__ = [
     "AVG",
@@ -68,8 +70,6 @@ def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str], hooks: A
         hooks: a HookSpec (or dict) for a backbone without a registered one; None: the registered
             spec, else modality names as keywords.
     """
-    from ..hookspec import backbone_caller
-
     call = backbone_caller(backbone, hooks)
 
     def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -173,8 +173,6 @@ def _forward_name(forward: Forward) -> str:
     """The model a forward calls, for a message: its ``model`` attribute (set by
     :func:`prompted_forward` and :func:`zero_filled_forward`), else the first module it closes over
     (two closures deep), else the forward's own name."""
-    from ..train.losses import model_name
-
     def find(fn: Any, depth: int) -> nn.Module | None:
         model = getattr(fn, "model", None) or getattr(fn, "__self__", None)
         if isinstance(model, nn.Module):
@@ -227,8 +225,6 @@ def predict_masks(
         feats = {m: x[sl].to(device) for m, x in dataset.features.items()}
         preds = forward(feats, masks[sl].to(device))
         if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):
-            from ..train.losses import check_finite_output
-
             stop = min(start + batch_size, len(dataset))
             where = f"evaluation{f' of setting {setting}' if setting else ''}, samples {start}..{stop - 1}"
             check_finite_output(preds, _forward_name(forward), where, list(range(start, stop)))

@@ -49,8 +49,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hookspec import HookSpec, backbone_caller, hook_spec_for, spec_or_none
 from ..modalities import ModalitySet
 from .attention_prefix_files import read_attention_prompts, save_attention_prompts
+from .substitution import substitute
 
 
 def attention_prompt_parameters(num_modalities: int, length: int, embed_dims: Sequence[int]) -> int:
@@ -85,7 +87,6 @@ def attention_widths(backbone: nn.Module, hooks: Any = None) -> list[int]:
     """The width ``E`` of every attention module :class:`AttentionPrefixPrompts` prefixes in
     ``backbone`` (outside the spec's trainable head; ``hooks`` for a backbone without a registered
     spec, none found: no head excluded), for :func:`attention_prompt_parameters`."""
-    from ..hookspec import spec_or_none
 
     spec = spec_or_none(backbone, hooks)
     return [int(m.embed_dim) for _, m in attention_modules(backbone, list(spec.trainable) if spec else [])]
@@ -148,7 +149,6 @@ class AttentionPrefixPrompts(nn.Module):
 
     def __init__(self, backbone: nn.Module, hooks: Any = None, *, length: int = 16, init_std: float = 0.02) -> None:
         super().__init__()
-        from ..hookspec import HookSpec, hook_spec_for
 
         if isinstance(length, bool) or int(length) != length or length < 1:
             raise ValueError(f"prompt length must be a positive int, got {length!r}")
@@ -237,8 +237,6 @@ class AttentionPrefixPrompts(nn.Module):
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """``features {m: (B, T_m, D_m)}``, ``mask (B, M)`` bool → ``(B, out_dim)``: missing inputs
         zero-filled, each sample's case picking its prefixes in every attention module."""
-        from ..hookspec import backbone_caller
-        from .substitution import substitute
 
         names = self.modality_set.names
         filled = substitute({m: features[m] for m in names}, mask, names, None)

@@ -31,6 +31,14 @@ from typing import Any
 
 from torch import nn
 
+from ..backbone_files import load_backbone
+from ..evaluation.protocol import prompted_forward
+from ..seeding import derive_seed
+from ..train.device import resolve_device
+from ..train.distributed import is_main_process, main_process_first
+from ..train.prompt_stage import prompt_tune
+from . import controls, mplmm
+from ._prompter_fit import recipe_prompter_config
 from .lora_files import (
     ADAPTER_DIR,
     ADAPTER_FILE,
@@ -122,14 +130,6 @@ def train_lora(
     :func:`~promptkit.train.prompt_stage.prompt_tune` (and on to ``fit``: ``device``, ``resume``,
     ``overwrite``, ``progress``, ``evaluate_test``, ...).
     """
-    from ..backbone_files import load_backbone
-    from ..evaluation.protocol import prompted_forward
-    from ..seeding import derive_seed
-    from ..train.device import resolve_device
-    from ..train.distributed import is_main_process, main_process_first
-    from ..train.prompt_stage import prompt_tune
-    from . import controls, mplmm
-    from ._prompter_fit import recipe_prompter_config
 
     out_dir = Path(out_dir)
     opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once

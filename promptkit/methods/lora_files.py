@@ -27,6 +27,7 @@ from ..adapter_files import (
     register_adapter_type,
     save_adapter_files,
 )
+from ..prompter import MissingModalityPrompter
 from .lora_injection import base_state_shapes, inject_exact, is_lora_key, lora_config
 from .lora_targets import has_lora, head_paths, inside, spec_of
 
@@ -75,7 +76,6 @@ LORA_ADAPTER = register_adapter_type(AdapterType(
 
 
 def _backbone_and_head(model: nn.Module, hooks: Any) -> tuple[nn.Module, list[str]]:
-    from ..prompter import MissingModalityPrompter
 
     if isinstance(model, MissingModalityPrompter):
         return model.backbone, head_paths(model.spec)

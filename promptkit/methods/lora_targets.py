@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hookspec import HookSpec, hook_spec_for
+
 LORA_PARTS = ("lora_A", "lora_B")
 """The two low-rank modules peft adds to an adapted layer."""
 TARGET_TYPES = (nn.Linear, nn.Conv1d)
@@ -26,7 +28,6 @@ TARGET_TYPES = (nn.Linear, nn.Conv1d)
 
 def spec_of(backbone: nn.Module, hooks: Any = None) -> Any:
     """``hooks`` as a HookSpec (a dict is read), else the spec registered for ``backbone``."""
-    from ..hookspec import HookSpec, hook_spec_for
 
     if hooks is None:
         return hook_spec_for(backbone)

@@ -31,9 +31,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backbone_files import build_backbone, check_backbone_fits, load_backbone
 from ..evaluation.protocol import Forward
+from ..hookspec import backbone_caller
 from ..modalities import MissingCase, ModalitySet
 from ..recipes import Recipe
+from ..train.engine import fit
 from .registry import TrainedMethod, register_method
 from .substitution import _device, _hooks, substitute, substituted_fit_forward
 
@@ -57,8 +60,6 @@ def train_case_model(recipe: Recipe, data: Any, case: MissingCase, out_dir: str 
     Returns:
         ``(model in eval mode with the best-validation weights, FitResult)``; no test split read.
     """
-    from ..backbone_files import build_backbone
-    from ..train.engine import fit
 
     ms = ModalitySet(data.modalities)
     recipe = recipe.replace(pretrain=dataclasses.replace(recipe.pretrain, seed=recipe.prompt.seed))
@@ -82,7 +83,6 @@ def lb_forward(models: Mapping[int, nn.Module], modalities: Sequence[str], hooks
             a mask may hold needs one; a sample's absent modalities are zeroed before its model.
         modalities: the mask's column order.
     """
-    from ..hookspec import backbone_caller
 
     modalities = tuple(modalities)
     ms = ModalitySet(modalities)
@@ -112,7 +112,6 @@ def lb(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path
        **opts: Any) -> TrainedMethod:
     """LB: one model per incomplete case trained on that case's modalities only, the complete case
     by the pre-trained backbone; trainable_params counts the case models' weights (all trained)."""
-    from ..backbone_files import check_backbone_fits, load_backbone
 
     out_dir = Path(out_dir)
     spec = _hooks(recipe, hooks)

@@ -20,6 +20,9 @@ from typing import Any
 
 import torch
 
+from ..seeding import derive_seed, seed_everything
+from ..train.engine import fit
+from ..train.prompt_stage import eta_mask_fn
 from .registry import TrainedMethod, register_method
 
 __all__ = ["mctn", "mctn_forward"]
@@ -53,9 +56,6 @@ def mctn(recipe: Any, data: Any, backbone_file: str | Path | None, out_dir: str 
     """
     from backbones.mctn import MCTN
 
-    from ..seeding import derive_seed, seed_everything
-    from ..train.engine import fit
-    from ..train.prompt_stage import eta_mask_fn
 
     config: dict[str, Any] = {}
     section = getattr(recipe, "backbone", None)

@@ -30,9 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checkpoint import weights_digest
 from ..evaluation.protocol import Forward
 from ..modalities import check_mask
 from ..recipes import Recipe
+from ..seeding import derive_seed
+from ..train.engine import fit
+from ..train.prompt_stage import eta_mask_fn
 from .registry import TrainedMethod, register_method
 
 if TYPE_CHECKING:  # imported where used: promptkit must import without the backbones package loaded
@@ -50,7 +54,6 @@ def build_mmin(data: Any, seed: int, config: Mapping[str, Any] | None = None) ->
     """
     from backbones.mmin import MMIN
 
-    from ..seeding import derive_seed
 
     cfg = dict(config or {})
     given = {"feature_dims": dict(data.feature_dims), "out_dim": int(data.out_dim), "task": data.task}
@@ -112,9 +115,6 @@ def mmin_method(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: s
     Returns:
         a :class:`TrainedMethod` whose forward is :func:`mmin_forward`, with every MMIN weight trainable.
     """
-    from ..checkpoint import weights_digest
-    from ..train.engine import fit
-    from ..train.prompt_stage import eta_mask_fn
 
     opts = dict(opts)
     config = opts.pop("mmin_config", None) or {}

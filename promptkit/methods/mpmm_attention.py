@@ -17,7 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backbone_files import check_backbone_fits, load_backbone
+from ..checkpoint import weights_digest
 from ..evaluation.protocol import Forward
+from ..prompter import PrompterConfig
+from ..seeding import derive_seed, seed_everything
+from ..train.device import resolve_device
+from ..train.distributed import is_main_process, main_process_first
+from ..train.engine import fit
+from ..train.prompt_stage import eta_mask_fn
 from .attention_prefix import (
     AttentionPrefixPrompts,
     attention_modules,
@@ -80,14 +88,6 @@ def mpmm_attn(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | 
     ``opts`` go to ``fit`` (``device``, ``progress``, ``resume``, ``overwrite``; ``evaluate_test``
     defaults to False: the protocol reads the test split).
     """
-    from ..backbone_files import check_backbone_fits, load_backbone
-    from ..checkpoint import weights_digest
-    from ..prompter import PrompterConfig
-    from ..seeding import derive_seed, seed_everything
-    from ..train.device import resolve_device
-    from ..train.distributed import is_main_process, main_process_first
-    from ..train.engine import fit
-    from ..train.prompt_stage import eta_mask_fn
 
     out_dir = Path(out_dir)
     opts = dict(opts)

@@ -31,11 +31,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backbone_files import check_backbone_fits, load_backbone
 from ..checkpoint import weights_digest
 from ..data import MSADataset
 from ..evaluation.protocol import Forward
+from ..hookspec import backbone_caller
 from ..modalities import check_mask
 from ..recipes import Recipe
+from ..train.device import resolve_device
+from ..train.engine import fit
+from ..train.prompt_stage import eta_mask_fn
+from .controls import full_finetune
 from .registry import TrainedMethod, register_method
 
 __all__ = [
@@ -117,7 +123,6 @@ def substituted_forward(
     """The evaluation forward ``(features, mask) -> (B, out_dim)``: :func:`substitute`, then the
     backbone through :func:`promptkit.hookspec.backbone_caller` (``hooks``: a spec for a backbone
     without a registered one)."""
-    from ..hookspec import backbone_caller
 
     call = backbone_caller(backbone, hooks)
     modalities = tuple(modalities)
@@ -133,7 +138,6 @@ def substituted_fit_forward(
 ) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
     """The training forward ``(model, batch) -> (B, out_dim)`` for :func:`~promptkit.train.engine.fit`:
     the batch's modalities with :func:`substitute` applied under ``batch["mask"]``."""
-    from ..hookspec import backbone_caller
 
     modalities = tuple(modalities)
     callers: dict[int, Callable[..., torch.Tensor]] = {}  # the spec is resolved once per model
@@ -152,14 +156,12 @@ def _hooks(recipe: Recipe, hooks: Any) -> Any:
 
 
 def _device(opts: Mapping[str, Any]) -> torch.device:
-    from ..train.device import resolve_device
 
     return resolve_device(opts.get("device"))
 
 
 def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, fill: FillValues | None,
         hooks: Any, opts: Mapping[str, Any]) -> TrainedMethod:
-    from ..backbone_files import check_backbone_fits, load_backbone
 
     bare = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(bare, data, f"backbone {backbone_file}")
@@ -189,7 +191,6 @@ def md_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str |
             **opts: Any) -> TrainedMethod:
     """MD with zeros: the ``full_finetune`` control (every weight trained at ``[prompt] eta`` on
     zero-filled inputs), evaluated through its prompter."""
-    from .controls import full_finetune
 
     done = full_finetune(recipe, data, backbone_file, out_dir, hooks=_hooks(recipe, hooks), **opts)
     done.name = "md_zero"
@@ -206,8 +207,6 @@ def train_md(recipe: Recipe, data: Any, backbone: nn.Module, out_dir: str | Path
         the :class:`~promptkit.train.engine.FitResult` (no test split read); ``backbone`` holds the
         best-validation weights, in eval mode.
     """
-    from ..train.engine import fit
-    from ..train.prompt_stage import eta_mask_fn
 
     for p in backbone.parameters():
         p.requires_grad_(True)
@@ -225,7 +224,6 @@ def md_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str |
             **opts: Any) -> TrainedMethod:
     """MD with the training means: :func:`train_md` with :func:`training_means`, evaluated with
     the same fill."""
-    from ..backbone_files import check_backbone_fits, load_backbone
 
     backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(backbone, data, f"backbone {backbone_file}")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cggm import CGGM
 from ..checkpoint import weights_digest
 from ..modalities import ModalitySet
 from ..plugins import TrainPlugin
@@ -142,8 +143,6 @@ def prompt_tune(
     built = list(plugins)
     try:
         if cggm:
-            from ..cggm import CGGM
-
             built.append(
                 CGGM.from_recipe_section(
                     prompter.backbone, prompter.spec, recipe.cggm or {}, extra_params=prompter.modality_parameters(),

@@ -8,7 +8,8 @@ A :class:`HookSpec` names, for one backbone,
   projected sequence; the missing-signal prompts are added to it (paper eq. 3).
 - ``type``: list of :class:`TypeTarget`, encoder/fusion modules that receive the missing-type
   prompts as extra tokens on their input sequence (paper eq. 4-5).
-- ``trainable``: backbone module paths that train together with the prompts (the output head).
+- ``trainable``: backbone module paths, or parameter names, that train together with the prompts
+  (the output head; a head of bare ``nn.Parameter`` objects is named by its parameters).
 - ``encoders``: modality → :class:`ModalityEncoder`, that modality's own encoder, for CGGM.
 - ``output``: how to read the prediction ``(B, out_dim)`` from the model's return value when it is
   not a tensor: a key (``"M"`` for MMSA's dict outputs), an index (``0`` for a tuple) or a
@@ -76,6 +77,7 @@ __all__ = [
     "resolve_module",
     "select_output",
     "spec_or_none",
+    "trainable_parameters",
 ]
 
 
@@ -161,11 +163,13 @@ class HookSpec:
 
     def validate(self, model: nn.Module) -> None:
         """Check that every path exists in ``model``; suggest the closest names otherwise."""
-        paths = [t.path for t in self.signal.values()] + [t.path for t in self.type] + list(self.trainable)
+        paths = [t.path for t in self.signal.values()] + [t.path for t in self.type]
         for enc in self.encoders.values():
             paths += [enc.output, *enc.params]
         for p in paths:
             resolve_module(model, p)
+        for p in self.trainable:
+            trainable_parameters(model, p)
 
 
 
@@ -177,6 +181,22 @@ def resolve_module(model: nn.Module, path: str) -> nn.Module:
     close = difflib.get_close_matches(path, [n for n in modules if n], n=3, cutoff=0.5)
     hint = f"; did you mean {close}?" if close else ""
     raise KeyError(f"hook path {path!r} does not exist in {type(model).__name__}{hint}")
+
+
+def trainable_parameters(model: nn.Module, path: str) -> dict[str, nn.Parameter]:
+    """The parameters a ``trainable`` entry names, by their full names in ``model``: those of the
+    module at ``path``, or the one parameter called ``path`` (a head of bare ``nn.Parameter`` objects,
+    e.g. LMF's ``fusion_weights``). A wrong path suggests the closest module and parameter names."""
+    modules = dict(model.named_modules())
+    if path in modules:
+        prefix = f"{path}." if path else ""
+        return {prefix + n: p for n, p in modules[path].named_parameters()}
+    params = dict(model.named_parameters())
+    if path in params:
+        return {path: params[path]}
+    close = difflib.get_close_matches(path, [n for n in [*modules, *params] if n], n=3, cutoff=0.5)
+    hint = f"; did you mean {close}?" if close else ""
+    raise KeyError(f"trainable {path!r} is neither a module nor a parameter of {type(model).__name__}{hint}")
 
 
 _SPECS: dict[type, Callable[[nn.Module], HookSpec]] = {}

@@ -5,8 +5,6 @@ setting to change."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from test_foreign_backbones import LateFusionGRU, gru_spec
@@ -47,3 +45,52 @@ def test_a_shipped_recipes_prompter_table_trains_a_foreign_model_falling_back_to
     with pytest.warns(UserWarning, match=r"falls back to 'shift'.*\[prompt.prompter\] type_positions"):
         prompter, _ = prompt_tune(recipe, data, _gru(), tmp_path, hooks=gru_spec("M"), progress=False)
     assert prompter.config.type_positions == "shift"
+
+
+# --- 7: a head of bare nn.Parameters; an empty trainable --------------------------------------
+
+
+class BareParameterHead(LateFusionGRU):
+    """LateFusionGRU whose head is LMF-style bare parameters ``fusion_weights``/``fusion_bias``."""
+
+    def __init__(self, dims: dict[str, int], hidden: int = 8):
+        super().__init__(dims, hidden, output="tensor")
+        del self.head
+        self.fusion_weights = nn.Parameter(torch.randn(3 * hidden, 1) * 0.1)
+        self.fusion_bias = nn.Parameter(torch.zeros(1))
+        self.head = lambda h: h @ self.fusion_weights + self.fusion_bias
+
+
+def test_trainable_names_bare_parameters_which_train_and_round_trip_in_the_adapter(data, tmp_path):
+    torch.manual_seed(0)
+    model = BareParameterHead({"lang": DIMS["text"], "acoustic": DIMS["audio"], "visual": DIMS["vision"]})
+    before = model.fusion_weights.detach().clone()
+    spec = {**gru_spec(), "trainable": ["fusion_weights", "fusion_bias"]}
+    prompter, _ = prompt_tune(_recipe(), data, model, tmp_path, hooks=spec, progress=False)
+    trained = {n for n, p in prompter.named_parameters() if p.requires_grad}
+    assert {"backbone.fusion_weights", "backbone.fusion_bias"} <= trained
+    assert not any(n.startswith("backbone.rnn") for n in trained)
+    assert not torch.equal(model.fusion_weights.detach(), before)
+    state = prompter.adapter_state_dict()
+    assert torch.equal(state["backbone.fusion_weights"], model.fusion_weights.detach())
+    import promptkit
+
+    loaded = promptkit.MissingModalityPrompter.from_pretrained(prompter.unwrap(), tmp_path / "adapter")
+    assert torch.equal(loaded.backbone.fusion_weights, model.fusion_weights)
+
+
+def test_a_trainable_name_that_is_neither_module_nor_parameter_suggests_both():
+    import promptkit
+
+    model = BareParameterHead({"lang": 4, "acoustic": 4, "visual": 4})
+    with pytest.raises(KeyError, match=r"trainable 'fusion_weight' is neither a module nor a parameter.*fusion_weights"):
+        promptkit.wrap(model, hooks={**gru_spec(), "trainable": ["fusion_weight"]}, feature_dims=DIMS)
+
+
+def test_an_empty_trainable_with_every_prompt_off_names_trainable(data, tmp_path):
+    from promptkit.prompter import PrompterConfig
+
+    off = PrompterConfig(generative=False, signal=False, type=False)
+    spec = {**gru_spec("M"), "trainable": []}
+    with pytest.raises(ValueError, match=r"nothing to train.*trainable = \[\]"):
+        prompt_tune(_recipe(), data, _gru(), tmp_path, hooks=spec, config=off, progress=False)

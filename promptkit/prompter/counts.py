@@ -51,6 +51,17 @@ class PromptCounts:
             out += list(self.type_prompts.parameters())
         return out
 
+    def _check_something_trains(self) -> None:
+        """Raise when no tensor would train: every prompt type off and the spec's ``trainable`` empty
+        (or naming only parameter-free modules), so an optimizer would get nothing."""
+        if any(p.requires_grad for p in self.parameters()):
+            return
+        raise ValueError(
+            f"nothing to train: every prompt type is off ({type(self.config).__name__} generative, signal and type "
+            f"are false) and the hook spec's trainable = {list(self.spec.trainable)} names no backbone parameter; "
+            "name the head's modules or parameters in trainable ([hooks] trainable = [\"head\"] in a recipe)"
+        )
+
     def trainable_summary(self) -> dict[str, float]:
         backbone = sum(p.numel() for p in self.backbone.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)

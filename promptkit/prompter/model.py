@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..hookspec import HookSpec, hook_spec_for, resolve_module
+from ..hookspec import HookSpec, hook_spec_for, resolve_module, trainable_parameters
 from ..modalities import ModalitySet, check_mask
 from .batch_inputs import BatchInputs
 from .calibrate import calibrate_init
@@ -136,6 +136,7 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         try:
             self._freeze_backbone()
+            self._check_something_trains()
             self._attach_hooks()
         except BaseException:
             self.unwrap()
@@ -203,7 +204,7 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         for p in self.backbone.parameters():
             p.requires_grad_(self.trains_backbone)
         for path in self.spec.trainable:
-            for p in resolve_module(self.backbone, path).parameters():
+            for p in trainable_parameters(self.backbone, path).values():
                 p.requires_grad_(True)
 
     # --- forward -----------------------------------------------------------------------
@@ -291,9 +292,11 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
             return dict(self.state_dict())
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         for path in self.spec.trainable:
-            module = resolve_module(self.backbone, path)
-            prefix = f"backbone.{path}." if path else "backbone."
-            state.update({prefix + k: v for k, v in module.state_dict().items()})
+            if path in dict(self.backbone.named_modules()):
+                prefix = f"backbone.{path}." if path else "backbone."
+                state.update({prefix + k: v for k, v in resolve_module(self.backbone, path).state_dict().items()})
+            else:  # a bare parameter
+                state.update({f"backbone.{n}": p.detach() for n, p in trainable_parameters(self.backbone, path).items()})
         return state
 
     def calibrate_init(self, features: dict[str, torch.Tensor]) -> dict[str, float]:

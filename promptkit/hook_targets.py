@@ -6,7 +6,7 @@ there (``B`` batch, ``T`` time, ``D`` features).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 SeqLayout = Literal["BTD", "BDT", "TBD"]
@@ -110,5 +110,9 @@ def coerce_target(cls: type, value: Any, key: str = "path") -> Any:
     if isinstance(value, str):
         return cls(**{key: value})
     if isinstance(value, dict):
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise KeyError(f"unknown {cls.__name__} key(s) {unknown} in {value!r}; allowed: {allowed}")
         return cls(**value)
     raise TypeError(f"expected {cls.__name__}, a path string or a dict, got {type(value).__name__}")

@@ -94,3 +94,23 @@ def test_an_empty_trainable_with_every_prompt_off_names_trainable(data, tmp_path
     spec = {**gru_spec("M"), "trainable": []}
     with pytest.raises(ValueError, match=r"nothing to train.*trainable = \[\]"):
         prompt_tune(_recipe(), data, _gru(), tmp_path, hooks=spec, config=off, progress=False)
+
+
+# --- 10: errors that name the setting to change --------------------------------------------------
+
+
+def test_type_on_with_no_type_targets_names_the_recipe_setting():
+    import promptkit
+
+    spec = {**gru_spec("M"), "type": []}
+    with pytest.raises(ValueError, match=r"\[prompt.prompter\] type = false"):
+        promptkit.wrap(_gru(), hooks=spec, feature_dims=DIMS)
+
+
+def test_an_unknown_key_in_a_hook_target_lists_the_allowed_keys():
+    from promptkit.hookspec import HookSpec
+
+    with pytest.raises(KeyError, match=r"unknown TypeTarget key\(s\) \['prefix_len'\].*allowed: \['path', 'layout'"):
+        HookSpec.from_dict({"features": {"a": "a"}, "type": [{"path": "x", "prefix_len": "n"}]})
+    with pytest.raises(KeyError, match=r"unknown SignalTarget key\(s\) \['shape'\]"):
+        HookSpec.from_dict({"features": {"a": "a"}, "signal": {"a": {"path": "x", "shape": "BTD"}}})

@@ -122,7 +122,10 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         )
         self.type_widths = [self._width(t.path, t.width, "type") for t in self.spec.type]
         if cfg.type and not self.spec.type:
-            raise ValueError("config.type is on but the hook spec names no type targets")
+            raise ValueError(
+                "config.type is on but the hook spec names no type targets: set [prompt.prompter] type = false in "
+                "the recipe (PrompterConfig(type=False)), or name the encoder modules in the spec's 'type'"
+            )
         self.config = cfg = self._type_positions_for_spec(cfg)
         self._type_prefix = cfg.type and cfg.type_positions == "prefix"
         self.type_prompts = self._build_type_prompts() if cfg.type else None

@@ -351,8 +351,10 @@ def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
 
 
 def _one_line(e: BaseException) -> str:
+    """The message on one line, ended by the exception type (a KeyError's bare key is no message)."""
     msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
-    return " ".join(str(msg).split()) or type(e).__name__
+    msg = " ".join(str(msg).split())
+    return f"{msg} ({type(e).__name__})" if msg else type(e).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

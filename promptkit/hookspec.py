@@ -39,6 +39,7 @@ The targets live in :mod:`promptkit.hook_targets`, the output selector (:class:`
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -170,6 +171,23 @@ class HookSpec:
             resolve_module(model, p)
         for p in self.trainable:
             trainable_parameters(model, p)
+        self._check_feature_keywords(model)
+
+    def _check_feature_keywords(self, model: nn.Module) -> None:
+        """Each ``features`` keyword is one ``model.forward`` takes (any, when it takes ``**kwargs``)."""
+        try:
+            params = inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):  # no signature to read (a C extension): nothing to check
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        takes = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        wrong = {m: kw for m, kw in self.features.items() if kw not in takes}
+        if wrong:
+            raise ValueError(
+                f"hook spec 'features' {wrong} names keyword(s) {type(model).__name__}.forward does not take; "
+                f"it takes {takes}: map each modality to one of them"
+            )
 
 
 

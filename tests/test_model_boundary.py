@@ -114,3 +114,21 @@ def test_an_unknown_key_in_a_hook_target_lists_the_allowed_keys():
         HookSpec.from_dict({"features": {"a": "a"}, "type": [{"path": "x", "prefix_len": "n"}]})
     with pytest.raises(KeyError, match=r"unknown SignalTarget key\(s\) \['shape'\]"):
         HookSpec.from_dict({"features": {"a": "a"}, "signal": {"a": {"path": "x", "shape": "BTD"}}})
+
+
+# --- 8: a features keyword the forward does not take; the CLI's error line -----------------------
+
+
+def test_a_features_keyword_the_forward_does_not_take_is_refused_at_wrap_naming_what_it_takes():
+    import promptkit
+
+    spec = {**gru_spec("M"), "features": {"text": "text", "audio": "acoustic", "vision": "visual"}}
+    with pytest.raises(ValueError, match=r"\{'text': 'text'\}.*forward does not take; it takes \['lang', 'acoustic'"):
+        promptkit.wrap(_gru(), hooks=spec, feature_dims=DIMS)
+
+
+def test_the_cli_error_line_names_the_exception_type():
+    from promptkit.cli import _one_line
+
+    assert _one_line(KeyError("text")) == "text (KeyError)"
+    assert _one_line(ValueError("bad\n  value")) == "bad value (ValueError)"

@@ -23,7 +23,8 @@ Departures from the released code: text is a pre-extracted feature sequence read
 LSTM extractor as audio and vision (MISA's GloVe path; its BERT path mean-pools a fine-tuned
 BERT), sequences are read at full length (no packing by true lengths), LSTM sizes are keywords
 (MISA sets each to its input size), and the fusion transformer's feed-forward width is a keyword
-(MISA leaves PyTorch's 2048). The adversarial discriminators, off in the CMD setting
+(MISA leaves PyTorch's 2048), and ``L_diff`` keeps the row norms in the graph (see
+:func:`diff_loss`). The adversarial discriminators, off in the CMD setting
 (``sp_weight = 0``), are not built. Any number of modalities works.
 """
 
@@ -66,13 +67,18 @@ def cmd(x1: torch.Tensor, x2: torch.Tensor, n_moments: int = 5) -> torch.Tensor:
 def diff_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Soft orthogonality ``mean((Â^T B̂)^2)`` of two batches ``(B, d)``.
 
-    Each batch is centred over samples and its rows scaled to unit norm (the norm is treated as
-    a constant, as in MISA), so the loss is the mean squared correlation between the features.
+    Each batch is centred over samples and its rows scaled to unit norm, so the loss is the mean
+    squared correlation between the features and does not change with their scale. The norm stays
+    in the graph (the released MISA detaches it): detached, the gradient points along each row and
+    descends by shrinking the rows towards the batch mean, which leaves the loss where it was but
+    collapses the private and shared vectors to constants while the gradient grows as
+    ``1/‖row‖`` (to ~200 against the task's ~1 on the synthetic source); under norm clipping
+    that scaled the task's gradient away and MISA pre-trained to a constant predictor.
     """
     a = a.flatten(1) - a.flatten(1).mean(0, keepdim=True)
     b = b.flatten(1) - b.flatten(1).mean(0, keepdim=True)
-    a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
-    b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
+    a = a / (a.norm(dim=1, keepdim=True) + 1e-6)
+    b = b / (b.norm(dim=1, keepdim=True) + 1e-6)
     return (a.t() @ b).pow(2).mean()
 
 

@@ -132,3 +132,16 @@ def test_the_cli_error_line_names_the_exception_type():
 
     assert _one_line(KeyError("text")) == "text (KeyError)"
     assert _one_line(ValueError("bad\n  value")) == "bad value (ValueError)"
+
+
+# --- 9: widths through nn.Sequential -------------------------------------------------------------
+
+
+def test_width_is_read_through_a_sequential_of_linear_relu_layernorm():
+    from promptkit.prompter.widths import module_width
+
+    misa_style = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.LayerNorm(8))
+    assert module_width(misa_style, "output") == 8
+    assert module_width(misa_style, "input") == 12
+    assert module_width(nn.Sequential(nn.Linear(12, 8), nn.ReLU()), "output") == 8
+    assert module_width(nn.Sequential(nn.ReLU()), "output") is None

@@ -2,7 +2,8 @@
 
 torch's own modules are read by their constructor arguments (``nn.Linear``'s ``out_features``,
 ``nn.Conv1d``'s ``out_channels``, an RNN's ``hidden_size`` times its directions, a transformer
-layer's ``self_attn.embed_dim``); any other module by the first integer attribute among the usual
+layer's ``self_attn.embed_dim``, a ``LayerNorm``'s normalized size, an ``nn.Sequential``'s first layer
+for its input and its last layer that sets a width for its output); any other module by the first integer attribute among the usual
 names (``width``, ``d_model``, ``embed_dim``, ...). A module that gives none needs ``width=`` in
 its hook target.
 """
@@ -21,6 +22,15 @@ _INPUT_ATTRS = ("width", "embed_dim", "d_model", "input_size", "in_features", "i
 
 def module_width(module: nn.Module, side: Side) -> int | None:
     """The feature size of ``module``'s input or output tokens, or None when it cannot be read."""
+    if isinstance(module, nn.Sequential):  # its input: the first layer's; its output: the last that sets one
+        layers = list(module) if side == "input" else list(module)[::-1]
+        for layer in layers:
+            found = module_width(layer, side)
+            if found is not None:
+                return found
+        return None
+    if isinstance(module, nn.LayerNorm) and module.normalized_shape:
+        return int(module.normalized_shape[-1])
     if isinstance(module, nn.TransformerEncoder):
         return module_width(module.layers[0], side) if len(module.layers) else None
     if isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):

@@ -279,6 +279,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or default_run_dir(recipe)
     run_pipeline(recipe, data, out, device=args.device, resume=args.resume, overwrite=args.overwrite,
                  progress=not args.quiet, cggm=args.cggm, data_path=args.data, methods=args.method)
+    if args.quiet:  # the tables are off; say at least where the results went
+        print(f"results in {Path(out)}")
     return 0
 
 

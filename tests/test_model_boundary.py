@@ -145,3 +145,13 @@ def test_width_is_read_through_a_sequential_of_linear_relu_layernorm():
     assert module_width(misa_style, "input") == 12
     assert module_width(nn.Sequential(nn.Linear(12, 8), nn.ReLU()), "output") == 8
     assert module_width(nn.Sequential(nn.ReLU()), "output") is None
+
+
+def test_run_quiet_still_says_where_the_results_went(monkeypatch, tmp_path, capsys):
+    from promptkit.cli import main
+    from promptkit.experiment import pipeline
+
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda *a, **k: None)
+    out = tmp_path / "run"
+    assert main(["run", "--recipe", "mult-synth", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"results in {out}"

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cggm import CGGM
+from .. import cggm as cggm_plugin  # CGGM looked up at call time (tests replace it)
 from ..checkpoint import weights_digest
 from ..modalities import ModalitySet
 from ..plugins import TrainPlugin
@@ -144,7 +144,7 @@ def prompt_tune(
     try:
         if cggm:
             built.append(
-                CGGM.from_recipe_section(
+                cggm_plugin.CGGM.from_recipe_section(
                     prompter.backbone, prompter.spec, recipe.cggm or {}, extra_params=prompter.modality_parameters(),
                     task=data.task,
                 )

@@ -308,6 +308,59 @@ def test_head_option_and_wrong_head_type():
         CGGM(Toy(), toy_spec(), CGGMConfig(head="head.1"))
 
 
+class ScaledToy(Toy):
+    """Toy whose prediction is scaled by a bare parameter ``out_scale`` (trainable by its name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out_scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, text, audio, vision):
+        return super().forward(text, audio, vision) * self.out_scale
+
+
+class BareHeadToy(Toy):
+    """Toy with an LMF-style head of bare parameters ``fusion_weights`` / ``fusion_bias``, no nn.Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        del self.head
+        self.fusion_weights = nn.Parameter(torch.randn(24, 1) * 0.1)
+        self.fusion_bias = nn.Parameter(torch.zeros(1))
+        self.head = lambda h: h @ self.fusion_weights + self.fusion_bias
+
+
+def test_trainable_parameter_names_are_refused_without_head_naming_the_entries():
+    """Before: "hook path 'out_scale' does not exist in ScaledToy" although the spec is valid
+    (trainable names parameters as well as modules)."""
+    spec = HookSpec(features={m: m for m in MODS}, trainable=["head", "out_scale"], encoders=toy_spec().encoders)
+    with pytest.raises(ValueError, match=r"trainable entries \['out_scale'\] are parameters.*last nn.Linear in the "
+                                         r"others is 'head.2'.*\[cggm\] head"):
+        CGGM(ScaledToy(), spec)
+    bare = HookSpec(features={m: m for m in MODS}, trainable=["fusion_weights", "fusion_bias"],
+                    encoders=toy_spec().encoders)
+    with pytest.raises(ValueError, match=r"entries \['fusion_weights', 'fusion_bias'\] are parameters.*the others "
+                                         r"hold no nn.Linear"):
+        CGGM(BareHeadToy(), bare)
+    with pytest.raises(TypeError, match=r"CGGM head 'fusion_weights' is a parameter of BareHeadToy"):
+        CGGM(BareHeadToy(), bare, CGGMConfig(head="fusion_weights"))
+
+
+def test_trainable_parameter_names_with_head_train_the_parameter_and_modulate():
+    """With ``head`` set, a spec whose trainable names a parameter trains under CGGM: B is applied,
+    L_gm flows into the head's weight and the bare parameter learns."""
+    model = ScaledToy()
+    spec = HookSpec(features={m: m for m in MODS}, trainable=["head", "out_scale"], encoders=toy_spec().encoders)
+    cggm = CGGM(model, spec, CGGMConfig(head="head.2"))
+    assert cggm.head is model.head[2] and cggm.out_dim == 1
+    cggm.setup(model, list(model.parameters()), None)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for s in range(3):
+        train_step(model, opt, make_batch(40 + s), plugin=cggm)
+    assert all(len(cggm.history.B[m]) == 3 for m in MODS)
+    assert not torch.equal(model.out_scale.detach(), torch.ones(1))
+
+
 def test_parameter_shared_by_two_modalities_and_unknown_extra_modality_are_errors():
     spec = toy_spec()
     spec.encoders["audio"].params = ["enc.audio", "enc.text"]

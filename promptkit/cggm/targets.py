@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from ..hookspec import HookSpec, resolve_module
+from ..hookspec import HookSpec, resolve_module, trainable_parameters
 from .config import is_int
 
 _WIDTH_ATTRS = ("width", "embed_dim", "d_model", "hidden_size", "out_channels", "out_features", "out_dim")
@@ -40,21 +40,48 @@ def check_encoders(spec: HookSpec, name: str) -> None:
 
 def find_head(model: nn.Module, spec: HookSpec, head: str | None) -> tuple[str, nn.Linear]:
     """``(path, module)`` of the head's output layer: ``head`` if given, else the last ``nn.Linear``
-    inside ``spec.trainable``."""
+    inside the modules of ``spec.trainable``.
+
+    ``trainable`` may also name parameters (a head of bare ``nn.Parameter`` objects, like LMF's
+    ``fusion_weights``). Then the prediction may come from those parameters rather than from any
+    ``nn.Linear``, and L_gm would compare the classifiers with a layer that is not the output: without
+    ``head`` that is an error naming the parameter entries (set ``head`` to the output layer).
+
+    Raises:
+        KeyError: ``head`` or a trainable entry names neither a module nor a parameter.
+        TypeError: ``head`` is not an ``nn.Linear`` module (a parameter, or another module).
+        ValueError: ``trainable`` names parameters, or its modules hold no ``nn.Linear``.
+    """
+    modules = dict(model.named_modules())
     if head is not None:
+        if head not in modules and head in dict(model.named_parameters()):
+            raise TypeError(f"CGGM head {head!r} is a parameter of {type(model).__name__}; head must name the "
+                            "module path of the fused head's final nn.Linear")
         module = resolve_module(model, head)
         if not isinstance(module, nn.Linear):
             raise TypeError(f"CGGM head {head!r} must be an nn.Linear, got {type(module).__name__}")
         return head, module
     found: tuple[str, nn.Linear] | None = None
+    parameters: list[str] = []
     for path in spec.trainable:
-        for sub, module in resolve_module(model, path).named_modules():
+        if path not in modules:
+            trainable_parameters(model, path)  # a parameter's name, else a KeyError naming the entry
+            parameters.append(path)
+            continue
+        for sub, module in modules[path].named_modules():
             if isinstance(module, nn.Linear):
                 found = (f"{path}.{sub}" if path and sub else path or sub, module)
+    hint = "set head='module.path' of the fused head's final nn.Linear in the CGGM config ([cggm] head)"
+    if parameters:
+        last = f"the last nn.Linear in the others is {found[0]!r}" if found else "the others hold no nn.Linear"
+        raise ValueError(
+            f"CGGM needs the fused head's final nn.Linear, whose weight L_gm compares with the classifiers': "
+            f"HookSpec.trainable entries {parameters} are parameters, not modules, so the output may not come from "
+            f"an nn.Linear ({last}); {hint}"
+        )
     if found is None:
         raise ValueError(
-            f"CGGM needs the fused head's final nn.Linear: HookSpec.trainable {spec.trainable} holds none; "
-            f"set head='module.path' in the CGGM config"
+            f"CGGM needs the fused head's final nn.Linear: HookSpec.trainable {spec.trainable} holds none; {hint}"
         )
     return found
 

@@ -1,9 +1,10 @@
 """Backbone files: build a recipe's backbone, save it, load it back, check it fits the data.
 
 ``backbone.safetensors`` holds a backbone's weights and, in its metadata, what built it: the
-registry name and ``config()`` of a registered backbone (``{"backbone": "mult", "config": ...}``),
-or the factory string and the keywords it was called with (``{"factory": "pkg.module:build",
-"config": ...}``). ``backbone.json`` beside it repeats that for people to read.
+registry name and ``config()`` of a registered backbone (``{"backbone": "mult", "config": ...}``;
+for a plain ``nn.Module`` from a plug-in's builder, without ``config()``, the keywords it was built
+with), or the factory string and the keywords it was called with (``{"factory":
+"pkg.module:build", "config": ...}``). ``backbone.json`` beside it repeats that for people to read.
 
 A file is data, never code: :func:`load_backbone` rebuilds a registered backbone from the file
 alone, but a factory string read from a file is provenance only. It is never imported or called;
@@ -109,10 +110,18 @@ def save_backbone(
     """Write ``model``'s state and what rebuilds it to ``path`` (and ``path.with_suffix(".json")``).
 
     Args:
-        name: a registered backbone: the meta is ``{"backbone": name, "config": model.config()}``.
+        name: a registered backbone: the meta is ``{"backbone": name, "config": model.config()}``;
+            for a model without ``config()`` (a plain ``nn.Module`` a plug-in's builder returns,
+            e.g. an MMSA model), ``config`` instead: the keywords its builder was called with.
         factory: instead of ``name``, a factory string: the meta is ``{"factory": factory,
             "config": config}``, ``config`` being the keywords it was called with.
+        config: the keywords the model was built with (``create_backbone(name, **config)`` or the
+            factory's call); needed for a factory, and for a registered model without ``config()``.
         extra: more JSON to keep in the meta (best epoch, test metrics, data).
+
+    Raises:
+        KeyError: ``name`` is not a registered backbone.
+        ValueError: neither or both of ``name`` and ``factory``; no ``config`` where it is needed.
     """
     if (name is None) == (factory is None):
         raise ValueError("save_backbone needs exactly one of name (a registered backbone) and factory")
@@ -124,12 +133,25 @@ def save_backbone(
     else:
         if not backbones.is_backbone(name):
             raise KeyError(f"unknown backbone {name!r}; known backbones: {backbones.list_backbones()}")
-        meta = {"backbone": name, "config": model.config()}
+        meta = {"backbone": name, "config": _registered_config(model, name, config)}
     path = Path(path)
     meta.update(extra or {})
     save_checkpoint(path, model.state_dict(), meta, kind="backbone")
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str).encode())
     return path
+
+
+def _registered_config(model: nn.Module, name: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The keywords that rebuild registered backbone ``name``: ``model.config()`` when the model has
+    that method (promptkit's backbones), else ``config``, the keywords it was built with."""
+    if callable(getattr(model, "config", None)):
+        return dict(model.config())
+    if config is None:
+        raise ValueError(
+            f"save_backbone(name={name!r}): {type(model).__name__} has no config() method, so pass config=, the "
+            f"keywords it was built with (create_backbone({name!r}, **config) must rebuild it)"
+        )
+    return dict(config)
 
 
 def backbone_identity(meta: dict[str, Any]) -> dict[str, str]:

@@ -295,6 +295,41 @@ def test_a_recipe_names_an_entry_point_backbone(fresh_registry, monkeypatch, tmp
     assert type(model).__name__ == "ForeignMSA" and model.proj["audio"].out_features == 4
 
 
+def test_an_entry_point_backbone_without_config_runs_and_its_file_imports_nothing(fresh_registry, monkeypatch,
+                                                                                   tmp_path):
+    """A plug-in's builder that returns a plain nn.Module (ForeignMSA has no ``config()``, like
+    MMSA's TFN). Before: "'ForeignMSA' object has no attribute 'config'" after pre-training, the
+    run directory holding only pretrain/. Now its file records the registry name and the keywords
+    the builder was called with, and the run goes on."""
+    from promptkit.backbone_files import load_backbone
+    from promptkit.experiment.pipeline import run_pipeline
+
+    fake_entry_points(monkeypatch, ("foreign", "_foreign_pkg.plugin"))
+    recipe = load(write_recipe(tmp_path, '[backbone]\nname = "foreign_msa"\n[backbone.config]\ndim = 4\n' + BODY))
+    summary = run_pipeline(recipe, load_recipe_data(recipe), tmp_path / "run", device="cpu", progress=False)
+    assert not hasattr(backbones.create_backbone("foreign_msa"), "config")
+    assert set(summary["results"]) == {"zero_filled", "mplmm", "head_only"}
+    assert (tmp_path / "run" / "protocol.json").is_file()
+    meta = json.loads((tmp_path / "run" / "pretrain" / "backbone.json").read_text())
+    assert meta["backbone"] == "foreign_msa" and "factory" not in meta
+    assert meta["config"] == {"feature_dims": {"text": 300, "audio": 5, "vision": 20}, "out_dim": 1,
+                              "task": "regression", "dim": 4}
+    ckpt = tmp_path / "run" / "pretrain" / "backbone.safetensors"
+    model = load_backbone(ckpt)  # rebuilt through the caller's registry, with the recorded keywords
+    assert type(model).__name__ == "ForeignMSA" and model.proj["audio"].out_features == 4
+
+    # without the plug-in installed, the file alone is refused and imports nothing it names
+    for name in [m for m in sys.modules if m == "_foreign_pkg" or m.startswith("_foreign_pkg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(_registry, "_BACKBONES", {k: v for k, v in _registry._BACKBONES.items()
+                                                  if not k.startswith("foreign_msa")})
+    fake_entry_points(monkeypatch)
+    monkeypatch.setattr(_registry, "_entry_points_loaded", False)
+    with pytest.raises(CheckpointError, match=r"saved from backbone 'foreign_msa', which is not registered"):
+        load_backbone(ckpt)
+    assert not any(m.startswith("_foreign_pkg") for m in sys.modules)
+
+
 def test_a_broken_entry_point_warns_and_backbones_list_still_works(fresh_registry, monkeypatch, capsys):
     fake_entry_points(monkeypatch, ("broken", "_foreign_pkg.broken"), ("gone", "_foreign_pkg_gone.mod"),
                       ("not_a_function", "_foreign_pkg.models:NOT_CALLABLE"), ("foreign", "_foreign_pkg.plugin"))

@@ -73,7 +73,7 @@ def pretrain(
         if is_main_process() and recipe.backbone.factory is not None:
             save_backbone(model, out_dir / BACKBONE_FILE, factory=recipe.backbone.factory, config=kwargs, extra=extra)
         elif is_main_process():
-            save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name, extra)
+            save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name, extra, config=kwargs)
     return result
 
 

@@ -14,8 +14,9 @@
 ``--compile [BACKEND]`` sets the trained stages' ``compile`` (the flag alone means inductor).
 
 Each sub-command is added by one small ``add_<name>(subparsers)`` function listed in
-:data:`SUBCOMMANDS`. Errors print one line, ``promptkit: error: ...``, and exit with status 2
-(set ``PROMPTKIT_TRACEBACK=1`` to see the traceback instead).
+:data:`SUBCOMMANDS`. Errors print one line, ``promptkit: error: ...`` (for ``run``, after the
+stage that failed: ``promptkit: error: in stage 'pretrain': ...``), and exit with status 2 (set
+``PROMPTKIT_TRACEBACK=1`` to see the traceback instead).
 """
 
 from __future__ import annotations
@@ -353,10 +354,15 @@ def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
 
 
 def _one_line(e: BaseException) -> str:
-    """The message on one line, ended by the exception type (a KeyError's bare key is no message)."""
+    """The message on one line, ended by the exception type (a KeyError's bare key is no message),
+    after the stage of ``promptkit run`` it left when it left one (``in stage 'pretrain': ...``;
+    the stage is the attribute ``promptkit_stage`` that :func:`promptkit.experiment.pipeline.stage`
+    sets)."""
     msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
     msg = " ".join(str(msg).split())
-    return f"{msg} ({type(e).__name__})" if msg else type(e).__name__
+    line = f"{msg} ({type(e).__name__})" if msg else type(e).__name__
+    stage = getattr(e, "promptkit_stage", None)
+    return f"in stage {stage!r}: {line}" if isinstance(stage, str) else line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,13 @@
 """Friction where a user's own model meets promptkit (issue 23, items 4-10): each test fails on the
 code before the fix - the shipped recipes' ``type_positions``, bare-parameter heads, ``features``
-keywords the forward does not take, widths behind ``nn.Sequential``, and the errors that name the
-setting to change."""
+keywords the forward does not take, widths behind ``nn.Sequential``, the errors that name the
+setting to change, and the stage of ``promptkit run`` that failed."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import tiny_recipe_toml, write_recipe
 from test_foreign_backbones import LateFusionGRU, gru_spec
 from torch import nn
 
@@ -155,3 +156,66 @@ def test_run_quiet_still_says_where_the_results_went(monkeypatch, tmp_path, caps
     out = tmp_path / "run"
     assert main(["run", "--recipe", "mult-synth", "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == f"results in {out}"
+
+
+# --- the stage a run failed in, on the CLI's error line ------------------------------------------
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    return write_recipe(tmp_path, tiny_recipe_toml(
+        sizes=(16, 8, 8), prompt={"epochs": 1, "batch_size": 8, "methods": ["mplmm"]}, eval={"missing_rates": [0.5]},
+    ))
+
+
+def test_a_failing_method_is_named_on_the_error_line_and_the_api_keeps_the_exception(tiny_run, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """Before: 'promptkit: error: text (KeyError)', with no word of which stage raised it."""
+    from promptkit.cli import main
+    from promptkit.experiment.pipeline import failed_stage, run_pipeline
+    from promptkit.recipes import load_recipe_data
+
+    def broken(*args, **kwargs):
+        raise KeyError("text")
+
+    monkeypatch.setattr("promptkit.methods._prompter_fit.prompt_tune", broken)
+    monkeypatch.delenv("PROMPTKIT_TRACEBACK", raising=False)
+    assert main(["run", "--recipe", str(tiny_run), "--out", str(tmp_path / "cli"), "--device", "cpu", "--quiet"]) == 2
+    assert capsys.readouterr().err == "promptkit: error: in stage 'mplmm': text (KeyError)\n"
+
+    recipe = load(tiny_run)
+    with pytest.raises(KeyError) as info:  # the Python API raises the original exception, type and all
+        run_pipeline(recipe, load_recipe_data(recipe), tmp_path / "api", device="cpu", progress=False)
+    assert type(info.value) is KeyError and info.value.args == ("text",)
+    assert failed_stage(info.value) == "mplmm"
+    if hasattr(info.value, "add_note"):
+        assert info.value.__notes__ == ["in stage 'mplmm' of promptkit run"]
+
+
+@pytest.mark.parametrize("stage, target", [("pretrain", "pretrain"), ("evaluation", "evaluate_protocol")])
+def test_a_failing_pretrain_or_evaluation_is_named(tiny_run, tmp_path, monkeypatch, capsys, stage, target):
+    from promptkit.cli import main
+    from promptkit.experiment import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(pipeline, target, broken)
+    monkeypatch.delenv("PROMPTKIT_TRACEBACK", raising=False)
+    argv = ["run", "--recipe", str(tiny_run), "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]
+    if stage == "evaluation":
+        argv += ["--method", "head_only"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"promptkit: error: in stage {stage!r}: out of disk (RuntimeError)\n"
+
+
+def test_stage_keeps_the_innermost_name_and_the_traceback():
+    from promptkit.cli import _one_line
+    from promptkit.experiment.pipeline import failed_stage, stage
+
+    with pytest.raises(ValueError) as info:
+        with stage("outer"), stage("inner"):
+            raise ValueError("bad")
+    assert failed_stage(info.value) == "inner" and _one_line(info.value) == "in stage 'inner': bad (ValueError)"
+    assert info.traceback[-1].name == "test_stage_keeps_the_innermost_name_and_the_traceback"
+    assert failed_stage(ValueError("elsewhere")) is None and _one_line(ValueError("x")) == "x (ValueError)"

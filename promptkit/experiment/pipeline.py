@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,35 @@ from ..train.device import check_compile, resolve_device
 from ..train.distributed import barrier, is_main_process
 from ..train.pretrain import pretrain
 from ..train.run_dir import code_identity, lock_run_dir
+
+
+STAGE_ATTRIBUTE = "promptkit_stage"
+"""The attribute an exception leaving a stage of :func:`run_pipeline` carries: the stage's name."""
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Run one stage of a run (``"pretrain"``, a method's name, ``"evaluation"``, ``"report"``).
+
+    An exception leaving it is re-raised unchanged (same type, same traceback) carrying the stage:
+    ``failed_stage(e) == name`` and, on Python ≥ 3.11, a note ``in stage 'name'`` under its
+    traceback. The innermost stage is kept when stages nest.
+    """
+    try:
+        yield
+    except Exception as e:
+        if failed_stage(e) is None:
+            with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+                setattr(e, STAGE_ATTRIBUTE, name)
+            if hasattr(e, "add_note"):
+                e.add_note(f"in stage {name!r} of promptkit run")
+        raise
+
+
+def failed_stage(e: BaseException) -> str | None:
+    """The stage of :func:`run_pipeline` that ``e`` left, or None (not raised inside a stage)."""
+    name = getattr(e, STAGE_ATTRIBUTE, None)
+    return name if isinstance(name, str) else None
 
 
 def comparisons(methods: list[str]) -> list[tuple[str, str]]:
@@ -166,18 +195,20 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     times: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    backbone_file, pretrained = obtain_backbone(recipe, data, out_dir, data_path=data_path, cggm=cggm, **opts)
+    with stage("pretrain"):
+        backbone_file, pretrained = obtain_backbone(recipe, data, out_dir, data_path=data_path, cggm=cggm, **opts)
+        bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
     times["pretrain_s"] = time.perf_counter() - t0
 
     hooks = recipe.hook_spec()  # None: the backbone's registered spec
-    bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
     bare_params = sum(p.numel() for p in bare.parameters())
     trained, forwards, best_epochs, shares = {}, {}, {}, {}
     for method in methods:  # each on its own fresh copy of the pre-trained backbone
         t0 = time.perf_counter()
         spec = get_method(method)
         extra = {"cggm": cggm} if spec.cggm else {}
-        done = spec(recipe, data, backbone_file, out_dir / spec.stage_dir, hooks=hooks, **opts, **extra)
+        with stage(method):
+            done = spec(recipe, data, backbone_file, out_dir / spec.stage_dir, hooks=hooks, **opts, **extra)
         trained[method] = done
         forwards[method] = done.forward
         best_epochs[method] = done.info.get("best_epoch")
@@ -186,14 +217,16 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
 
     t0 = time.perf_counter()
     eval_kw = dict(rates=recipe.eval.missing_rates, seed=recipe.eval.seed, batch_size=256, device=dev)
-    results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities, hooks), test, kind, **eval_kw)}
-    for method, forward in forwards.items():
-        results[method] = evaluate_protocol(forward, test, kind, **eval_kw)
-    paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}
-    ceiling = ridge_ceilings(data, kind) if data.task == "regression" else None
+    with stage("evaluation"):
+        results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities, hooks), test, kind,
+                                                  **eval_kw)}
+        for method, forward in forwards.items():
+            results[method] = evaluate_protocol(forward, test, kind, **eval_kw)
+        paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}
+        ceiling = ridge_ceilings(data, kind) if data.task == "regression" else None
+        headroom = _headroom(results, ceiling, acc) if ceiling else None
     times["eval_s"] = time.perf_counter() - t0
 
-    headroom = _headroom(results, ceiling, acc) if ceiling else None
     summary = {
         "data": data.description,
         "recipe": recipe.source,
@@ -211,22 +244,25 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     labelled = {method_label(k): r for k, r in results.items()}
     main = is_main_process()  # every process evaluated alike; one writes and prints
     if main:
-        report.save_protocol_results(out_dir, results, summary)
-        report.plot_rate_sweep(out_dir / "protocol.png", labelled, kind, f"ours on {data.description}")
+        with stage("report"):
+            report.save_protocol_results(out_dir, results, summary)
+            report.plot_rate_sweep(out_dir / "protocol.png", labelled, kind, f"ours on {data.description}")
     barrier()
     if progress and main:
-        report.print_table1(labelled, kind, data.description, modalities=data.modalities)
-        report.print_paired(
-            {f"{method_short(a)} − {method_short(b)}": paired[comparison_key(a, b)] for a, b in comparisons(methods)},
-            f"{data.description}; SE over the {len(test)} test samples",
-        )
-        if headroom:
-            _print_headroom(headroom, results, methods)
-        report.print_rate_sweep(labelled, kind)
-        if PROMPTS in trained:
-            trained[PROMPTS].modules["prompter"].print_trainable_parameters()
-        spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in times.items())
-        print(f"time: {spent}; results in {out_dir}/protocol.json, .csv, .png")
+        with stage("report"):
+            report.print_table1(labelled, kind, data.description, modalities=data.modalities)
+            report.print_paired(
+                {f"{method_short(a)} − {method_short(b)}": paired[comparison_key(a, b)]
+                 for a, b in comparisons(methods)},
+                f"{data.description}; SE over the {len(test)} test samples",
+            )
+            if headroom:
+                _print_headroom(headroom, results, methods)
+            report.print_rate_sweep(labelled, kind)
+            if PROMPTS in trained:
+                trained[PROMPTS].modules["prompter"].print_trainable_parameters()
+            spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in times.items())
+            print(f"time: {spent}; results in {out_dir}/protocol.json, .csv, .png")
     return {**summary, "results": {k: r.to_dict() for k, r in results.items()}}
 
 

@@ -539,3 +539,76 @@ def test_data_describe_reports_the_task_load_data_finds(tmp_path, capsys):
     mosi = _dump(_mult(), tmp_path / "mosi_data.pkl")
     assert main(["data", "describe", "--data", str(mosi)]) == 0
     assert "task regression, out_dim 1" in capsys.readouterr().out
+
+
+# --- MMSA's text_bert as token ids (text="tokens") --------------------------------------------
+def _mmsa_bert(seed=0, dtype=np.float64):
+    """An MMSA pickle as MMSA writes it: ``text_bert`` (N, 3, T) as floats holding BERT ids
+    ([CLS] 101 ... [SEP] 102, right-padded with 0), its attention mask and zero segment ids."""
+    raw = _mmsa(seed)
+    rng = np.random.default_rng(seed + 1)
+    for d in raw.values():
+        n = len(d["id"])
+        tb = np.zeros((n, 3, 7), dtype=dtype)
+        for i in range(n):
+            k = int(rng.integers(3, 8))  # tokens incl. [CLS] and [SEP]
+            tb[i, 0, :k] = [101, *rng.integers(1000, 29000, k - 2), 102]
+            tb[i, 1, :k] = 1
+        d["text_bert"] = tb
+    return raw
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+def test_mmsa_text_bert_reads_as_token_ids(tmp_path, dtype):
+    raw = _mmsa_bert(dtype=dtype)
+    path = _dump(raw, tmp_path / "bert.pkl")
+    bundle = load_data(path, text="tokens", vocab_size=30522)
+    assert bundle.feature_dims == {"text": 30522, "audio": 33, "vision": 709}
+    assert bundle.seq_lens == {"text": 7, "audio": 9, "vision": 8} and bundle.token_modalities == ("text",)
+    x = bundle.splits["valid"].features["text"]
+    assert x.dtype == torch.int64
+    np.testing.assert_array_equal(x.numpy(), raw["valid"]["text_bert"].astype(np.int64))
+    np.testing.assert_array_equal(bundle.splits["valid"].features["audio"].numpy(), raw["valid"]["audio"])
+    # without vocab_size: the largest id in any split + 1
+    largest = max(int(d["text_bert"][:, 0].max()) for d in raw.values())
+    assert load_mmsa_pickle(path, text="tokens").feature_dims["text"] == largest + 1
+    assert load_data(path).feature_dims["text"] == 768  # the default stays the features
+
+
+def test_mmsa_text_bert_errors_name_the_split_key_and_problem(tmp_path):
+    raw = _mmsa_bert()
+    path = _dump(raw, tmp_path / "bert.pkl")
+    with pytest.raises(DataFormatError, match=r"split 'train'.*ids outside \[0, 5000\).*vocab_size = 5000"):
+        load_data(path, text="tokens", vocab_size=5000)
+    bad = _mmsa_bert()
+    bad["test"]["text_bert"] = bad["test"]["text_bert"][:, 0]  # ids only, (N, T)
+    with pytest.raises(DataFormatError, match=r"split 'test', key 'text_bert'.*shape \(N, 3, T\)"):
+        load_data(_dump(bad, tmp_path / "flat.pkl"), text="tokens")
+    frac = _mmsa_bert()
+    frac["valid"]["text_bert"][1, 0, 2] = 1000.5
+    with pytest.raises(DataFormatError, match=r"split 'valid'.*whole numbers.*\[1\]"):
+        load_data(_dump(frac, tmp_path / "frac.pkl"), text="tokens")
+    mask = _mmsa_bert()
+    mask["train"]["text_bert"][0, 1, 0] = 2
+    with pytest.raises(DataFormatError, match="attention mask other than 0/1"):
+        load_data(_dump(mask, tmp_path / "mask.pkl"), text="tokens")
+    gone = _mmsa_bert()
+    del gone["valid"]["text_bert"]
+    with pytest.raises(DataFormatError, match="split 'valid' has no key 'text_bert'"):
+        load_data(_dump(gone, tmp_path / "gone.pkl"), text="tokens")
+    with pytest.raises(ValueError, match="a mult file holds text features only"):
+        load_data(_dump(_mult(), tmp_path / "m.pkl"), text="tokens")
+    with pytest.raises(ValueError, match="vocab_size applies to text='tokens' only"):
+        load_data(path, vocab_size=30522)
+    with pytest.raises(ValueError, match="modalities are"):
+        load_data(path, text="tokens", modalities=["audio", "vision"])
+
+
+def test_mmsa_with_only_text_bert_points_at_text_tokens(tmp_path):
+    raw = _mmsa_bert()
+    for d in raw.values():
+        del d["text"]
+    path = _dump(raw, tmp_path / "bert_only.pkl")
+    with pytest.raises(DataFormatError, match="text='tokens'"):
+        load_data(path)
+    assert load_data(path, text="tokens").token_modalities == ("text",)

@@ -411,3 +411,86 @@ def test_views_replace_a_standard_modality_in_version_1_too():
     louder = make_synthetic_mosi(version=1, views={"vision": {"step_noise": 3.0}}, **SMALL)
     assert torch.equal(louder.splits["test"].features["audio"], base.splits["test"].features["audio"])
     assert not torch.equal(louder.splits["test"].features["vision"], base.splits["test"].features["vision"])
+
+
+# --- text as token ids (text="tokens") -------------------------------------------------------
+_TOK = dict(seed=0, sizes=(600, 100, 400), seq_lens={"text": 12, "audio": 6, "vision": 6})
+
+
+def _bag_of_ids(ds, vocab):
+    """(N, V) token frequencies of the content tokens (ids >= 3), [CLS]/[SEP]/[PAD] left out."""
+    t = ds.features["text"]
+    ids, keep = t[:, 0], (t[:, 1].bool() & (t[:, 0] >= 3)).float()
+    bag = torch.zeros(len(t), vocab, dtype=torch.float64).scatter_add_(1, ids, keep.double())
+    return (bag / bag.sum(1, keepdim=True).clamp(min=1)).numpy()
+
+
+def _ridge_on_ids(train, test, vocab, lam=1.0):
+    """(correlation with the label, binary accuracy on non-zero labels) of a ridge on bags of ids."""
+    x, y = _bag_of_ids(train, vocab), train.labels.double().numpy()
+    a = np.c_[x, np.ones(len(x))]
+    w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ y)
+    yt = test.labels.numpy()
+    pred = np.c_[_bag_of_ids(test, vocab), np.ones(len(yt))] @ w
+    nz = yt != 0
+    return float(np.corrcoef(pred, yt)[0, 1]), float(np.mean((pred[nz] > 0) == (yt[nz] > 0)))
+
+
+def test_tokens_have_mmsa_text_bert_layout_and_leave_the_other_modalities_unchanged():
+    tok = make_synthetic_mosi(**_TOK, text="tokens", codebook_size=64)
+    feat = make_synthetic_mosi(**_TOK)
+    assert tok.feature_dims == {"text": 67, "audio": 5, "vision": 20}  # V = K + [PAD], [CLS], [SEP]
+    assert tok.seq_lens == feat.seq_lens and tok.token_modalities == ("text",)
+    assert "token ids" in tok.description and tok.info["text"] == "tokens"
+    x = tok.splits["train"].features["text"]
+    assert x.dtype == torch.int64 and x.shape == (600, 3, 12)
+    ids, mask, seg = x[:, 0], x[:, 1], x[:, 2]
+    n_tok = mask.sum(1)
+    assert (ids[:, 0] == 1).all() and (ids[torch.arange(600), n_tok - 1] == 2).all()  # [CLS] ... [SEP]
+    assert (mask == (torch.arange(12) < n_tok[:, None])).all()  # mask 1 up to [SEP], then padding
+    assert (ids[mask == 0] == 0).all() and (seg == 0).all()
+    content = ids[:, 1:][mask[:, 1:].bool() & (ids[:, 1:] != 2)]
+    assert content.min() >= 3 and content.max() < 67
+    # one content token per valid (non-padding) feature step, up to T - 2
+    valid_steps = (feat.splits["train"].features["text"].abs().amax(-1) > 0).sum(1)
+    assert torch.equal(n_tok - 2, valid_steps.clamp(max=10))
+    for split in ("train", "valid", "test"):
+        for m in ("audio", "vision"):
+            assert torch.equal(tok.splits[split].features[m], feat.splits[split].features[m])
+        assert torch.equal(tok.splits[split].labels, feat.splits[split].labels)
+    again = make_synthetic_mosi(**_TOK, text="tokens", codebook_size=64)
+    assert torch.equal(again.splits["test"].features["text"], tok.splits["test"].features["text"])
+    batch = collate_msa([tok.splits["test"][i] for i in range(4)])
+    assert batch["text"].dtype == torch.int64 and batch["text"].shape == (4, 3, 12)
+    assert batch["audio"].dtype == torch.float32
+
+
+def test_token_ids_carry_the_sentiment_and_mean_the_same_in_both_domains():
+    """A ridge on bags of ids: the nearest-codebook ids keep what the text features said (ridge on
+    the features: ~80 % at full size), and a fit on the source domain reads the target's ids."""
+    target = make_synthetic_mosi(**_TOK, text="tokens")
+    source = make_synthetic_mosi(**{**_TOK, "sizes": (2000, 100, 100)}, text="tokens", domain="source")
+    vocab = target.feature_dims["text"]
+    assert source.feature_dims == target.feature_dims
+    corr, acc = _ridge_on_ids(target.splits["train"], target.splits["test"], vocab)
+    assert corr > 0.5 and acc > 0.68, (corr, acc)
+    corr_t, acc_t = _ridge_on_ids(source.splits["train"], target.splits["test"], vocab)
+    assert corr_t > 0.5 and acc_t > 0.68, (corr_t, acc_t)
+    shuffled = target.splits["train"].labels[torch.randperm(600, generator=torch.Generator().manual_seed(0))]
+    target.splits["train"].labels = shuffled  # the probe itself finds nothing in ids without a label link
+    assert abs(_ridge_on_ids(target.splits["train"], target.splits["test"], vocab)[0]) < 0.2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(text="words"), "text must be one of"),
+        (dict(codebook_size=32), "codebook_size applies to text='tokens' only"),
+        (dict(text="tokens", codebook_size=1), "codebook_size must be an int >= 2"),
+        (dict(text="tokens", seq_lens={"text": 2}), "at least 3 steps"),
+        (dict(text="tokens", modalities=["audio", "vision"]), "needs a 'text' modality"),
+    ],
+)
+def test_bad_token_options_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_synthetic_mosi(sizes=(4, 2, 2), **kwargs)

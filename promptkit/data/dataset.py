@@ -1,10 +1,12 @@
 """Dataset, collate function and the :class:`DataBundle` every loader returns.
 
-A sample is a dict: one float32 tensor ``(T_m, D_m)`` per modality, ``"labels"`` (a float scalar
-for regression, a long scalar or ``(4,)`` for classification) and ``"index"`` (an int).
-:func:`collate_msa` stacks samples into the batch contract of ``docs/architecture.md``:
-each modality ``(B, T_m, D_m)`` float32, ``"labels"`` ``(B,)`` or ``(B, 4)``, ``"mask"`` bool
-``(B, M)`` (all True: loaders produce complete data) and ``"index"`` long ``(B,)``.
+A sample is a dict: one float32 tensor ``(T_m, D_m)`` per modality (or, for a token modality,
+int64 ``(3, T_m)``: ids, attention mask, segment ids; see :mod:`promptkit.data.tokens`),
+``"labels"`` (a float scalar for regression, a long scalar or ``(4,)`` for classification) and
+``"index"`` (an int). :func:`collate_msa` stacks samples into the batch contract of
+``docs/architecture.md``: each modality ``(B, T_m, D_m)`` float32 (a token modality ``(B, 3, T_m)``
+int64), ``"labels"`` ``(B,)`` or ``(B, 4)``, ``"mask"`` bool ``(B, M)`` (all True: loaders produce
+complete data) and ``"index"`` long ``(B,)``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from .tokens import check_tokens, is_token_tensor
 
 Task = Literal["regression", "classification"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -31,6 +35,9 @@ class MSADataset(Dataset):
             keys ``labels``, ``mask`` and ``index``.
         labels: regression ``(N,)`` float, classification ``(N,)`` or ``(N, K)`` integer.
         modalities: the modality order (default: the order of ``features``).
+        vocab_sizes: token modality → its vocabulary size V; such a modality's array is int
+            ``(N, 3, T)`` (ids in ``[0, V)``, a 0/1 attention mask, 0/1 segment ids), kept int64,
+            and its ``feature_dims`` entry is V.
     """
 
     def __init__(
@@ -38,6 +45,7 @@ class MSADataset(Dataset):
         features: Mapping[str, np.ndarray | torch.Tensor],
         labels: np.ndarray | torch.Tensor,
         modalities: Sequence[str] | None = None,
+        vocab_sizes: Mapping[str, int] | None = None,
     ) -> None:
         if not features:
             raise ValueError("MSADataset needs at least one modality")
@@ -52,8 +60,15 @@ class MSADataset(Dataset):
         for name in self.modalities:
             if name in _RESERVED:
                 raise ValueError(f"{name!r} is a reserved batch key and cannot name a modality")
+        self.vocab_sizes = {str(m): int(v) for m, v in (vocab_sizes or {}).items()}
+        stray = set(self.vocab_sizes) - set(self.modalities)
+        if stray:
+            raise KeyError(f"vocab_sizes names {sorted(stray)}, not among the modalities {list(self.modalities)}")
         self.features: dict[str, torch.Tensor] = {}
         for name in self.modalities:
+            if name in self.vocab_sizes:
+                self.features[name] = check_tokens(features[name], self.vocab_sizes[name], f"modality {name!r}")
+                continue
             x = torch.as_tensor(features[name])
             if x.dim() != 3:
                 raise ValueError(f"{name} features must have shape (N, T, D), got {tuple(x.shape)}")
@@ -92,11 +107,17 @@ class MSADataset(Dataset):
 
     @property
     def feature_dims(self) -> dict[str, int]:
-        return {name: int(x.shape[2]) for name, x in self.features.items()}
+        """D_m per modality; a token modality's vocabulary size V."""
+        return {name: self.vocab_sizes.get(name, int(x.shape[2])) for name, x in self.features.items()}
 
     @property
     def seq_lens(self) -> dict[str, int]:
-        return {name: int(x.shape[1]) for name, x in self.features.items()}
+        return {name: int(x.shape[2] if name in self.vocab_sizes else x.shape[1]) for name, x in self.features.items()}
+
+    @property
+    def token_modalities(self) -> tuple[str, ...]:
+        """The modalities carried as token ids ``(N, 3, T)``."""
+        return tuple(m for m in self.modalities if m in self.vocab_sizes)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{m}={tuple(x.shape[1:])}" for m, x in self.features.items())
@@ -107,8 +128,9 @@ def collate_msa(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]
     """Stack samples into a batch.
 
     Returns:
-        dict: each modality ``(B, T_m, D_m)`` float32, ``"labels"`` ``(B,)`` float or long or
-        ``(B, K)`` long, ``"mask"`` bool ``(B, M)`` all True, ``"index"`` long ``(B,)``.
+        dict: each modality ``(B, T_m, D_m)`` float32 (integer samples, token ids, ``(B, 3, T_m)``
+        int64), ``"labels"`` ``(B,)`` float or long or ``(B, K)`` long, ``"mask"`` bool ``(B, M)``
+        all True, ``"index"`` long ``(B,)``.
     """
     if len(samples) == 0:
         raise ValueError("collate_msa got an empty list of samples")
@@ -126,7 +148,8 @@ def collate_msa(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]
         shapes = {tuple(s[name].shape) for s in samples}
         if len(shapes) != 1:
             raise ValueError(f"{name} samples differ in shape within the batch: {sorted(shapes)}")
-        batch[name] = torch.stack([torch.as_tensor(s[name]) for s in samples]).float()
+        x = torch.stack([torch.as_tensor(s[name]) for s in samples])
+        batch[name] = x.long() if is_token_tensor(x) else x.float()
     batch["labels"] = torch.stack([torch.as_tensor(s["labels"]) for s in samples])
     batch["mask"] = torch.ones(len(samples), len(modalities), dtype=torch.bool)
     batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
@@ -199,6 +222,14 @@ class DataBundle:
                 raise ValueError(f"split {split!r} has feature dims {ds.feature_dims}, bundle has {self.feature_dims}")
             if ds.seq_lens != dict(self.seq_lens):
                 raise ValueError(f"split {split!r} has sequence lengths {ds.seq_lens}, bundle has {self.seq_lens}")
+        kinds = {split: ds.token_modalities for split, ds in self.splits.items()}
+        if len(set(kinds.values())) != 1:
+            raise ValueError(f"the splits disagree on which modalities are token ids: {kinds}")
+
+    @property
+    def token_modalities(self) -> tuple[str, ...]:
+        """The modalities carried as token ids ``(N, 3, T)`` (their ``feature_dims`` entry is the vocabulary size)."""
+        return self.splits["train"].token_modalities
 
     def loader(self, split: str, batch_size: int, shuffle: bool | None = None, seed: int = 0) -> DataLoader:
         """:func:`make_loader` over one split; shuffles the train split by default."""

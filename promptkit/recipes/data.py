@@ -51,12 +51,16 @@ def load_recipe_data(recipe: Recipe, data_path: str | Path | None = None, **synt
 
 
 def _file_options(d: DataSection) -> dict[str, Any]:
-    """``[data] modalities`` and ``max_bytes`` as keywords of a file loader (left out when unset)."""
+    """``[data] modalities``, ``max_bytes``, ``text`` and ``vocab_size`` as keywords of a file loader (left out when unset)."""
     out: dict[str, Any] = {}
     if d.modalities is not None:
         out["modalities"] = list(d.modalities)
     if d.max_bytes is not None:
         out["max_bytes"] = int(d.max_bytes)
+    if d.text != "features":
+        out["text"] = d.text
+    if d.vocab_size is not None:
+        out["vocab_size"] = int(d.vocab_size)
     return out
 
 

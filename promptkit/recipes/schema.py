@@ -92,6 +92,11 @@ class DataSection:
     included (e.g. ``["text", "audio", "vision", "pose"]``); for synthetic data, the generator's
     modality set. ``max_bytes`` raises or lowers the declared-size limit of a data file
     (:mod:`promptkit.data.limits`).
+
+    Text as token ids (for a backbone whose ``[backbone.config] text_encoder`` reads them):
+    ``[data.synthetic] text = "tokens"`` (and ``codebook_size``, default 256) for the generator;
+    ``text = "tokens"`` here (and ``vocab_size``, the tokenizer's, e.g. 30522) for an MMSA pickle's
+    ``text_bert``.
     """
 
     source: Literal["synthetic", "file"] = "synthetic"
@@ -108,9 +113,12 @@ class DataSection:
     pretrain_path: str | None = None
     modalities: list[str] | None = None
     max_bytes: int | None = None
+    text: Literal["features", "tokens"] = "features"
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self._check_text()
         if self.metric not in KINDS:
             close = difflib.get_close_matches(self.metric, KINDS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -142,6 +150,23 @@ class DataSection:
             )
         if self.max_bytes is not None and self.max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
+
+    def _check_text(self) -> None:
+        """Token-id text: ``[data.synthetic] text`` for the generator, ``[data] text`` for files."""
+        if self.source == "synthetic" and (self.text != "features" or self.vocab_size is not None):
+            raise ValueError("text and vocab_size apply to file data; for the generator set [data.synthetic] "
+                             "text = \"tokens\" (and codebook_size)")
+        if self.vocab_size is not None and (self.text != "tokens" or self.vocab_size < 2):
+            raise ValueError(f"vocab_size = {self.vocab_size} needs text = \"tokens\" and a value >= 2")
+        text = self.synthetic.get("text", "features")
+        if text not in ("features", "tokens"):
+            raise ValueError(f"[data.synthetic] text must be \"features\" or \"tokens\", got {text!r}")
+        if "codebook_size" in self.synthetic:
+            k = self.synthetic["codebook_size"]
+            if text != "tokens":
+                raise ValueError("[data.synthetic] codebook_size applies to text = \"tokens\" only")
+            if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+                raise ValueError(f"[data.synthetic] codebook_size must be an int >= 2, got {k!r}")
 
     def _check_modalities(self) -> None:
         if self.modalities is None:

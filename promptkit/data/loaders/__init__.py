@@ -11,7 +11,10 @@ Formats (``format=`` in :func:`load_data`, else detected):
   ``"classification_labels"`` with ``task="classification"``); other keys (``raw_text``, ``id``,
   ...) are ignored, except that ``"<modality>_lengths"`` (``audio_lengths``, ``vision_lengths``,
   ``pose_lengths``, ...), when present for a modality that is read, must hold one length per
-  sample of that modality. ``"text_bert"`` token ids are not features and are refused.
+  sample of that modality. ``"text_bert"``, MMSA's BERT token ids ``(N, 3, T)`` (ids, attention
+  mask, segment ids; stored as integers or as floats holding integers), is read as the text
+  with ``text="tokens"`` (``[data] text = "tokens"``): int64, ``feature_dims["text"]`` its
+  vocabulary size (``vocab_size=``, default the largest id + 1); see :mod:`promptkit.data.tokens`.
 - ``"h5"`` (needs ``h5py``), an MMIN-style layout::
 
       /train/text    (N, T_t, D_t) float     (MMIN's name "L" is accepted too)

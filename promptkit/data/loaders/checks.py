@@ -124,3 +124,39 @@ def _normalize_labels(y: Any, where: str, split: str, task: str | None, key: str
             "number of classes - 1"
         )
     return arr.astype(np.int64), "classes"
+
+
+def _check_token_ids(x: Any, where: str, split: str, key: str, budget: SizeBudget | None = None) -> np.ndarray:
+    """MMSA's ``text_bert`` as int64 ``(N, 3, T)`` (ids, attention mask, segment ids); stored as
+    integers or as floats holding integers (MMSA's own files keep them as floats). The id range
+    against the vocabulary is checked once it is known (:func:`~promptkit.data.tokens.check_tokens`).
+
+    ``budget`` (when given) is charged for the int64 copy and the integrality check first."""
+    loc = f"split '{split}', key '{key}'"
+    at = f"{where}: {loc}"
+    arr = _as_array(x, where, loc, "token ids (N, 3, T)", budget)
+    if arr.dtype.kind not in "fiu":
+        raise DataFormatError(f"{at}: expected token ids (N, 3, T) as integers, got dtype {arr.dtype}")
+    if arr.ndim != 3 or arr.shape[1] != 3:
+        raise DataFormatError(
+            f"{at}: expected token ids of shape (N, 3, T) (ids, attention mask, segment ids), got shape {arr.shape}"
+        )
+    if arr.shape[0] and arr.shape[2] == 0:
+        raise DataFormatError(f"{at}: token sequences of length T = 0 (shape {arr.shape})")
+    if budget is not None:
+        budget.charge(labels_cost(arr.size), f"{loc} (shape {arr.shape}, {arr.dtype}) as int64 token ids,",
+                      verb="needs")
+    if arr.dtype.kind == "f":
+        bad = ~(np.isfinite(arr) & (np.round(arr) == arr)).all(axis=(1, 2))
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise DataFormatError(f"{at}: token ids must be whole numbers; sample index(es) {rows[:10].tolist()} "
+                                  "hold fractions or NaN/inf")
+        if np.abs(arr).max(initial=0) >= _CLASS_ID_CEILING:
+            raise DataFormatError(f"{at}: token ids beyond 2**53 are not ids")
+    arr = arr.astype(np.int64)
+    neg = (arr < 0).any(axis=(1, 2))
+    if neg.any():
+        raise DataFormatError(f"{at}: negative token ids or mask values in sample index(es) "
+                              f"{np.flatnonzero(neg)[:10].tolist()}")
+    return arr

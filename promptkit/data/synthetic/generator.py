@@ -26,7 +26,8 @@ from .shapes import (
     UNALIGNED_LENS,
     VERSIONS,
 )
-from .views import EXTRA_FEATURE_DIM, VIEWS, ModalityView
+from .tokens import DEFAULT_CODEBOOK_SIZE, check_text_form, make_codebook, quantize, vocab_size
+from .views import EXTRA_FEATURE_DIM, VIEWS, VIEWS_V2, ModalityView
 from .world import _add_extra_world, _extra_rng, _make_world, _make_world_v2
 
 
@@ -41,6 +42,8 @@ def make_synthetic_mosi(
     version: int = 2,
     modalities: Sequence[str] | None = None,
     views: Mapping[str, ModalityView | Mapping[str, Any]] | None = None,
+    text: str = "features",
+    codebook_size: int = DEFAULT_CODEBOOK_SIZE,
 ) -> DataBundle:
     """Generate the synthetic data set; same arguments → same bytes (on one platform).
 
@@ -62,10 +65,17 @@ def make_synthetic_mosi(
             than those three are extra modalities (:mod:`promptkit.data.synthetic`, "Any modality set").
         views: modality → :class:`ModalityView` (or a dict of its fields) for extra modalities,
             or to replace a standard modality's view; default ``EXTRA_VIEW[version]``.
+        text: ``"features"`` (default) or ``"tokens"``: the text as token ids ``(N, 3, T)``
+            int64, each valid step's features replaced by the id of its nearest entry in a
+            fixed codebook of the seed (:mod:`.tokens`); ``feature_dims["text"]`` is then the
+            vocabulary size ``codebook_size + 3``. The other modalities are unchanged.
+        codebook_size: K, the codebook's entries (``text="tokens"`` only).
 
     Returns:
-        a regression :class:`DataBundle`; features ``(N, T_m, D_m)`` float32, labels ``(N,)``.
+        a regression :class:`DataBundle`; features ``(N, T_m, D_m)`` float32 (token text
+        ``(N, 3, T)`` int64), labels ``(N,)``.
     """
+    check_text_form(text, codebook_size)
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or int(version) not in VERSIONS:
         raise ValueError(f"version must be one of {list(VERSIONS)}, got {version!r}")
     version = int(version)
@@ -85,6 +95,10 @@ def make_synthetic_mosi(
     dims = _resolve_per_modality(feature_dims, FEATURE_DIMS, "feature_dims", mods)
     dims = {**dims, **{m: int((feature_dims or {}).get(m, EXTRA_FEATURE_DIM)) for m in extras}}
     mod_views = _resolve_views(views, mods, version)
+    if text == "tokens" and "text" not in mods:
+        raise ValueError(f"text='tokens' needs a 'text' modality; modalities are {list(mods)}")
+    if codebook_size != DEFAULT_CODEBOOK_SIZE and text != "tokens":
+        raise ValueError("codebook_size applies to text='tokens' only")
 
     world_seq, source_seq, target_seq = np.random.SeedSequence(int(seed)).spawn(3)
     world_rng = np.random.Generator(np.random.PCG64(world_seq))
@@ -107,6 +121,12 @@ def make_synthetic_mosi(
     last_std = max((MODALITIES.index(m) for m in mods if m in MODALITIES), default=-1)
     drawn = MODALITIES[: last_std + 1]
     offset = world.get("offset")
+    codebook = None
+    if text == "tokens":  # the source mixing: one codebook for both domains, like a tokenizer's vocabulary
+        text_view = mod_views.get("text", (VIEWS if version == 1 else VIEWS_V2)["text"])
+        codebook = make_codebook(seed, codebook_size, text_view, world["W"]["text"], world["C"]["text"],
+                                 None if offset is None else offset["text"])
+    vocab = {"text": vocab_size(codebook_size)} if codebook is not None else None
     splits = {}
     for i, (split, ss) in enumerate(zip(SPLITS, split_seqs)):
         rng = np.random.Generator(np.random.PCG64(ss))
@@ -122,7 +142,9 @@ def make_synthetic_mosi(
             z, times = latents
             feats[m] = _modality_features(extra_rng, z, times, mod_views[m], mixing[m], nuisance[m],
                                           None if offset is None else offset[m], noise_mult, lens[m])
-        splits[split] = MSADataset({m: feats[m] for m in mods}, labels, modalities=mods)
+        if codebook is not None:
+            feats["text"] = quantize(feats["text"], codebook)
+        splits[split] = MSADataset({m: feats[m] for m in mods}, labels, modalities=mods, vocab_sizes=vocab)
 
     kind = "aligned" if aligned else "unaligned"
     shift = f", domain_shift={domain_shift}" if domain == "target" else ""
@@ -135,10 +157,13 @@ def make_synthetic_mosi(
         if views:
             info["views"] = {m: dict(vars(v)) for m, v in mod_views.items() if m in views}
             described += f" (views set for {'/'.join(m for m in mods if m in views)})"
+    if codebook is not None:
+        info.update(text="tokens", codebook_size=int(codebook_size))
+        described += f", text as token ids (codebook of {int(codebook_size)})"
     return DataBundle(
         splits=splits,
         modalities=mods,
-        feature_dims={m: dims[m] for m in mods},
+        feature_dims={m: (vocab or {}).get(m, dims[m]) for m in mods},
         seq_lens={m: lens[m] for m in mods},
         task="regression",
         out_dim=1,

@@ -1,4 +1,5 @@
-"""The module targets of a hook spec: where the signal and type prompts attach, and each modality's encoder.
+"""The module targets of a hook spec: where the signal and type prompts attach, each modality's
+encoder, and a modality's features read at a module (its feature extractor).
 
 Each target names a module by its ``named_modules()`` path and the axis order of the sequence
 there (``B`` batch, ``T`` time, ``D`` features).
@@ -7,7 +8,7 @@ there (``B`` batch, ``T`` time, ``D`` features).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 SeqLayout = Literal["BTD", "BDT", "TBD"]
 _LAYOUTS = ("BTD", "BDT", "TBD")
@@ -101,6 +102,68 @@ class ModalityEncoder:
         if not self.params:
             self.params = [self.output]
 
+
+@dataclass
+class FeatureModule:
+    """A modality whose features are the *output of a module* (its feature extractor), not a forward argument.
+
+    For backbones that read a modality as token ids (BERT text) or as a ``(tensor, lengths)`` tuple:
+    MMGM reads the available samples' features at ``path`` and a missing sample's output there is
+    replaced by the generated one (the zero-fill control zeroes it there). The forward argument
+    ``arg`` is passed through with a missing sample's rows zeroed (the first element of a tuple or
+    list; further elements such as lengths as given), so its content is never read.
+
+    Attributes:
+        path: module path of the extractor.
+        layout: axis order of its output sequence: ``"BTD"``, ``"BDT"`` or ``"TBD"``.
+        arg: the forward keyword that carries this modality's raw input (token ids, a tuple);
+            None: the modality's name.
+        index: the element of a tuple/list output that holds the sequence (``0`` for an RNN's
+            ``(output, h)``).
+        key: the key (or attribute) of a dict / ``ModelOutput`` output that holds it
+            (``"last_hidden_state"`` for a BERT).
+        width: the feature size D of that sequence; read from the module, else from its output on a
+            probe batch, when None.
+    """
+
+    path: str
+    layout: SeqLayout = "BTD"
+    arg: str | None = None
+    index: int | None = None
+    key: str | None = None
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str):
+            raise TypeError(f"feature module path must be a module path string, got {self.path!r}")
+        if self.layout not in _LAYOUTS:
+            raise ValueError(f"feature module {self.path!r}: layout must be one of {_LAYOUTS}, got {self.layout!r}")
+        if self.arg is not None and not (isinstance(self.arg, str) and self.arg.isidentifier()):
+            raise ValueError(f"feature module {self.path!r}: arg must be a forward keyword name, got {self.arg!r}")
+        if self.index is not None and self.key is not None:
+            raise ValueError(f"feature module {self.path!r}: give index or key, not both")
+        if self.index is not None and (not isinstance(self.index, int) or isinstance(self.index, bool)):
+            raise TypeError(f"feature module {self.path!r}: index must be an int, got {self.index!r}")
+        if self.key is not None and not (isinstance(self.key, str) and self.key):
+            raise TypeError(f"feature module {self.path!r}: key must be a non-empty string, got {self.key!r}")
+        if self.width is not None and (not isinstance(self.width, int) or isinstance(self.width, bool) or self.width < 1):
+            raise ValueError(f"feature module {self.path!r}: width must be a positive int, got {self.width!r}")
+
+
+FeatureEntry = Union[str, FeatureModule]
+"""A ``features`` entry: a forward keyword carrying ``(B, T, D)`` floats, or a :class:`FeatureModule`."""
+
+
+def coerce_feature(modality: str, value: Any) -> FeatureEntry:
+    """A ``features`` entry as given: a keyword string, a :class:`FeatureModule` or a dict of its fields."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (FeatureModule, dict)):
+        return coerce_target(FeatureModule, value)
+    raise TypeError(
+        f"HookSpec.features[{modality!r}] must be a forward keyword (str) or a module entry "
+        f"{{path, layout, arg, index|key, width}}, got {type(value).__name__}"
+    )
 
 
 def coerce_target(cls: type, value: Any, key: str = "path") -> Any:

@@ -2,8 +2,13 @@
 
 A :class:`HookSpec` names, for one backbone,
 
-- ``features``: modality → the forward keyword argument that carries its extracted features
-  ``(B, T_m, D_m)``. MMGM runs on these before the backbone sees them.
+- ``features``: modality → where its features ``(B, T_m, D_m)`` are. A string is the forward
+  keyword that carries them as floats; MMGM runs on these before the backbone sees them. A
+  :class:`FeatureModule` (a dict ``{path, layout, arg, index|key, width}``) names the module whose
+  output is the feature sequence (a BERT over token ids, an RNN over a ``(tensor, lengths)`` tuple):
+  MMGM reads the available samples' features there and a missing sample's output there is
+  replaced by the generated one; the raw input goes in through the keyword ``arg`` (default: the
+  modality's name) with a missing sample's rows zeroed (:mod:`promptkit.feature_points`).
 - ``signal``: modality → :class:`SignalTarget`, the module whose *output* is that modality's
   projected sequence; the missing-signal prompts are added to it (paper eq. 3).
 - ``type``: list of :class:`TypeTarget`, encoder/fusion modules that receive the missing-type
@@ -55,15 +60,19 @@ from .hook_output import (
     select_output,
 )
 from .hook_targets import (
+    FeatureEntry,
+    FeatureModule,
     ModalityEncoder,
     SeqLayout,
     SignalTarget,
     TypeTarget,
+    coerce_feature,
     coerce_target,
 )
 
 __all__ = [
     "CallRef",
+    "FeatureModule",
     "HookSpec",
     "ModalityEncoder",
     "OutputSelector",
@@ -86,7 +95,7 @@ __all__ = [
 class HookSpec:
     """Where prompts attach to one backbone. See the module docstring."""
 
-    features: dict[str, str]
+    features: dict[str, FeatureEntry]
     signal: dict[str, SignalTarget] = field(default_factory=dict)
     type: list[TypeTarget] = field(default_factory=list)
     trainable: list[str] = field(default_factory=list)
@@ -95,7 +104,14 @@ class HookSpec:
 
     def __post_init__(self) -> None:
         if not self.features:
-            raise ValueError("a HookSpec needs 'features': modality -> forward argument name")
+            raise ValueError("a HookSpec needs 'features': modality -> forward argument name (or module entry)")
+        if not isinstance(self.features, Mapping):
+            raise TypeError(f"HookSpec.features must map modality -> forward argument, got {type(self.features).__name__}")
+        self.features = {m: coerce_feature(m, v) for m, v in self.features.items()}
+        args = [self.argument(m) for m in self.features]
+        clash = sorted({a for a in args if args.count(a) > 1})
+        if clash:
+            raise ValueError(f"HookSpec.features passes two modalities through the same forward keyword {clash}")
         self.output = coerce_output(self.output)
         self.signal = {m: coerce_target(SignalTarget, t) for m, t in self.signal.items()}
         self.type = [coerce_target(TypeTarget, t) for t in self.type]
@@ -111,6 +127,19 @@ class HookSpec:
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.features)
+
+    @property
+    def feature_modules(self) -> dict[str, FeatureModule]:
+        """The module entries of ``features``: modality → :class:`FeatureModule`, in spec order."""
+        return {m: e for m, e in self.features.items() if isinstance(e, FeatureModule)}
+
+    def argument(self, modality: str) -> str:
+        """The forward keyword that carries ``modality``'s input (a module entry's ``arg``, default
+        the modality's name)."""
+        entry = self.features[modality]
+        if isinstance(entry, FeatureModule):
+            return entry.arg or modality
+        return entry
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HookSpec:
@@ -156,7 +185,7 @@ class HookSpec:
             raise KeyError(
                 f"the hook spec has no forward argument for modality {unknown}; its 'features' maps {self.features}"
             )
-        return {self.features[m]: x for m, x in features.items()}
+        return {self.argument(m): x for m, x in features.items()}
 
     def read_output(self, out: Any) -> torch.Tensor:
         """The prediction ``(B, out_dim)`` in a model's return value, by :attr:`output`."""
@@ -167,6 +196,7 @@ class HookSpec:
         paths = [t.path for t in self.signal.values()] + [t.path for t in self.type]
         for enc in self.encoders.values():
             paths += [enc.output, *enc.params]
+        paths += [e.path for e in self.feature_modules.values()]
         for p in paths:
             resolve_module(model, p)
         for p in self.trainable:
@@ -182,7 +212,7 @@ class HookSpec:
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return
         takes = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        wrong = {m: kw for m, kw in self.features.items() if kw not in takes}
+        wrong = {m: self.argument(m) for m in self.features if self.argument(m) not in takes}
         if wrong:
             raise ValueError(
                 f"hook spec 'features' {wrong} names keyword(s) {type(model).__name__}.forward does not take; "

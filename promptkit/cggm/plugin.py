@@ -341,7 +341,7 @@ class CGGM(TrainPlugin):
         return {m: hits[m] / counted[m] if counted[m] else math.nan for m in self.modalities}
 
     def _default_forward(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
-        kwargs = {self.spec.features[m]: batch[m] for m in self.modalities}
+        kwargs = self.spec.kwargs({m: batch[m] for m in self.modalities})
         if "mask" in batch and "mask" in inspect.signature(model.forward).parameters:
             kwargs["mask"] = batch["mask"]
         return model(**kwargs)

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..data import MSADataset
-from ..hookspec import backbone_caller
+from ..feature_points import zero_at_extractors, zero_filled_inputs
+from ..hookspec import backbone_caller, spec_or_none
 from ..metrics import metrics_for
 from ..modalities import ModalitySet
 from ..outputs import check_finite_output, model_name
@@ -71,10 +72,11 @@ def zero_filled_forward(backbone: nn.Module, modalities: Sequence[str], hooks: A
             spec, else modality names as keywords.
     """
     call = backbone_caller(backbone, hooks)
+    spec = spec_or_none(backbone, hooks)  # a module entry of 'features' is zeroed at its extractor's output
 
     def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        filled = {m: features[m] * mask[:, i, None, None].to(features[m].dtype) for i, m in enumerate(modalities)}
-        return call(filled)
+        with zero_at_extractors(backbone, spec, mask):
+            return call(zero_filled_inputs(spec, features, mask, modalities))
 
     forward.model = backbone  # type: ignore[attr-defined]  (named in an error message)
     return forward

@@ -1,6 +1,10 @@
 """The batch a prompter is given: each modality's tensor checked, missing rows zero-filled, the
 available rows checked for NaN/inf.
 
+A module entry's input (token ids, a ``(tensor, lengths)`` tuple) is checked for its batch size
+only, and zero-filled by :func:`promptkit.feature_points.zero_rows`; its features are checked where
+they are read, at the extractor.
+
 A mixin of :class:`~promptkit.prompter.model.MissingModalityPrompter`.
 """
 
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..feature_points import batch_size_of, zero_rows
 from ..inputs import check_feature_tensor
 
 
@@ -23,11 +28,19 @@ class BatchInputs:
         if lacking:
             raise KeyError(f"missing input tensor(s) for {lacking}: pass every modality (content of missing ones is ignored)")
         weight = next(self.backbone.parameters(), None)
+        modules = self.spec.feature_modules
         for m in names:
+            if m in modules:
+                if batch_size_of(features[m]) is None:
+                    raise TypeError(
+                        f"{m} input (read at module {modules[m].path!r}) must be a tensor, or a tuple/list whose first "
+                        f"element is one, with the batch on its first axis; got {type(features[m]).__name__}"
+                    )
+                continue
             check_feature_tensor(m, features[m], self.feature_dims[m], None if weight is None else weight.dtype)
-        batch = {features[m].shape[0] for m in names}
-        if len(batch) > 1:
-            raise ValueError(f"modalities disagree on batch size: { {m: features[m].shape[0] for m in names} }")
+        sizes = {m: batch_size_of(features[m]) for m in names}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"modalities disagree on batch size: {sizes}")
         return features
 
     def _zero_filled(
@@ -41,8 +54,13 @@ class BatchInputs:
         check need not look at them again)."""
         complete = mask.all(dim=0).tolist()
         out, finite = {}, set()
+        modules = self.spec.feature_modules
         for i, m in enumerate(self.modality_set.names):
             x = features[m]
+            if m in modules:  # any dtype; NaN in its features would show at the extractor, not here
+                out[m] = x if complete[i] else zero_rows(x, mask[:, i])
+                finite.add(m)
+                continue
             if complete[i]:
                 out[m] = x
                 continue

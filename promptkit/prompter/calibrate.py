@@ -22,7 +22,7 @@ def calibrate_init(prompter: nn.Module, features: dict[str, torch.Tensor]) -> di
     the signal prompts are rescaled to ``init_std`` times their sequence's RMS, the type
     prompts so that their tokens have ``init_std`` times their encoder input's RMS, and MMGM's
     output layers so that generated features start at the real features' per-feature mean and
-    ``init_std`` times their spread. Without this the prompts start 50-100x smaller than
+    ``init_std`` times their spread (a module entry's features: its extractor's output). Without this the prompts start 50-100x smaller than
     the tensors they are added to. Returns the measured RMS values.
     """
     features = prompter._check_features(dict(features))
@@ -49,6 +49,8 @@ def calibrate_init(prompter: nn.Module, features: dict[str, torch.Tensor]) -> di
     try:
         with prompter.prompts_disabled():
             call_backbone(prompter.backbone, features, prompter.spec)
+            if prompter.mmgm is not None and prompter.spec.feature_modules:  # MMGM's targets: the extractors' outputs
+                features = {**features, **prompter._capture_features(prompter.spec.kwargs(features))[0]}
     finally:
         for h in handles:
             h.remove()
@@ -60,9 +62,10 @@ def calibrate_init(prompter: nn.Module, features: dict[str, torch.Tensor]) -> di
                 p = table[m]
                 p.mul_(std * measured.get(f"signal.{m}", 1.0) / max(rms(p), 1e-12))
     if prompter.type_prompts is not None:
-        batch = next(iter(features.values())).shape[0]
-        missing = ~prompter.modality_set.sample_masks(batch, 0.7, torch.Generator().manual_seed(0)).to(
-            next(iter(features.values())).device)
+        first = next(iter(features.values()))
+        first = first[0] if isinstance(first, (tuple, list)) else first
+        missing = ~prompter.modality_set.sample_masks(first.shape[0], 0.7, torch.Generator().manual_seed(0)).to(
+            first.device)
         tokens = prompter.type_tokens(missing)
         for j, (p, tok) in enumerate(zip(prompter.type_prompts.type_prompts, tokens)):
             p.mul_(std * measured.get(f"type.{j}", 1.0) / max(rms(tok), 1e-12))

@@ -1,7 +1,9 @@
 """The prompter's adapter: its type and config keys, saved and loaded through :mod:`promptkit.adapter_files`.
 
 The config holds, beside the common keys (format, version, backbone binding), the prompter config,
-the hook spec and the feature sizes; the weights are :meth:`MissingModalityPrompter.adapter_state_dict`
+the hook spec (a ``features`` module entry as its record ``{path, layout, arg, index, key, width}``),
+the feature sizes and every hook point's width (``widths``: as measured when it was made, so loading
+needs no probe batch); the weights are :meth:`MissingModalityPrompter.adapter_state_dict`
 (prompts, MMGM, the spec's trainable modules). A hook spec saved with an output function records
 only its name; the caller gives the function back (:func:`promptkit.adapter_files.resolve_hook_spec`).
 """
@@ -36,11 +38,18 @@ def _check(path: Path, config: dict[str, Any]) -> None:
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise AdapterLoadError(f"{path}: key 'feature_dims.{m}' must be a positive integer, got {d!r}")
     features = config["hook_spec"].get("features")
-    if not isinstance(features, dict) or not features or not all(isinstance(v, str) for v in features.values()):
+    if not isinstance(features, dict) or not features or not all(isinstance(v, (str, dict)) for v in features.values()):
         raise AdapterLoadError(
-            f"{path}: key 'hook_spec.features' must be a non-empty JSON object of modality -> argument name, "
-            f"got {features!r}"
+            f"{path}: key 'hook_spec.features' must be a non-empty JSON object of modality -> argument name "
+            f"(or module entry object), got {features!r}"
         )
+    widths = config.get("widths", {})
+    ok = isinstance(widths, dict) and set(widths) <= {"signal", "type", "features"} and all(
+        isinstance(widths.get(k, {}), dict) for k in ("signal", "features")) and isinstance(widths.get("type", []), list)
+    values = [*widths.get("signal", {}).values(), *widths.get("type", []), *widths.get("features", {}).values()] if ok else []
+    if not ok or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in values):
+        raise AdapterLoadError(f"{path}: key 'widths' must be {{signal: {{m: D}}, type: [D], features: {{m: D}}}} of "
+                               f"positive integers, got {widths!r}")
 
 
 PROMPTER_ADAPTER = register_adapter_type(AdapterType(
@@ -82,6 +91,7 @@ def save_adapter(prompter, directory: Path) -> Path:
         "prompter_config": prompter.config.to_dict(),
         "hook_spec": prompter.spec.to_dict(),
         "feature_dims": prompter.feature_dims,
+        "widths": prompter.hook_widths.to_dict(),
     }
     return save_adapter_files(directory, adapter_type_of(type(prompter)), prompter.adapter_state_dict(), config,
                               backbone=prompter.backbone, frozen=_frozen_state(prompter))
@@ -108,7 +118,8 @@ def load_adapter(cls, backbone: nn.Module, directory: Path, hooks: HookSpec | Ma
         prompter_config = PrompterConfig.from_dict(config["prompter_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise AdapterLoadError(f"{files.config_path}: 'prompter_config' is not valid: {e}") from None
-    prompter = cls(backbone, hooks=spec, config=prompter_config, feature_dims=config["feature_dims"])
+    prompter = cls(backbone, hooks=spec, config=prompter_config, feature_dims=config["feature_dims"] or None,
+                   widths=config.get("widths"))
     try:
         targets = prompter.adapter_state_dict()
         check_tensors(files, targets)

@@ -3,12 +3,15 @@
 The forward pass, in the order data moves::
 
     features ─► zero-fill missing ─► MMGM generates them ─► backbone(**features)
+                                         module entries: MMGM's output at the extractor
                                          signal hooks: + P_NMS / P_MS on each projected sequence
                                          type hooks:   [P'_MT ; sequence] into encoders, trimmed after
                                          trainable:    the head trains with the prompts
 
 The hooks (:mod:`.hooks`) read the per-batch mask from this prompter instance, never from global
-state; :mod:`.counts` counts what it trains; :mod:`.batch_inputs` checks and zero-fills a batch.
+state; :mod:`.counts` counts what it trains; :mod:`.batch_inputs` checks and zero-fills a batch;
+:mod:`.feature_modules` runs MMGM at the extractor of a ``features`` module entry; :mod:`.widths`
+finds each hook point's width (read from the module, else measured on ``example=``).
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..feature_points import batch_size_of, zero_at_extractors
 from ..hookspec import HookSpec, hook_spec_for, resolve_module, trainable_parameters
 from ..modalities import ModalitySet, check_mask
 from .batch_inputs import BatchInputs
 from .calibrate import calibrate_init
 from .config import PrompterConfig
 from .counts import PromptCounts
+from .feature_modules import ModuleFeatures
 from .hooks import PromptHooks
 from .mmgm import MissingModalityGenerator
 from .signal import MissingSignalPrompts
 from .type_prompt import MissingTypePrompts
 from .verify import verify_hooks
-from .widths import module_width
+from .widths import resolve_widths
 
 # backbone -> the prompter whose hooks sit on it; a second wrap is refused until unwrap()
 _WRAPPED: weakref.WeakKeyDictionary[nn.Module, weakref.ref] = weakref.WeakKeyDictionary()
@@ -46,15 +51,21 @@ def _holder(backbone: nn.Module) -> MissingModalityPrompter | None:
     return ref() if ref is not None else None
 
 
-class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module):
+class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, ModuleFeatures, nn.Module):
     """A frozen backbone with MPLMM prompts attached at the spec's hook points.
 
     Args:
         backbone: any ``nn.Module`` taking one keyword tensor ``(B, T_m, D_m)`` per modality (the
-            spec's ``features`` names the keywords; its ``output`` reads a non-tensor return value).
+            spec's ``features`` names the keywords; its ``output`` reads a non-tensor return value),
+            or, for a module entry of ``features``, any input (token ids) whose features that
+            module's output is.
         hooks: where to attach; None uses the spec registered for the backbone's class.
         config: the prompts to build.
-        feature_dims: raw feature size per modality; read from ``backbone.feature_dims`` when None.
+        feature_dims: raw feature size per modality; read from ``backbone.feature_dims`` when None
+            (a module entry's MMGM size is its extractor's output width instead).
+        example: one complete batch ``{m: tensor}``, to measure the width of hook modules that do
+            not say it (no ``width=``, no width attribute); without it such a module is an error now.
+        widths: the widths an adapter recorded (:class:`~promptkit.prompter.widths.HookWidths` dict).
 
     Other methods built on the same wrapper subclass it and set what differs: the missing-type
     tokens (:meth:`_build_type_prompts`, :meth:`type_tokens`; MPMM's per-case sets), whether they
@@ -79,6 +90,8 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         hooks: HookSpec | dict | None = None,
         config: PrompterConfig | None = None,
         feature_dims: dict[str, int] | None = None,
+        example: dict[str, Any] | None = None,
+        widths: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if _holder(backbone) is not None:
@@ -99,11 +112,16 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         self.spec.validate(backbone)
         self.modality_set = ModalitySet(self.spec.modalities)
         self.feature_dims = self._feature_dims(feature_dims)
+        self.hook_widths = resolve_widths(backbone, self.spec, example, widths)
+        modules = self.spec.feature_modules
+        self.mmgm_dims = {  # MMGM's D_m: the raw features', or the extractor output's for a module entry
+            m: self.hook_widths.features[m] if m in modules else self.feature_dims[m] for m in self.modality_set.names
+        }
 
         cfg = self.config
         self.mmgm = (
             MissingModalityGenerator(
-                self.feature_dims, cfg.mmgm_dim, cfg.prompt_length, cfg.mmgm_heads, cfg.dropout, cfg.init_std
+                self.mmgm_dims, cfg.mmgm_dim, cfg.prompt_length, cfg.mmgm_heads, cfg.dropout, cfg.init_std
             )
             if cfg.generative
             else None
@@ -113,14 +131,12 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
             lacking = sorted(set(self.modality_set.names) - set(self.spec.signal))
             raise KeyError(f"signal/type prompts need a signal hook for every modality; the spec lacks {lacking}")
         self.signal_widths = {  # in mask column order, whatever order the spec lists them in
-            m: self._width(self.spec.signal[m].path, self.spec.signal[m].width, "signal")
-            for m in self.modality_set.names
-            if m in self.spec.signal
+            m: self.hook_widths.signal[m] for m in self.modality_set.names if m in self.spec.signal
         }
         self.signal_prompts = (
             MissingSignalPrompts(self.signal_widths, cfg.prompt_length, cfg.init_std) if needs_signal else None
         )
-        self.type_widths = [self._width(t.path, t.width, "type") for t in self.spec.type]
+        self.type_widths = list(self.hook_widths.type)
         if cfg.type and not self.spec.type:
             raise ValueError(
                 "config.type is on but the hook spec names no type targets: set [prompt.prompter] type = false in "
@@ -165,19 +181,22 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         return dataclasses.replace(cfg, type_positions="shift")
 
     def _feature_dims(self, given: dict[str, int] | None) -> dict[str, int]:
+        """The raw feature size of every string entry's modality (a module entry's is kept when given)."""
         own = getattr(self.backbone, "feature_dims", None)
         dims = given or own
-        if not dims:
+        needed = [m for m in self.modality_set.names if m not in self.spec.feature_modules]
+        if not dims and needed:
             raise ValueError(
                 f"the feature size of each modality is unknown: {type(self.backbone).__name__} has no 'feature_dims' "
                 "attribute; pass wrap(backbone, ..., feature_dims={modality: D}) (prompt_tune takes them from the data)"
             )
-        unknown = set(self.modality_set.names) - set(dims)
+        dims = dims or {}
+        unknown = set(needed) - set(dims)
         if unknown:
             raise KeyError(f"feature_dims lacks modality {sorted(unknown)}; it has {sorted(dims)}")
-        dims = {m: int(dims[m]) for m in self.modality_set.names}
+        dims = {m: int(dims[m]) for m in self.modality_set.names if m in dims}
         if given and own:
-            backbone_dims = {m: int(own[m]) for m in self.modality_set.names if m in own}
+            backbone_dims = {m: int(own[m]) for m in dims if m in own}
             clash = {m: (dims[m], backbone_dims[m]) for m in backbone_dims if backbone_dims[m] != dims[m]}
             if clash:
                 raise ValueError(
@@ -185,18 +204,6 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
                     " (given, backbone); the backbone was built for other data"
                 )
         return dims
-
-    def _width(self, path: str, width: int | None, kind: str) -> int:
-        if width is not None:
-            return int(width)
-        module = resolve_module(self.backbone, path)
-        found = module_width(module, "output" if kind == "signal" else "input")
-        if found is not None:
-            return found
-        raise ValueError(
-            f"cannot infer the width of {kind} target {path!r} ({type(module).__name__}); "
-            f"give width= in its {'SignalTarget' if kind == 'signal' else 'TypeTarget'}"
-        )
 
     def _build_type_prompts(self) -> nn.Module:
         """MPLMM's missing-type prompts (eq. 4-5), built from the signal prompts of each modality."""
@@ -216,8 +223,9 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
 
         Args:
             mask: availability ``(B, M)`` bool, columns in spec order; None means complete.
-            **features: one ``(B, T_m, D_m)`` tensor per modality. The content of a missing
-                modality's tensor is never read; only its shape is.
+            **features: one ``(B, T_m, D_m)`` tensor per modality (a module entry's: its raw input,
+                e.g. token ids). The content of a missing modality's tensor is never read; only its
+                shape is.
 
         Returns:
             the backbone's prediction ``(B, out_dim)`` (read by the spec's ``output``).
@@ -225,9 +233,10 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
         The first prompted forward first checks the hooks on this batch (:meth:`verify_hooks`).
         """
         features = self._check_features(features)
-        batch = next(iter(features.values())).shape[0]
+        first = next(iter(features.values()))
+        batch = batch_size_of(first)
         if mask is None:
-            mask = self.modality_set.complete_mask(batch).to(next(iter(features.values())).device)
+            mask = self.modality_set.complete_mask(batch).to((first[0] if isinstance(first, (tuple, list)) else first).device)
         check_mask(mask, len(self.modality_set), batch)
         raw = features
         features, finite = self._zero_filled(features, mask)
@@ -235,20 +244,23 @@ class MissingModalityPrompter(PromptHooks, PromptCounts, BatchInputs, nn.Module)
             self._check_finite({m: x for m, x in features.items() if m not in finite})
         self._aux_loss = None
         if not self._enabled:
-            return self._call_backbone(features)
-        if not self._verified and (self.signal_prompts is not None or self.type_prompts is not None):
+            with zero_at_extractors(self.backbone, self.spec, mask):
+                return self._call_backbone(features)
+        if not self._verified and (self.signal_prompts is not None or self.type_prompts is not None
+                                   or self.spec.feature_modules):
             self.verify_hooks(raw)
+        at_modules = None
         if self.mmgm is not None:
-            generated = self.mmgm(features, mask)
-            if self.training and self.config.reconstruction_weight > 0:
-                self._aux_loss = self.config.reconstruction_weight * self._reconstruction_loss(raw, generated, mask)
-            features = generated
+            features, at_modules = self._generate(raw, features, mask)
         missing = ~mask
         if self.type_prompts is not None:
             self._type_tokens = self.type_tokens(missing)
         self._mask = mask
         try:
-            return self._call_backbone(features)
+            if at_modules is not None:
+                return self.spec.read_output(self._call_with_features(self.spec.kwargs(features), *at_modules))
+            with zero_at_extractors(self.backbone, self.spec, mask):  # MMGM off: module entries zero-filled there
+                return self._call_backbone(features)
         finally:
             self._mask, self._type_tokens = None, None
 

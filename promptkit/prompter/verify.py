@@ -11,7 +11,9 @@ state restored), counts each hook module's calls (exactly one per forward) and c
 observed tensor against its declared layout: the batch axis must hold the batch size, the feature
 axis the width. Where the sizes cannot tell (B equal to another axis; a signal target's width
 equal to its time axis), it runs a probe with one more sample, or one more time step, and checks
-that the axis that grows is the declared one.
+that the axis that grows is the declared one. A ``features`` module entry is checked the same way
+as a signal target: its extractor runs once per forward and the sequence its ``index``/``key``
+selects fits its layout and width.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..feature_points import batch_size_of, select_feature, take_rows
 from ..hookspec import HookSpec, SignalTarget, TypeTarget, call_backbone, resolve_module
 
 
@@ -44,8 +47,9 @@ class _Target:
     path: str
     layout: str
     width: int
-    kind: str  # "signal": the module's output; "type": its sequence argument
+    kind: str  # "signal": the module's output; "type": its sequence argument; "feature": a module entry's output
     arg: int | str = 0
+    entry: Any = None  # the FeatureModule of a "feature" target
     shapes: list[tuple[int, ...]] = field(default_factory=list)
 
 
@@ -61,7 +65,7 @@ def verify_hooks(prompter: nn.Module, features: dict[str, torch.Tensor]) -> None
     targets = _targets(prompter)
     if not targets:
         return
-    batch = next(iter(features.values())).shape[0]
+    batch = batch_size_of(next(iter(features.values())))
     _observe(prompter.backbone, spec, targets, features)
     for t in targets:
         if len(t.shapes) != 1:
@@ -91,10 +95,11 @@ def verify_hooks(prompter: nn.Module, features: dict[str, torch.Tensor]) -> None
             )
         if sum(size == batch for size in shape) > 1:
             ambiguous_batch.append(t)
-        if t.kind == "signal" and t_axis is not None and shape[t_axis] == shape[d_axis]:
+        if t.kind in ("signal", "feature") and t_axis is not None and shape[t_axis] == shape[d_axis]:
             ambiguous_time.append(t)
     if ambiguous_batch:
-        probe = {m: torch.cat([x, x[:1]]) for m, x in features.items()}
+        rows = torch.cat([torch.arange(batch), torch.zeros(1, dtype=torch.long)])
+        probe = {m: take_rows(x, rows.to(_device(x))) for m, x in features.items()}
         _probe(prompter.backbone, spec, ambiguous_batch, probe, axis_of=lambda t: _AXES[t.layout][0],
                what=f"one more sample (batch {batch + 1})")
     if ambiguous_time:
@@ -115,7 +120,14 @@ def _targets(prompter: nn.Module) -> list[_Target]:
         for j, target in enumerate(spec.type):
             tt: TypeTarget = target
             out.append(_Target(f"type target {tt.path!r}", tt.path, tt.layout, prompter.type_widths[j], "type", tt.arg))
+    for m, entry in spec.feature_modules.items():
+        out.append(_Target(f"feature module {entry.path!r} ({m})", entry.path, entry.layout,
+                           prompter.hook_widths.features[m], "feature", entry=entry))
     return out
+
+
+def _device(x: Any) -> torch.device:
+    return (x[0] if isinstance(x, (tuple, list)) else x).device
 
 
 def _first_tensor(x: Any) -> Any:
@@ -133,6 +145,13 @@ def _watch(backbone: nn.Module, targets: list[_Target]) -> Iterator[None]:
             def hook(mod, args, out, t=t):
                 t.shapes.append(tuple(_first_tensor(out).shape))
             handles.append(module.register_forward_hook(hook))
+        elif t.kind == "feature":
+            def feature_hook(mod, args, out, t=t):
+                try:
+                    t.shapes.append(tuple(select_feature(out, t.entry).shape))
+                except (TypeError, KeyError, IndexError) as e:
+                    raise HookError(str(e)) from None
+            handles.append(module.register_forward_hook(feature_hook))
         else:
             def pre(mod, args, kwargs, t=t):
                 if isinstance(t.arg, str):
@@ -156,7 +175,7 @@ def _watch(backbone: nn.Module, targets: list[_Target]) -> Iterator[None]:
 
 def _observe(backbone: nn.Module, spec: HookSpec, targets: list[_Target], features: dict[str, torch.Tensor]) -> None:
     """One bare forward with every target watched; the RNG state and train/eval mode are restored."""
-    device = next(iter(features.values())).device
+    device = _device(next(iter(features.values())))
     was_training = backbone.training
     backbone.eval()
     try:

@@ -43,10 +43,13 @@ def eta_mask_fn(modalities: Sequence[str], eta: float):
 
 
 def wrap_for_data(backbone: nn.Module, data: Any, config: PrompterConfig, hooks=None,
-                  prompter_cls: type[MissingModalityPrompter] = MissingModalityPrompter) -> MissingModalityPrompter:
+                  prompter_cls: type[MissingModalityPrompter] = MissingModalityPrompter,
+                  example: dict[str, torch.Tensor] | None = None) -> MissingModalityPrompter:
     """Wrap ``backbone`` in a ``prompter_cls`` with the data's feature sizes and check that its spec
-    and the data agree on the modality order."""
-    prompter = prompter_cls(backbone, hooks=hooks, config=config, feature_dims=dict(data.feature_dims))
+    and the data agree on the modality order (``example``: a batch that measures the widths of hook
+    modules that do not say them)."""
+    prompter = prompter_cls(backbone, hooks=hooks, config=config, feature_dims=dict(data.feature_dims),
+                            example=example)
     if tuple(prompter.modality_set.names) != tuple(data.modalities):
         prompter.unwrap()
         raise ValueError(
@@ -77,12 +80,13 @@ def build_prompter(
     """
     if config is None:
         config = PrompterConfig.from_dict(dict(recipe.prompt.prompter or {}))
-    with torch.random.fork_rng(devices=[]):
-        seed_everything(derive_seed(int(recipe.prompt.seed), "prompt-init", method))
-        prompter = wrap_for_data(backbone, data, config, hooks, prompter_cls)
     train = data.splits["train"]
     device = next(backbone.parameters()).device
     first = {m: x[: min(len(train), 256)].to(device) for m, x in train.features.items()}
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(derive_seed(int(recipe.prompt.seed), "prompt-init", method))
+        example = {m: x[: min(len(x), recipe.prompt.batch_size)] for m, x in first.items()}
+        prompter = wrap_for_data(backbone, data, config, hooks, prompter_cls, example=example)
     try:
         prompter.verify_hooks({m: x[: min(len(x), recipe.prompt.batch_size)] for m, x in first.items()})
         if config.init_scale == "data":

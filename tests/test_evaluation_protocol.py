@@ -13,6 +13,7 @@ from promptkit.evaluation import (
     COMPLETE,
     ProtocolResult,
     evaluate_protocol,
+    predict_settings,
     protocol_masks,
     rate_key,
     zero_filled_forward,
@@ -122,6 +123,37 @@ def test_shared_initials_get_distinct_setting_keys_one_per_case_id():
     ms = ModalitySet(("audio", "acoustic"))
     assert [ms.case_id(k) for k in list(masks)[:3]] == [0, 1, 2]
     assert masks["{ac}"].tolist() == [[False, True]] * 4
+
+
+def test_each_sample_and_case_is_forwarded_once_however_many_settings_need_it():
+    """The rate settings reuse the fixed cases' predictions: (2**M - 1) * N rows in all, not 10 * N."""
+    data = make_dataset(n=30)
+    model = IdForward()
+    seen: list[tuple[int, int]] = []
+
+    def forward(features, mask):
+        out = model(features, mask)
+        seen.extend(zip(features["text"][:, 0, 0].long().tolist(), model.ms.case_ids_from_masks(mask).tolist()))
+        return out
+
+    result = evaluate_protocol(forward, data, "mosi", rates=RATES, seed=3, batch_size=8)
+    assert len(seen) == 7 * len(data) == len(set(seen))  # 6 incomplete cases + complete, each pair once
+    for key, mask in protocol_masks(MODS, len(data), RATES, seed=3).items():  # and every setting's own masks
+        ids, got = decode(result.predictions[key])
+        assert torch.equal(got, mask) and torch.equal(ids, torch.arange(len(data))), key
+    # a fixed case runs on the batches predict_masks would run: 8, 8, 8, 6 samples
+    assert [m.shape[0] for m in model.masks[:4]] == [8, 8, 8, 6]
+
+
+def test_only_the_cases_some_setting_needs_are_forwarded():
+    data = make_dataset(n=20)
+    model = IdForward()
+    ms = ModalitySet(MODS)
+    masks = {"mixed": ms.masks_from_case_ids(torch.tensor([0, 2] * 10))}
+    preds = predict_settings(model, data, masks, batch_size=64)
+    assert sum(m.shape[0] for m in model.masks) == 20  # ten samples of case 0, ten of case 2
+    ids, got = decode(preds["mixed"])
+    assert torch.equal(ids, torch.arange(20)) and torch.equal(got, masks["mixed"])
 
 
 def test_stored_predictions_match_a_direct_forward():

@@ -36,6 +36,7 @@ __all__ = [
     "evaluate_masks",
     "evaluate_protocol",
     "predict_masks",
+    "predict_settings",
     "prompted_forward",
     "protocol_masks",
     "rate_key",
@@ -221,18 +222,83 @@ def predict_masks(
     """
     if masks.shape[0] != len(dataset):
         raise ValueError(f"need one mask per sample: {masks.shape[0]} masks for {len(dataset)} samples")
+    return _predict(forward, dataset.features, masks, batch_size, device, setting)
+
+
+def _predict(
+    forward: Forward,
+    features: Mapping[str, torch.Tensor],
+    masks: torch.Tensor,
+    batch_size: int,
+    device: str | torch.device,
+    setting: str | None,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`predict_masks` on the samples ``rows`` of ``features`` (None: all, as views)."""
+    n = masks.shape[0]
     out = []
-    for start in range(0, len(dataset), batch_size):
+    for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
-        feats = {m: x[sl].to(device) for m, x in dataset.features.items()}
+        picked = None if rows is None else rows[sl]
+        feats = {m: (x[sl] if picked is None else x[picked]).to(device) for m, x in features.items()}
         preds = forward(feats, masks[sl].to(device))
         if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):
-            stop = min(start + batch_size, len(dataset))
-            where = f"evaluation{f' of setting {setting}' if setting else ''}, samples {start}..{stop - 1}"
-            check_finite_output(preds, _forward_name(forward), where, list(range(start, stop)))
+            samples = list(range(start, min(start + batch_size, n))) if picked is None else picked.tolist()
+            where = f"evaluation{f' of setting {setting}' if setting else ''}, samples {samples[0]}..{samples[-1]}"
+            check_finite_output(preds, _forward_name(forward), where, samples)
         preds = preds.float().cpu()
         out.append(preds.squeeze(-1) if preds.dim() > 1 and preds.shape[-1] == 1 else preds)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_settings(
+    forward: Forward,
+    dataset: MSADataset,
+    masks: Mapping[str, torch.Tensor],
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """Predictions of ``forward`` under every setting of ``masks``, each distinct (sample, case) once.
+
+    The settings of :func:`protocol_masks` overlap: a missing-rate setting gives every sample one
+    of the cases that the fixed-case settings already evaluate for every sample. So the forward
+    runs once per (sample, case) pair that any setting needs, case by case over the samples in
+    order (the batches of a fixed-case setting are exactly those :func:`predict_masks` runs), and
+    each setting's predictions are gathered from those. This takes a forward that is a function of
+    each sample alone (a model in eval mode), which every evaluated model is.
+
+    Args:
+        masks: setting key → ``(N, M)`` bool, ``N = len(dataset)``; no all-missing rows.
+
+    Returns:
+        setting key → predictions as :func:`predict_masks` gives them.
+    """
+    if not masks:
+        return {}
+    ms = ModalitySet(dataset.modalities)
+    n = len(dataset)
+    ids = {}
+    for key, m in masks.items():
+        if m.shape != (n, len(ms)):
+            raise ValueError(f"setting {key}: need one mask of {len(ms)} columns per sample, got {tuple(m.shape)} "
+                             f"for {n} samples")
+        ids[key] = ms.case_ids_from_masks(m)
+    needed = torch.zeros(len(ms.cases), n, dtype=torch.bool)
+    for case_ids in ids.values():
+        needed[case_ids, torch.arange(n)] = True
+    table: torch.Tensor | None = None  # (cases, N, ...) predictions, filled where needed
+    for case in ms.cases:
+        rows = needed[case.id].nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        preds = _predict(forward, dataset.features, ms.case_mask(case, rows.numel()), batch_size, device,
+                         case.name, rows=None if rows.numel() == n else rows)
+        if table is None:
+            table = torch.zeros(len(ms.cases), n, *preds.shape[1:], dtype=preds.dtype)
+        table[case.id, rows] = preds
+    assert table is not None
+    return {key: table[case_ids, torch.arange(n)] for key, case_ids in ids.items()}
 
 
 def _metrics(preds: torch.Tensor, labels: torch.Tensor, metric_kind: str) -> dict[str, float]:
@@ -267,7 +333,7 @@ def evaluate_protocol(
     ``cases["avg"]`` is the plain mean of the incomplete cases' metrics (each case weighs the same).
     """
     masks = protocol_masks(dataset.modalities, len(dataset), rates, seed)
-    predictions = {key: predict_masks(forward, dataset, m, batch_size, device, key) for key, m in masks.items()}
+    predictions = predict_settings(forward, dataset, masks, batch_size, device)
     metrics = {key: _metrics(p, dataset.labels, metric_kind) for key, p in predictions.items()}
     case_names = [c.name for c in ModalitySet(dataset.modalities).incomplete_cases]
     cases = {name: metrics[name] for name in case_names}

@@ -8,7 +8,8 @@ Data path for M >= 2 modalities ``(m0, ..., m_{M-1})`` (by default M = 3: text, 
    ordered pair, queries from ``m``, keys/values from ``s``; each ``(B, T_m, d)``.
 3. ``mem[m]``: a self-attention transformer of width ``(M-1)d`` (``2d`` for M = 3) over the
    ``M-1`` crossmodal outputs into ``m``, concatenated on features in modality order:
-   ``(B, T_m, (M-1)d) → (B, T_m, (M-1)d)``.
+   ``(B, T_m, (M-1)d) → (B, 1, (M-1)d)``: only its last step, the one the head reads, is
+   computed by its last layer (``last_step_only``; the same values as the full memory's last step).
 4. The last step of each memory, concatenated ``(B, M(M-1)d)``, goes to ``head``:
    ``out_layer(h + proj2(dropout(relu(proj1(h)))))`` → ``(B, out_dim)``.
 
@@ -18,8 +19,8 @@ published model, parameter names, shapes and initialisation order unchanged.
 
 Lengths may differ per modality (unaligned data). Hook points: ``proj.<m>`` (missing-signal
 prompts, BDT), ``mem.<m>`` (missing-type prompts, first positional argument ``(B, T, (M-1)d)``),
-``head`` (trainable). A prompter may prepend tokens to a memory's input and strip them from its
-output; the readout takes the last step, so it is unaffected. Passing ``prefix_len=l`` to the
+``head`` (trainable). A prompter may prepend tokens to a memory's input; its output holds only
+the last step, never those tokens (``returns_prompt_rows`` is False, so nothing is stripped). Passing ``prefix_len=l`` to the
 memory says its first ``l`` steps are such tokens: they get no positional embedding and the real
 steps keep the positions they have without them (the spec's ``prefix_len_arg``).
 
@@ -163,7 +164,8 @@ class MulT(MSABackbone):
         )
         self.mem = nn.ModuleDict(
             {
-                m: TransformerEncoder(width, layers=max(layers, 3), attn_dropout=attn_dropout, **shared)
+                m: TransformerEncoder(width, layers=max(layers, 3), attn_dropout=attn_dropout, last_step_only=True,
+                                      **shared)
                 for m in mods
             }
         )
@@ -213,7 +215,7 @@ class MulT(MSABackbone):
         last = []
         for m in self.modalities:
             crossed = [self.cross[f"{m}_from_{s}"](seqs[m], seqs[s]) for s in self.modalities if s != m]
-            memory = self.mem[m](torch.cat(crossed, dim=-1))  # (B, T_m, (M-1)d)
+            memory = self.mem[m](torch.cat(crossed, dim=-1))  # (B, 1, (M-1)d): its last step, all the head reads
             last.append(memory[:, -1])
         return self.head(torch.cat(last, dim=-1))
 

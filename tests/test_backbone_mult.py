@@ -162,6 +162,31 @@ def test_encoder_padded_keys_have_no_effect():
     assert not torch.allclose(enc(q, kv), enc(q, kv2))
 
 
+@pytest.mark.parametrize("attn_mask", [False, True])
+@pytest.mark.parametrize("cross", [False, True])
+def test_last_step_only_equals_the_full_encoders_last_step(attn_mask, cross):
+    """The last layer run on the last query only: the same value, for self and cross attention, with the
+    future mask, key padding and a prompt prefix; and the same gradients."""
+    torch.manual_seed(5)
+    full = TransformerEncoder(30, 5, layers=3, attn_mask=attn_mask, positions="skip_padding").eval()
+    last = TransformerEncoder(30, 5, layers=3, attn_mask=attn_mask, positions="skip_padding",
+                              last_step_only=True).eval()
+    last.load_state_dict(full.state_dict())  # no parameter of its own
+    x = torch.randn(3, 9, 30, requires_grad=True)
+    kv = torch.randn(3, 6, 30) if cross else None
+    pad = torch.zeros(3, 6 if cross else 9, dtype=torch.bool)
+    pad[1, -2:] = True
+    for kwargs in ({}, {"key_padding_mask": pad}, {} if cross else {"prefix_len": 2}):
+        want = full(x, kv, **kwargs)[:, -1:]
+        got = last(x, kv, **kwargs)
+        assert got.shape == (3, 1, 30)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        g_want = torch.autograd.grad(want.sum(), x)[0]
+        g_got = torch.autograd.grad(got.sum(), x)[0]
+        torch.testing.assert_close(g_got, g_want, atol=1e-5, rtol=1e-5)
+    assert last.returns_prompt_rows is False and full.returns_prompt_rows is True
+
+
 def test_encoder_rejects_all_padded_sample():
     enc = TransformerEncoder(30, 5, layers=1)
     pad = torch.zeros(2, 6, dtype=torch.bool)
@@ -289,7 +314,8 @@ def test_hook_spec_validates_and_matches_runtime_shapes():
 
 
 def test_type_prompt_tokens_prepended_and_stripped_keep_the_readout_working():
-    """What a prompter does at a type hook: prepend tokens to the memory input, strip them after."""
+    """What a prompter does at a type hook: prepend tokens to the memory input, and strip them after
+    from a module that returns them (a memory returns only its last step: nothing to strip)."""
     torch.manual_seed(0)
     model = MulT(layers=1).eval()
     x = _features(2, (7, 9, 11))
@@ -304,7 +330,9 @@ def test_type_prompt_tokens_prepended_and_stripped_keep_the_readout_working():
                 lambda mod, args: (torch.cat([prompt.expand(args[0].shape[0], -1, -1), args[0]], 1), *args[1:])
             )
         )
-        handles.append(mem.register_forward_hook(lambda mod, args, out: out[:, prompt.shape[0] :]))
+        assert mem.returns_prompt_rows is False
+        handles.append(mem.register_forward_hook(
+            lambda mod, args, out: out[:, prompt.shape[0]:] if mod.returns_prompt_rows else None))
     with torch.no_grad():
         prompted = model(**x)
     for h in handles:

@@ -117,6 +117,11 @@ class TransformerEncoder(nn.Module):
         embed_dropout: dropout on the embedded inputs.
         attn_mask: apply MulT's future mask (:func:`future_mask`).
         positions: ``"all"``, ``"skip_padding"`` or ``"skip_padding_renumber"``, see above.
+        last_step_only: return only the last query step ``(B, 1, E)`` (all MulT's head reads of its
+            memories): every layer but the last runs on all steps (they are the last layer's keys),
+            the last layer only on the last query, a quarter of a 3-layer memory's work less. Such
+            an encoder never returns prompt rows, so a prompter leaves its output untrimmed
+            (``returns_prompt_rows`` is False).
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class TransformerEncoder(nn.Module):
         embed_dropout: float = 0.0,
         attn_mask: bool = False,
         positions: PositionMode = "all",
+        last_step_only: bool = False,
     ) -> None:
         super().__init__()
         if layers < 1:
@@ -145,6 +151,8 @@ class TransformerEncoder(nn.Module):
             for _ in range(layers)
         )
         self.norm = nn.LayerNorm(embed_dim)
+        self.last_step_only = bool(last_step_only)
+        self.returns_prompt_rows = not self.last_step_only  # read by the prompter's type-token hooks
 
     def position_ids(self, x: torch.Tensor, prefix_len: int = 0) -> torch.Tensor:
         """The position of each step of ``x`` ``(B, T, E)``: long ``(B, T)``, 0 = no positional embedding.
@@ -202,7 +210,7 @@ class TransformerEncoder(nn.Module):
                 with the future mask on, every later step sees them. ``x_k``/``x_v`` have no prefix.
 
         Returns:
-            ``(B, T_q, E)``.
+            ``(B, T_q, E)``; ``(B, 1, E)`` with ``last_step_only``.
         """
         self._check("x_q", x_q)
         prefix_len = _check_prefix_len(prefix_len, x_q.shape[1])
@@ -234,6 +242,10 @@ class TransformerEncoder(nn.Module):
         if x_k is not None:
             k = self._embed(x_k)
             v = k if x_v is None or x_v is x_k else self._embed(x_v)
-        for layer in self.layers:
+        last = len(self.layers) - 1 if self.last_step_only else len(self.layers)
+        for layer in self.layers[:last]:
             x = layer(x, k, v, attn_mask=blocked, is_causal=causal)
+        if self.last_step_only:  # the last query sees every key: of the masks only key padding is left
+            pad = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+            x = self.layers[last](x[:, -1:], x if k is None else k, v, attn_mask=pad)
         return self.norm(x)

@@ -98,7 +98,9 @@ class PromptHooks:
             return x[length:] if target.layout == "TBD" else x[:, length:]
 
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            if not self._active():
+            # a module whose output never holds the token rows (returns_prompt_rows = False, e.g. an
+            # encoder that returns only its last step) is left as it is
+            if not self._active() or not getattr(module, "returns_prompt_rows", True):
                 return None
             if isinstance(output, tuple):
                 return (trim(output[0]), *output[1:])

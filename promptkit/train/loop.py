@@ -37,6 +37,11 @@ from .scoring import evaluate
 from .state import fresh_counters, load_train_state, save_train_state, snapshot
 
 
+EVAL_BATCH = 256
+"""Scoring runs batches of at least this many samples (no gradients: larger batches cost no memory
+worth counting and amortise the per-call overhead of small models)."""
+
+
 def improves(value: float, best: float | None, higher: bool) -> bool:
     """Does ``value`` beat ``best``? Any value beats none; a finite one beats NaN/inf."""
     if best is None:
@@ -169,7 +174,8 @@ class TrainLoop:
         # evaluation: every validation and the final test reading go through here
         return evaluate(
             self.model, self.data.splits[split], task=self.data.task, modalities=self.data.modalities,
-            metric_kind=self.metric_kind, batch_size=self.stage.batch_size, forward=self.forward,
+            metric_kind=self.metric_kind, batch_size=max(int(self.stage.batch_size), EVAL_BATCH),
+            forward=self.forward,
             mask_fn=self.mask_fn, mask_seed=derive_seed(int(self.stage.seed), split), device=self.device,
             autocast=self.accelerator.autocast, accelerator=self.accelerator, counts=counts,
             where=f"the {split} split of {self.out_dir}",

@@ -188,3 +188,28 @@ def zero_at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tens
     finally:
         for h in handles:
             h.remove()
+
+
+def check_feature_data(data: Any, hooks: HookSpec | Mapping[str, Any] | None, what: str) -> None:
+    """Refuse a method that reads every modality's raw ``(B, T, D)`` floats (MMIN, MCTN: they
+    translate raw features) on data where one is no such thing: a token modality of the data
+    (``data.token_modalities``), or one the hook spec ``hooks`` reads at a module while its data
+    tensor is not floating (token ids). Features a module reads from floats (a GRU's input) pass.
+
+    Raises:
+        ValueError: naming the modality, the spec's entry when there is one, and why.
+    """
+    spec = hooks if isinstance(hooks, HookSpec) or hooks is None else HookSpec.from_dict(dict(hooks))
+    modules = {} if spec is None else spec.feature_modules
+    train = data.splits["train"]
+    tokens = set(getattr(data, "token_modalities", ()) or ())
+    for m in data.modalities:
+        x = train.features[m]
+        if m in tokens or not (isinstance(x, torch.Tensor) and torch.is_floating_point(x)):
+            entry = f"; the hook spec reads its features at module {modules[m].path!r}" if m in modules else ""
+            kind = "token ids" if m in tokens else f"a {getattr(x, 'dtype', type(x).__name__)} tensor"
+            raise ValueError(
+                f"{what} translates each modality's raw features (B, T, D), but the data's {m} is {kind} "
+                f"{tuple(getattr(x, 'shape', ()))}{entry}: it does not apply to this data (it would translate ids); "
+                "give it feature data for every modality, or leave it out of [prompt] methods"
+            )

@@ -18,7 +18,8 @@ with only these modalities and no transfer from a complete model.
 
 Evaluation (:func:`lb_forward`) dispatches per sample by the sample's case: a sample whose mask is
 case ``c`` goes through model ``c``; the complete case uses the complete-trained (pre-trained)
-backbone from ``backbone_file``, which LB does not train.
+backbone from ``backbone_file``, which LB does not train. A modality the hook spec reads at a module
+(token-id text) is zeroed there, at its extractor's output, in training and at test time alike.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from torch import nn
 
 from ..backbone_files import build_backbone, check_backbone_fits, load_backbone
 from ..evaluation.protocol import Forward
-from ..hookspec import backbone_caller
+from ..feature_points import take_rows, zero_at_extractors
+from ..hookspec import backbone_caller, spec_or_none
 from ..modalities import MissingCase, ModalitySet
 from ..recipes import Recipe
 from ..train.engine import fit
 from .registry import TrainedMethod, register_method
-from .substitution import _device, _hooks, substitute, substituted_fit_forward
+from .substitution import _device, _hooks, substitute, substitute_for, substituted_fit_forward
 
 __all__ = ["case_dir", "lb_forward", "train_case_model"]
 
@@ -87,6 +89,7 @@ def lb_forward(models: Mapping[int, nn.Module], modalities: Sequence[str], hooks
     modalities = tuple(modalities)
     ms = ModalitySet(modalities)
     callers: dict[int, Callable[..., torch.Tensor]] = {c: backbone_caller(m, hooks) for c, m in models.items()}
+    specs = {c: spec_or_none(m, hooks) for c, m in models.items()}
 
     def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         ids = ms.case_ids_from_masks(mask)
@@ -96,8 +99,12 @@ def lb_forward(models: Mapping[int, nn.Module], modalities: Sequence[str], hooks
                 raise KeyError(f"LB has no model for case {ms.case_name(cid)} (id {cid}); it has cases "
                                f"{[ms.case_name(c) for c in sorted(callers)]}")
             rows = (ids == cid).nonzero().flatten()
-            part = {m: x[rows] for m, x in features.items()}
-            preds = callers[cid](substitute(part, mask[rows], modalities))
+            part = {m: take_rows(x, rows) for m, x in features.items()}
+            with zero_at_extractors(models[cid], specs[cid], mask[rows]):
+                spec = specs[cid]
+                filled = (substitute_for(spec, part, mask[rows], modalities) if spec is not None and spec.feature_modules
+                          else substitute(part, mask[rows], modalities))
+                preds = callers[cid](filled)
             if out is None:
                 out = preds.new_empty((mask.shape[0], *preds.shape[1:]))
             out[rows] = preds.to(out.dtype)

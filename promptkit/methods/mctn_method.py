@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..feature_points import check_feature_data
 from ..seeding import derive_seed, seed_everything
 from ..train.engine import fit
 from ..train.prompt_stage import eta_mask_fn
@@ -50,12 +51,14 @@ def mctn(recipe: Any, data: Any, backbone_file: str | Path | None, out_dir: str 
         data: a ``DataBundle`` (splits, modalities, feature_dims, out_dim, task).
         backbone_file: unused (MCTN does not start from the pre-trained backbone).
         out_dir: the training run's directory.
-        hooks: unused.
+        hooks: the pre-trained backbone's spec, read only to name a module entry when the data holds
+            token ids, which MCTN refuses (it translates raw features).
         opts: ``mctn_config`` (MCTN keywords), then anything :func:`~promptkit.train.engine.fit`
             takes (``device``, ``progress``, ``overwrite``, ...).
     """
     from backbones.mctn import MCTN
 
+    check_feature_data(data, hooks if hooks is not None else getattr(recipe, "hook_spec", lambda: None)(), "MCTN")
 
     config: dict[str, Any] = {}
     section = getattr(recipe, "backbone", None)

@@ -32,6 +32,7 @@ import torch
 
 from ..checkpoint import weights_digest
 from ..evaluation.protocol import Forward
+from ..feature_points import check_feature_data
 from ..modalities import check_mask
 from ..recipes import Recipe
 from ..seeding import derive_seed
@@ -107,7 +108,8 @@ def mmin_method(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: s
         data: the target ``DataBundle``.
         backbone_file: the pre-trained backbone; not used by MMIN (recorded in ``info``).
         out_dir: the fit's run directory.
-        hooks: ignored (MMIN has no hook spec; it reads the mask itself).
+        hooks: the pre-trained backbone's spec (None: the recipe's ``[hooks]``), read only to name a
+            module entry when the data holds token ids, which MMIN refuses (it translates raw features).
         opts: ``mmin_config`` (MMIN keywords, e.g. ``{"d_model": 16}``), else passed to
             :func:`~promptkit.train.engine.fit` (``device``, ``progress``, ``resume``, ...;
             ``evaluate_test`` defaults to False: the protocol reads the test split).
@@ -116,6 +118,7 @@ def mmin_method(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: s
         a :class:`TrainedMethod` whose forward is :func:`mmin_forward`, with every MMIN weight trainable.
     """
 
+    check_feature_data(data, hooks if hooks is not None else recipe.hook_spec(), "MMIN")
     opts = dict(opts)
     config = opts.pop("mmin_config", None) or {}
     opts.setdefault("evaluate_test", False)

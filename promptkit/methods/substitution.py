@@ -20,6 +20,12 @@ zeros.
 :func:`substitute` is the one place a fill happens; the MD training forward
 (:func:`substituted_fit_forward`) and the evaluation forward (:func:`substituted_forward`) both call
 it, so a model is evaluated with exactly the fill it was trained with.
+
+A modality whose hook spec entry names a module (a :class:`~promptkit.hook_targets.FeatureModule`:
+token-id text, a ``(tensor, lengths)`` input) is zero-filled where its features are: its raw input's
+missing rows are zeroed and so are the missing rows of its extractor's output
+(:func:`promptkit.feature_points.zero_at_extractors`). The training mean of such an input (token
+ids) is no feature, so the mean fills refuse such a spec, naming the entry.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from ..backbone_files import check_backbone_fits, load_backbone
 from ..checkpoint import weights_digest
 from ..data import MSADataset
 from ..evaluation.protocol import Forward
-from ..hookspec import backbone_caller
+from ..feature_points import batch_size_of, zero_at_extractors, zero_rows
+from ..hookspec import HookSpec, backbone_caller, spec_or_none
 from ..modalities import check_mask
 from ..recipes import Recipe
 from ..train.device import resolve_device
@@ -46,7 +53,9 @@ from .registry import TrainedMethod, register_method
 
 __all__ = [
     "FillValues",
+    "check_fill",
     "substitute",
+    "substitute_for",
     "substituted_fit_forward",
     "substituted_forward",
     "train_md",
@@ -117,6 +126,44 @@ def substitute(
     return out
 
 
+def substitute_for(
+    spec: HookSpec | None, features: Mapping[str, Any], mask: torch.Tensor, modalities: Sequence[str],
+    fill: FillValues | None = None,
+) -> dict[str, Any]:
+    """:func:`substitute` for a backbone with hook spec ``spec``: a module entry's raw input (token
+    ids, a ``(tensor, lengths)`` tuple) has its missing rows zeroed by
+    :func:`~promptkit.feature_points.zero_rows` and takes no fill; every other modality as
+    :func:`substitute` fills it. The caller zeroes the extractors' outputs
+    (:func:`~promptkit.feature_points.zero_at_extractors`)."""
+    modules = {} if spec is None else spec.feature_modules
+    if not modules:
+        return substitute(features, mask, modalities, fill)
+    check_fill(spec, fill)
+    batch = batch_size_of(next(iter(features.values())))
+    placeholder = torch.zeros(batch, 1, 1, device=mask.device)  # stands in for a module entry's input
+    out = substitute({m: placeholder if m in modules else x for m, x in features.items()}, mask, modalities, fill)
+    out.update({m: zero_rows(features[m], mask[:, i]) for i, m in enumerate(modalities) if m in modules})
+    return out
+
+
+def check_fill(spec: HookSpec | None, fill: FillValues | None) -> None:
+    """Refuse a fill value for a modality whose features the spec reads at a module.
+
+    Raises:
+        ValueError: naming the entry and why (its input, e.g. token ids, has no mean feature).
+    """
+    modules = {} if spec is None else spec.feature_modules
+    named = [m for m in (fill or {}) if m in modules and fill[m] is not None]
+    if named:
+        m = named[0]
+        raise ValueError(
+            f"a mean fill cannot substitute {m}: the hook spec reads its features at module {modules[m].path!r} "
+            f"(features.{m} = {{path = {modules[m].path!r}, ...}}), so its forward argument {spec.argument(m)!r} "
+            "holds no features to average (token ids, a (tensor, lengths) tuple); use the zero fill, which zeroes "
+            "it at that module's output"
+        )
+
+
 def substituted_forward(
     backbone: nn.Module, modalities: Sequence[str], fill: FillValues | None = None, hooks: Any = None
 ) -> Forward:
@@ -125,10 +172,13 @@ def substituted_forward(
     without a registered one)."""
 
     call = backbone_caller(backbone, hooks)
+    spec = spec_or_none(backbone, hooks)
+    check_fill(spec, fill)
     modalities = tuple(modalities)
 
     def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        return call(substitute(features, mask, modalities, fill))
+        with zero_at_extractors(backbone, spec, mask):
+            return call(substitute_for(spec, features, mask, modalities, fill))
 
     return forward
 
@@ -140,12 +190,16 @@ def substituted_fit_forward(
     the batch's modalities with :func:`substitute` applied under ``batch["mask"]``."""
 
     modalities = tuple(modalities)
-    callers: dict[int, Callable[..., torch.Tensor]] = {}  # the spec is resolved once per model
+    callers: dict[int, tuple[Callable[..., torch.Tensor], HookSpec | None]] = {}  # resolved once per model
 
     def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if id(model) not in callers:
-            callers[id(model)] = backbone_caller(model, hooks)
-        return callers[id(model)](substitute({m: batch[m] for m in modalities}, batch["mask"], modalities, fill))
+            spec = spec_or_none(model, hooks)
+            check_fill(spec, fill)
+            callers[id(model)] = backbone_caller(model, hooks), spec
+        call, spec = callers[id(model)]
+        with zero_at_extractors(model, spec, batch["mask"]):
+            return call(substitute_for(spec, {m: batch[m] for m in modalities}, batch["mask"], modalities, fill))
 
     return forward
 
@@ -227,8 +281,9 @@ def md_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str |
 
     backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(backbone, data, f"backbone {backbone_file}")
-    fill = training_means(data.splits["train"])
     spec = _hooks(recipe, hooks)
+    fill = training_means(data.splits["train"])
+    check_fill(spec_or_none(backbone, spec), fill)  # before any training
     result = train_md(recipe, data, backbone, out_dir, fill, hooks=spec, run_info={"method": "md_mean"}, **opts)
     return TrainedMethod(
         name="md_mean", forward=substituted_forward(backbone, data.modalities, fill, spec),

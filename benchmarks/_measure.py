@@ -3,6 +3,7 @@
 * :func:`interleaved_medians`: seconds per call, functions that are compared timed in turn;
 * :func:`matmul_rate`: a dense matmul's FLOP/s, the machine's own limit for a run;
 * :func:`count_flops` and :func:`time_breakdown`: FLOPs per aten op, profiler time per op category;
+* :func:`count_bytes` and :func:`memory_bandwidth`: bytes an op sequence moves, a copy's bytes/s;
 * :func:`peak_memory`: bytes at the peak of one call (CUDA allocator or CPU profiler events);
 * :func:`sync`, :func:`autocast_for`, :func:`load_average`: device sync, bf16 autocast, the load.
 
@@ -77,6 +78,41 @@ def count_flops(fn: Callable[[], Any]) -> dict[str, int]:
     with reference_attention(), FlopCounterMode(display=False) as counter:
         fn()
     return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+
+
+def count_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes one call's aten ops read and write: every op's tensor inputs and outputs, each time it
+    runs (views and metadata-only ops excluded). What the call moves if nothing stayed in cache:
+    with :func:`memory_bandwidth`, the memory side of a roofline."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    free = {"view", "_unsafe_view", "reshape", "expand", "as_strided", "t", "transpose", "permute", "unsqueeze",
+            "squeeze", "slice", "select", "alias", "detach", "unbind", "split", "split_with_sizes", "empty",
+            "empty_like", "empty_strided", "lift_fresh"}
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ not in free:
+                leaves = tree_flatten((args, kwargs or {}, out))[0]
+                Counter.total += sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
+            return out
+
+    with reference_attention(), Counter():
+        fn()
+    return int(Counter.total)
+
+
+def memory_bandwidth(device: torch.device, mib: int = 256, repeats: int = 5) -> dict[str, Any]:
+    """Bytes/s of a large tensor copy (read + write): the machine's memory limit for this run."""
+    n = mib * 2**20 // 4
+    src = torch.ones(n, device=device)
+    dst = torch.empty_like(src)
+    t = interleaved_medians({"copy": lambda: dst.copy_(src)}, repeats=repeats, warmup=2, device=device)["copy"]
+    return {"mib": mib, "seconds": t["median_s"], "bytes_per_s": 2 * src.numel() * 4 / t["median_s"]}
 
 
 # profiler op name -> where the time goes; first match wins, unmatched ops are "other"

@@ -73,6 +73,8 @@ def print_tables(result: dict[str, Any]) -> None:
             )
         console.print(t)
         _print_breakdown(console, result["mult"], peak)
+    if result.get("reference"):
+        _print_reference(console, result["reference"], g, result.get("bandwidth", {}))
     if result.get("backbones"):
         t = Table(title="Every registered backbone: train step (medians), eager")
         for c in ("backbone", "shape", "full s", "prompt s", "ratio", "FLOP ratio", "% peak full", "% peak prompt",
@@ -112,6 +114,32 @@ def print_tables(result: dict[str, Any]) -> None:
             t.add_row(str(r["modalities"]), str(r["cases"]), f"{r['mplmm_prompt_params']:,}", f"{r['per_case_prompt_params']:,}",
                       f"{1000 * r['mplmm_step_s']:.1f}", f"{1000 * r['per_case_step_s']:.1f}")
         console.print(t)
+
+
+def _print_reference(console: Any, rows: Sequence[dict[str, Any]], g: dict[str, float], bandwidth: dict) -> None:
+    """MulT against MMSA's MULT (same configuration, same batch, timed in turn) and each step's roofline."""
+    from rich.table import Table
+
+    gbs = bandwidth.get("bytes_per_s", float("nan")) / 1e9
+    t = Table(title=f"MulT against MMSA {rows[0].get('mmsa_version', '(not installed)')}'s MULT, train step "
+                    f"(medians); roofline = FLOPs at the matmul rate + bytes at {gbs:.1f} GB/s")
+    for c in ("shape", "ours s", "MMSA s", "ratio (goal)", "eval fwd ours/MMSA s", "GFLOP ours/MMSA",
+              "GB moved ours/MMSA", f"step/roofline ours/MMSA (≤{g['step_over_roofline_max']:.0f})",
+              "peak MiB ours/MMSA"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        s, e, rl, sr, pk = r["train_step_s"], r["eval_forward_s"], r["roofline"], r["step_over_roofline"], r["peak_mib"]
+        pair = lambda d, f: "/".join(f.format(d[k]) for k in ("ours", "mmsa") if k in d)  # noqa: E731
+        if "train_ratio" in r:
+            goal = g[f"mmsa_train_ratio_{r['shape']}_max"] if f"mmsa_train_ratio_{r['shape']}_max" in g else float("nan")
+            ratio = f"{r['train_ratio']:.2f} (≤{goal:.2f}) {_mark(r['train_ratio'] <= goal)}"
+        else:
+            ratio = r.get("mmsa_missing", "-")
+        t.add_row(r["shape"], f"{s['ours']:.3f}", f"{s['mmsa']:.3f}" if "mmsa" in s else "-", ratio,
+                  pair(e, "{:.3f}"), pair({k: v["flops"] / 1e9 for k, v in rl.items()}, "{:.1f}"),
+                  pair({k: v["bytes"] / 1e9 for k, v in rl.items()}, "{:.1f}"),
+                  f"{pair(sr, '{:.1f}')} {_mark(sr['ours'] <= g['step_over_roofline_max'])}", pair(pk, "{:.0f}"))
+    console.print(t)
 
 
 def _print_breakdown(console: Any, rows: Sequence[dict[str, Any]], peak: float) -> None:

@@ -9,6 +9,10 @@ On CMU-MOSI shapes (batch 64; aligned 50/50/50 steps, unaligned 50/375/500; feat
    >= 40 % for MulT's training step); the wrapped model with prompts disabled against the bare
    backbone (eval forward, goal <= 1.03); peak memory of each step; inference latency at batch 1
    and throughput at batch 256.
+   **Reference**: MulT's train step and eval forward against MMSA 2.2.1's MULT with the same
+   configuration, in turn in one process (goal: ratio <= 0.33 aligned, <= 0.20 unaligned; needs
+   ``pip install --no-deps MMSA==2.2.1``), and each step against its roofline (its FLOPs at the
+   matmul rate plus the bytes its ops move at the measured copy bandwidth; goal <= 2x).
 2. **MMGM**: the vectorised generator against a per-sample loop over the same module (goal >= 30x).
 3. **Scaling in M** (2..8 modalities, a toy backbone): prompt parameters and step time of MPLMM's
    prompts (linear in M) against per-case prompt sets (MPMM, ``2**M - 1`` sets), with a PNG plot.
@@ -44,7 +48,9 @@ import torch
 from backbones import list_backbones
 
 from ._common import RESULTS_DIR, machine_info, write_json
-from ._measure import autocast_for, load_average, matmul_rate
+from ._measure import autocast_for, load_average, matmul_rate, memory_bandwidth
+from ._mmsa_reference import VERSION as MMSA_VERSION
+from ._speed_reference import measure_reference
 from ._speed_report import plot_scaling, print_tables
 from ._speed_workloads import (
     build_workload,
@@ -60,11 +66,14 @@ SHAPES: dict[str, dict[str, int]] = {
 }
 GOALS: dict[str, float] = {
     "prompt_full_ratio_max": 0.70,
+    "mmsa_train_ratio_aligned_max": 0.33,
+    "mmsa_train_ratio_unaligned_max": 0.20,
+    "step_over_roofline_max": 2.0,
     "mult_peak_fraction_min": 0.40,
     "wrap_overhead_max": 1.03,
     "mmgm_speedup_min": 30.0,
 }
-SECTIONS: tuple[str, ...] = ("mult", "backbones", "mmgm", "scaling")
+SECTIONS: tuple[str, ...] = ("mult", "reference", "backbones", "mmgm", "scaling")
 
 
 @dataclass
@@ -84,6 +93,7 @@ class SpeedConfig:
     latency_batch: int = 1
     throughput_batch: int = 256
     matmul_size: int = 2048
+    bandwidth_mib: int = 256
     mmgm_batch: int = 64
     scaling_modalities: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     scaling_batch: int = 32
@@ -118,6 +128,7 @@ class SpeedConfig:
             warmup=0,
             throughput_batch=8,
             matmul_size=128,
+            bandwidth_mib=4,
             mmgm_batch=4,
             scaling_modalities=(2, 3),
             scaling_batch=4,
@@ -144,6 +155,8 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     result["matmul"] = matmul_rate(device, cfg.matmul_size, cfg.repeats, dtype)
     peak = result["matmul"]["flops_per_s"]
     log(f"dense {result['matmul']['dtype']} matmul {cfg.matmul_size}^3: {peak / 1e9:.1f} GFLOP/s")
+    result["bandwidth"] = memory_bandwidth(device, cfg.bandwidth_mib, cfg.repeats)
+    log(f"copy bandwidth: {result['bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s")
 
     names = list(cfg.backbones) or list_backbones()
     rows: list[dict[str, Any]] = []
@@ -157,6 +170,11 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
                     log(f"{name} / {shape} (torch.compile) ...")
                     rows.append(measure_workload(build_workload(name, shape, cfg, device), cfg, device, peak, True))
     result["mult"] = [r for r in rows if r["backbone"] == "mult"]
+    if "reference" in cfg.sections:
+        result["reference"] = []
+        for shape in cfg.shapes:
+            log(f"MulT against MMSA {MMSA_VERSION}'s / {shape} ...")
+            result["reference"].append(measure_reference(cfg, device, shape, peak, result["bandwidth"]["bytes_per_s"]))
     result["backbones"] = [r for r in rows if not r["compiled"]] if "backbones" in cfg.sections else []
     if "mmgm" in cfg.sections:
         log("MMGM vectorised vs per-sample loop ...")

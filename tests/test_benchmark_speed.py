@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from backbones import create_backbone
 from benchmarks import _measure, speed
 
 ROW_KEYS = {
@@ -85,3 +86,32 @@ def test_bad_config_is_refused_with_a_clear_error():
         speed.SpeedConfig.tiny(shapes={"aligned": {"text": 5}})
     with pytest.raises(SystemExit, match="unknown shape"):
         speed.config_from_args(speed.parse_args(["--tiny", "--shapes", "wide"]))
+
+
+def test_the_reference_section_names_what_to_install_without_mmsa(monkeypatch):
+    from benchmarks import _speed_reference
+
+    monkeypatch.setattr(_speed_reference, "mmsa_models_dir", lambda: None)
+    result = speed.run(speed.SpeedConfig.tiny(sections=("reference",)), log=lambda s: None)
+    rows = result["reference"]
+    assert [r["shape"] for r in rows] == ["aligned", "unaligned"]
+    for r in rows:
+        assert r["mmsa_missing"] == "pip install --no-deps MMSA==2.2.1" and set(r["train_step_s"]) == {"ours"}
+        rl = r["roofline"]["ours"]
+        # the roofline: FLOPs at the matmul rate plus bytes at the copy bandwidth
+        want = rl["flops"] / result["matmul"]["flops_per_s"] + rl["bytes"] / result["bandwidth"]["bytes_per_s"]
+        assert rl["flops"] > 0 and rl["bytes"] > 0 and abs(rl["roofline_s"] - want) < 1e-12
+
+
+def test_mmsa_mult_is_built_with_our_configuration():
+    from benchmarks._mmsa_reference import mmsa_models_dir, mmsa_mult
+
+    if mmsa_models_dir() is None:
+        pytest.skip("MMSA is not installed (pip install --no-deps MMSA==2.2.1)")
+    ours = create_backbone("mult", feature_dims={"text": 12, "audio": 5, "vision": 7}, d_model=8, num_heads=2,
+                           layers=2)
+    theirs = mmsa_mult(ours)
+    shapes = sorted(tuple(p.shape) for p in theirs.parameters())
+    assert shapes == sorted(tuple(p.shape) for p in ours.parameters())
+    x = {"text": torch.randn(3, 6, 12), "audio": torch.randn(3, 6, 5), "vision": torch.randn(3, 6, 7)}
+    assert theirs.eval()(x["text"], x["audio"], x["vision"])["M"].shape == (3, 1)

@@ -24,9 +24,10 @@ class TextEncoder(nn.Module):
 
 class TokenMSA(nn.Module):
     """text ids → TextEncoder → proj_t; audio → GRU (``(out, h)``) → proj_a; vision → proj_v; the three
-    sequences concatenated through one fusion layer, mean-pooled, and a head of bare parameters."""
+    sequences concatenated through one fusion layer, mean-pooled, and a head of bare parameters
+    (``linear_head``: an ``nn.Linear`` ``head`` instead, which CGGM needs)."""
 
-    def __init__(self, feature_dims: dict[str, int], out_dim: int = 1, dim: int = 8) -> None:
+    def __init__(self, feature_dims: dict[str, int], out_dim: int = 1, dim: int = 8, linear_head: bool = False) -> None:
         super().__init__()
         self.feature_dims = dict(feature_dims)  # text: the vocabulary size
         self.text_encoder = TextEncoder(feature_dims["text"], dim)
@@ -36,6 +37,7 @@ class TokenMSA(nn.Module):
         self.fusion = nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=0.0, batch_first=True)
         self.head_w = nn.Parameter(torch.randn(dim, out_dim) * 0.3)
         self.head_b = nn.Parameter(torch.zeros(out_dim))
+        self.head = nn.Linear(dim, out_dim) if linear_head else None
 
     def token_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` ids, or MMSA's ``(B, 3, T)`` form (ids, attention mask, segment ids): the ids."""
@@ -46,12 +48,12 @@ class TokenMSA(nn.Module):
         a = self.proj_a(self.acoustic(audio)[0])
         v = self.proj_v(vision)
         fused = self.fusion(torch.cat([t, a, v], dim=1)).mean(dim=1)
-        return fused @ self.head_w + self.head_b
+        return self.head(fused) if self.head is not None else fused @ self.head_w + self.head_b
 
 
-def build(feature_dims: dict[str, int], out_dim: int = 1, dim: int = 8) -> TokenMSA:
+def build(feature_dims: dict[str, int], out_dim: int = 1, dim: int = 8, linear_head: bool = False) -> TokenMSA:
     """The factory a recipe names: ``factory = "_token_backbone:build"``."""
-    return TokenMSA(feature_dims, out_dim=out_dim, dim=dim)
+    return TokenMSA(feature_dims, out_dim=out_dim, dim=dim, linear_head=linear_head)
 
 
 def hooks() -> dict:

@@ -17,6 +17,7 @@ from _helpers import tiny_recipe_dict, to_toml, write_recipe
 from _token_backbone import build, hooks
 
 from promptkit import MissingModalityPrompter, PrompterConfig, wrap
+from promptkit.adapter_files import AdapterLoadError
 from promptkit.evaluation import zero_filled_forward
 from promptkit.feature_points import check_feature_data, zero_filled_inputs, zero_rows
 from promptkit.hookspec import FeatureModule, HookSpec
@@ -185,6 +186,14 @@ def test_the_adapter_records_the_entry_and_its_widths_and_loads_without_a_probe(
     backbone = p.unwrap()
     again = MissingModalityPrompter.from_pretrained(backbone, tmp_path).eval()  # no example: the file has the widths
     assert torch.equal(again(**batch(1), mask=MASK), out)
+    again.unwrap()
+    given = MissingModalityPrompter.from_pretrained(backbone, tmp_path, hooks=hooks()).eval()  # the spec as written
+    assert torch.equal(given(**batch(1), mask=MASK), out)
+    given.unwrap()
+    other = hooks()
+    other["features"]["audio"]["index"] = 1
+    with pytest.raises(AdapterLoadError, match=r"hook_spec\.features\.audio\.index' is 1, the weights were saved with 0"):
+        MissingModalityPrompter.from_pretrained(backbone, tmp_path, hooks=other)
 
 
 def test_reconstruction_loss_reads_the_dropped_modules_real_features():
@@ -256,7 +265,7 @@ def test_prompt_tune_trains_mmgm_at_the_text_encoder(tmp_path):
 
 
 def test_promptkit_run_with_a_module_entry_in_hooks(tmp_path):
-    recipe = write_recipe(tmp_path, to_toml({"name": "tiny-tokens", **_token_recipe(methods=["mplmm", "ms_zero", "lb"])}))
+    recipe = write_recipe(tmp_path, to_toml({"name": "tiny-tokens", **_token_recipe(methods=["mplmm", "ms_zero", "md_zero", "lb", "mpmm"])}))
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -265,8 +274,26 @@ def test_promptkit_run_with_a_module_entry_in_hooks(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "protocol.json").read_text())
-    assert set(summary["results"]) == {"zero_filled", "mplmm", "ms_zero", "lb"}
+    assert set(summary["results"]) == {"zero_filled", "mplmm", "ms_zero", "md_zero", "lb", "mpmm"}
     saved = json.loads((out / "prompt" / "adapter" / "promptkit_config.json").read_text())
     assert saved["hook_spec"]["features"]["text"] == {"path": "text_encoder", "layout": "BTD", "arg": "text_ids",
                                                       "index": None, "key": None, "width": None}
     assert saved["widths"]["features"] == {"text": 8, "audio": 8}
+
+
+def test_cggm_trains_with_module_entries_and_reads_each_encoder(tmp_path):
+    from promptkit.cggm import CGGM
+    from promptkit.recipes import from_dict, load_recipe_data
+    from promptkit.train.prompt_stage import prompt_tune
+
+    spec = {**hooks(), "trainable": ["head"]}
+    recipe = from_dict({**_token_recipe(), "hooks": spec, "cggm": {}})
+    data = load_recipe_data(recipe)
+    torch.manual_seed(0)
+    backbone = build(dict(data.feature_dims), dim=8, linear_head=True)
+    p, result = prompt_tune(recipe, data, backbone, tmp_path, hooks=spec, device="cpu", progress=False, cggm=True)
+    assert all(0 < result.history[-1][f"B_{m}"] < 3 for m in MODS)
+    p.unwrap()
+    plugin = CGGM.from_recipe_section(backbone, spec, {}, task=data.task)
+    accs = plugin.unimodal_accuracy(data.loader("test", 8))  # its own forward: token ids under 'text_ids'
+    assert set(accs) == set(MODS) and all(0 <= a <= 1 for a in accs.values())

@@ -75,6 +75,20 @@ def print_tables(result: dict[str, Any]) -> None:
         _print_breakdown(console, result["mult"], peak)
     if result.get("reference"):
         _print_reference(console, result["reference"], g, result.get("bandwidth", {}))
+    if result.get("stages"):
+        st = result["stages"]
+        t = Table(title=f"Training stages of {st['recipe']}, {st['epochs']} epochs on {st['train_samples']} samples "
+                        f"(validation {st['valid_samples']}): seconds")
+        for c in ("method", "wall", "training steps", "validation", "setup and the rest", "per epoch train/valid"):
+            t.add_column(c, justify="right")
+        for name, r in st["methods"].items():
+            t.add_row(name, f"{r['wall_s']:.1f}", f"{r['train_s']:.1f}", f"{r['valid_s']:.1f}",
+                      f"{r['setup_and_rest_s']:.1f}", f"{r['train_per_epoch_s']:.2f}/{r['valid_per_epoch_s']:.2f}")
+        console.print(t)
+        if "prompts_over_full_finetune" in st:
+            ratio, goal = st["prompts_over_full_finetune"], g["prompt_stage_over_full_finetune_max"]
+            console.print(f"prompt stage / full fine-tuning stage: {ratio:.2f} (goal ≤{goal}) {_mark(ratio <= goal)}; "
+                          f"training steps alone {st['prompts_over_full_finetune_train']:.2f}")
     if result.get("backbones"):
         t = Table(title="Every registered backbone: train step (medians), eager")
         for c in ("backbone", "shape", "full s", "prompt s", "ratio", "FLOP ratio", "% peak full", "% peak prompt",

@@ -13,6 +13,9 @@ On CMU-MOSI shapes (batch 64; aligned 50/50/50 steps, unaligned 50/375/500; feat
    configuration, in turn in one process (goal: ratio <= 0.33 aligned, <= 0.20 unaligned; needs
    ``pip install --no-deps MMSA==2.2.1``), and each step against its roofline (its FLOPs at the
    matmul rate plus the bytes its ops move at the measured copy bandwidth; goal <= 2x).
+   **Stages**: the main job's training stages (``recipes/mult-synth.toml``, a few epochs each)
+   split into setup, training steps and validation; the MPLMM stage against full fine-tuning
+   (goal <= 1.2).
 2. **MMGM**: the vectorised generator against a per-sample loop over the same module (goal >= 30x).
 3. **Scaling in M** (2..8 modalities, a toy backbone): prompt parameters and step time of MPLMM's
    prompts (linear in M) against per-case prompt sets (MPMM, ``2**M - 1`` sets), with a PNG plot.
@@ -51,6 +54,7 @@ from ._common import RESULTS_DIR, machine_info, write_json
 from ._measure import autocast_for, load_average, matmul_rate, memory_bandwidth
 from ._mmsa_reference import VERSION as MMSA_VERSION
 from ._speed_reference import measure_reference
+from ._speed_stages import measure_stages
 from ._speed_report import plot_scaling, print_tables
 from ._speed_workloads import (
     build_workload,
@@ -69,11 +73,12 @@ GOALS: dict[str, float] = {
     "mmsa_train_ratio_aligned_max": 0.33,
     "mmsa_train_ratio_unaligned_max": 0.20,
     "step_over_roofline_max": 2.0,
+    "prompt_stage_over_full_finetune_max": 1.2,
     "mult_peak_fraction_min": 0.40,
     "wrap_overhead_max": 1.03,
     "mmgm_speedup_min": 30.0,
 }
-SECTIONS: tuple[str, ...] = ("mult", "reference", "backbones", "mmgm", "scaling")
+SECTIONS: tuple[str, ...] = ("mult", "reference", "stages", "backbones", "mmgm", "scaling")
 
 
 @dataclass
@@ -100,6 +105,9 @@ class SpeedConfig:
     scaling_steps: int = 20
     scaling_width: int = 16
     prompt_length: int = 16
+    stages_recipe: str = "recipes/mult-synth.toml"
+    stages_epochs: int = 2
+    stages_sizes: dict[str, int] = field(default_factory=dict)  # {} = the recipe's own split sizes
     compile: bool = False
     autocast: bool = True
     breakdown: bool = True  # profiler time per op category for each row (CPU)
@@ -129,6 +137,8 @@ class SpeedConfig:
             throughput_batch=8,
             matmul_size=128,
             bandwidth_mib=4,
+            stages_epochs=1,
+            stages_sizes={"train": 16, "valid": 8, "test": 8},
             mmgm_batch=4,
             scaling_modalities=(2, 3),
             scaling_batch=4,
@@ -176,6 +186,9 @@ def run(cfg: SpeedConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
             log(f"MulT against MMSA {MMSA_VERSION}'s / {shape} ...")
             result["reference"].append(measure_reference(cfg, device, shape, peak, result["bandwidth"]["bytes_per_s"]))
     result["backbones"] = [r for r in rows if not r["compiled"]] if "backbones" in cfg.sections else []
+    if "stages" in cfg.sections:
+        log(f"the stages of {cfg.stages_recipe}, {cfg.stages_epochs} epochs each ...")
+        result["stages"] = measure_stages(cfg)
     if "mmgm" in cfg.sections:
         log("MMGM vectorised vs per-sample loop ...")
         result["mmgm"] = [measure_mmgm(cfg, device, shape) for shape in cfg.shapes]

@@ -20,7 +20,9 @@ ROW_KEYS = {
 
 
 def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
-    cfg = speed.SpeedConfig.tiny(backbones=("mult", "misa"), shapes={"unaligned": {"text": 6, "audio": 9, "vision": 11}})
+    sections = tuple(s for s in speed.SECTIONS if s != "stages")  # stages: test_the_stages_section_splits_each_stage
+    cfg = speed.SpeedConfig.tiny(backbones=("mult", "misa"), shapes={"unaligned": {"text": 6, "audio": 9, "vision": 11}},
+                                 sections=sections)
     result = speed.run(cfg, log=lambda _: None)
     written = speed.write_results(result, tmp_path / "speed_cpu.json")
     data = json.loads(written["json"].read_text())
@@ -115,3 +117,17 @@ def test_mmsa_mult_is_built_with_our_configuration():
     assert shapes == sorted(tuple(p.shape) for p in ours.parameters())
     x = {"text": torch.randn(3, 6, 12), "audio": torch.randn(3, 6, 5), "vision": torch.randn(3, 6, 7)}
     assert theirs.eval()(x["text"], x["audio"], x["vision"])["M"].shape == (3, 1)
+
+
+@pytest.mark.slow
+def test_the_stages_section_splits_each_stage_of_the_main_job():
+    result = speed.run(speed.SpeedConfig.tiny(sections=("stages",)), log=lambda s: None)
+    st = result["stages"]
+    assert st["recipe"] == "recipes/mult-synth.toml" and "NOT CMU-MOSI" in st["data"]
+    assert list(st["methods"]) == ["mplmm", "head_only", "full_finetune"] and st["train_samples"] == 16
+    for r in st["methods"].values():
+        assert r["epochs"] == 1 and r["train_s"] > 0 and r["valid_s"] > 0
+        assert r["train_s"] + r["valid_s"] + r["setup_and_rest_s"] == pytest.approx(r["wall_s"])
+    runs = st["methods"]
+    assert st["prompts_over_full_finetune"] == pytest.approx(runs["mplmm"]["wall_s"] / runs["full_finetune"]["wall_s"])
+    speed.print_tables(result)

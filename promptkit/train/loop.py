@@ -10,6 +10,7 @@ auxiliary loss + the plug-ins' extra losses → finite check (of the output, the
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,9 @@ class TrainLoop:
         """Validate, step the scheduler, keep the best weights, early-stop, checkpoint; returns
         the epoch's one-line summary."""
         primary, higher = primary_metric(self.metric_kind)
+        t0 = time.perf_counter()
         valid = self.evaluate("valid")
+        valid_seconds = time.perf_counter() - t0
         self.scheduler.step(epoch, valid["loss"])
         value, counters = valid[primary], self.counters
         improved = improves(value, counters["best_metric"], higher)
@@ -199,6 +202,7 @@ class TrainLoop:
             logged.update({f"valid/{k}": v for k, v in valid.items() if k != "loss"})
             self.accelerator.log(logged, step=epoch)
         entry["seconds"] = seconds
+        entry["valid_seconds"] = valid_seconds
         counters["history"].append(entry)
         counters["epoch"] = epoch
         if improved:

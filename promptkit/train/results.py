@@ -23,7 +23,7 @@ class FitResult:
         best_valid: validation metrics (and ``loss``) at that epoch.
         test: test-split metrics (and ``loss``) with the best weights.
         history: one dict per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``lr``, ``valid``,
-            plug-in logs, ``seconds``).
+            plug-in logs, ``seconds`` of training and ``valid_seconds`` of validation).
     """
 
     out_dir: Path

@@ -20,6 +20,8 @@ from torch import nn
 
 from promptkit.inputs import check_feature_tensor
 
+from .text_encoders import check_token_input
+
 Task = Literal["regression", "classification"]
 
 
@@ -44,17 +46,22 @@ class MSABackbone(nn.Module):
         self.out_dim = int(out_dim)
         self.task: Task = task
         self._aux_loss: torch.Tensor | None = None
+        self.token_modalities: tuple[str, ...] = ()  # read as token ids (B, 3, T); feature_dims is their vocabulary
 
     def check_features(self, features: dict[str, torch.Tensor]) -> None:
         """Raise a clear error on a missing/unknown modality, a wrong feature shape, an input that is
         not a tensor of the weights' floating dtype (numpy, int, float16 into float32 weights), or an
-        empty batch (``B = 0``: no forward has a sample to predict)."""
+        empty batch (``B = 0``: no forward has a sample to predict). A modality of
+        ``token_modalities`` must be integer token ids ``(B, 3, T)`` below its ``feature_dims`` entry."""
         unknown = set(features) - set(self.modalities)
         if unknown:
             raise KeyError(f"unknown modality {sorted(unknown)}; this backbone reads {list(self.modalities)}")
         for name in self.modalities:
             if name not in features:
                 raise KeyError(f"missing input {name!r}; this backbone reads {list(self.modalities)}")
+            if name in self.token_modalities:
+                check_token_input(features[name], self.feature_dims[name], name)
+                continue
             weight = next(self.parameters(), None)
             check_feature_tensor(name, features[name], self.feature_dims[name], None if weight is None else weight.dtype)
         empty = [m for m in self.modalities if features[m].shape[0] == 0]

@@ -19,9 +19,14 @@ Training losses (MISA's CMD setting, its released defaults, used for MOSI): ``di
   every pair of private vectors, summed;
 - ``L_recon``: MSE between ``recon[m](private_m + shared_m)`` and the projected vector, averaged.
 
-Departures from the released code: text is a pre-extracted feature sequence read by the same
-LSTM extractor as audio and vision (MISA's GloVe path; its BERT path mean-pools a fine-tuned
-BERT), sequences are read at full length (no packing by true lengths), LSTM sizes are keywords
+Text: ``text_encoder="features"`` (default) reads a pre-extracted feature sequence with the same
+LSTM extractor as audio and vision (MISA's GloVe path); ``text_encoder="bert"`` is MISA's BERT
+path: token ids ``(B, 3, T)`` (MMSA's ``text_bert``) → ``text_encoder`` (a ``BertModel``, small and
+random-initialised unless ``pretrained_path`` names local weights; see :mod:`.text_encoders`) →
+the mean of its states over the real tokens → ``project["text"]``; its hook spec puts MMGM at the
+BERT's output.
+
+Departures from the released code: sequences are read at full length (no packing by true lengths), LSTM sizes are keywords
 (MISA sets each to its input size), and the fusion transformer's feed-forward width is a keyword
 (MISA leaves PyTorch's 2048), and ``L_diff`` keeps the row norms in the graph (see
 :func:`diff_loss`). The adversarial discriminators, off in the CMD setting
@@ -31,6 +36,7 @@ BERT), sequences are read at full length (no packing by true lengths), LSTM size
 from __future__ import annotations
 
 import itertools
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +48,7 @@ from promptkit.hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarg
 from ._registry import register_backbone
 from .base import MSABackbone, Task
 from .encoders import SequenceLSTM, check_batch, final_state
+from .text_encoders import BERT_KEYS, BertTextEncoder, build_bert, config_record, masked_mean
 
 __all__ = ["MISA", "MISAExtractor", "cmd", "diff_loss", "misa"]
 
@@ -117,6 +124,11 @@ class MISA(MSABackbone):
         dropout: in the head (MISA: 0.5).
         diff_weight, sim_weight, recon_weight: loss weights (MISA's MOSI values 0.3, 1.0, 1.0).
         n_moments: moments in the CMD (MISA: 5).
+        text_encoder: ``"features"`` (text features through the LSTM extractor) or ``"bert"``
+            (token ids through a BERT; ``feature_dims["text"]`` is then the vocabulary size).
+        text_config: ``BertConfig`` keys over the small default (hidden ``hidden_size``, 2 layers,
+            ``fusion_heads`` heads, feed-forward ``fusion_ff``); :meth:`config` records the whole one.
+        pretrained_path: a local directory of BERT weights (``save_pretrained`` format).
 
     After a training-mode forward, :meth:`auxiliary_loss` holds the weighted sum and
     ``loss_parts`` the unweighted ``{"diff", "sim", "recon"}``; in eval mode both are empty.
@@ -137,6 +149,9 @@ class MISA(MSABackbone):
         sim_weight: float = 1.0,
         recon_weight: float = 1.0,
         n_moments: int = 5,
+        text_encoder: Literal["features", "bert"] = "features",
+        text_config: dict[str, Any] | None = None,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__(dict(DEFAULT_FEATURE_DIMS) if feature_dims is None else feature_dims, out_dim, task)
         if hidden_size % fusion_heads:
@@ -146,23 +161,37 @@ class MISA(MSABackbone):
                 raise ValueError(f"{name} must lie in [0, 1], got {p}")
         if n_moments < 1:
             raise ValueError(f"n_moments must be >= 1, got {n_moments}")
+        if text_encoder not in ("features", "bert"):
+            raise ValueError(f"text_encoder must be 'features' or 'bert', got {text_encoder!r}")
+        if text_encoder == "features" and (text_config is not None or pretrained_path is not None):
+            raise ValueError("text_config and pretrained_path configure text_encoder = 'bert'; it is 'features'")
+        if text_encoder == "bert" and "text" not in self.feature_dims:
+            raise KeyError(f"text_encoder = 'bert' reads the 'text' modality; got {list(self.modalities)}")
+        self.text_encoder_kind = text_encoder
+        self.token_modalities = ("text",) if text_encoder == "bert" else ()
+        lstm_mods = [m for m in self.modalities if m not in self.token_modalities]
         rnn_hidden = dict(rnn_hidden or {})
         unknown = set(rnn_hidden) - set(self.modalities)
         if unknown:
             raise KeyError(f"rnn_hidden names unknown modality {sorted(unknown)}; known: {list(self.modalities)}")
-        self.rnn_hidden = {m: int(rnn_hidden.get(m, min(self.feature_dims[m], 64))) for m in self.modalities}
+        if set(rnn_hidden) & set(self.token_modalities):
+            raise KeyError("rnn_hidden names 'text', which text_encoder = 'bert' reads with a BERT, not an LSTM")
+        self.rnn_hidden = {m: int(rnn_hidden.get(m, min(self.feature_dims[m], 64))) for m in lstm_mods}
         self.hidden_size, self.fusion_heads, self.fusion_ff = int(hidden_size), int(fusion_heads), int(fusion_ff)
         self.fusion_dropout, self.dropout = float(fusion_dropout), float(dropout)
         self.loss_weights = {"diff": float(diff_weight), "sim": float(sim_weight), "recon": float(recon_weight)}
         self.n_moments = int(n_moments)
 
         d, mods = self.hidden_size, self.modalities
-        self.extract = nn.ModuleDict({m: MISAExtractor(self.feature_dims[m], self.rnn_hidden[m]) for m in mods})
+        if self.token_modalities:
+            defaults = dict(hidden_size=d, num_hidden_layers=2, num_attention_heads=self.fusion_heads,
+                            intermediate_size=self.fusion_ff, max_position_embeddings=512)
+            bert = build_bert(self.feature_dims["text"], defaults, text_config, pretrained_path)
+            self.text_encoder = BertTextEncoder(bert)
+        self.extract = nn.ModuleDict({m: MISAExtractor(self.feature_dims[m], self.rnn_hidden[m]) for m in lstm_mods})
+        width = {m: self.text_encoder.out_dim if m in self.token_modalities else self.extract[m].out_dim for m in mods}
         self.project = nn.ModuleDict(
-            {
-                m: nn.Sequential(nn.Linear(self.extract[m].out_dim, d), nn.ReLU(), nn.LayerNorm(d))
-                for m in mods
-            }
+            {m: nn.Sequential(nn.Linear(width[m], d), nn.ReLU(), nn.LayerNorm(d)) for m in mods}
         )
         self.private = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, d), nn.Sigmoid()) for m in mods})
         self.shared = nn.Sequential(nn.Linear(d, d), nn.Sigmoid())
@@ -182,7 +211,7 @@ class MISA(MSABackbone):
         self.check_features(features)
         check_batch(features)
         mods = self.modalities
-        projected = {m: self.project[m](self.extract[m](features[m])) for m in mods}  # (B, d) each
+        projected = {m: self.project[m](self._utterance(m, features[m])) for m in mods}  # (B, d) each
         private = {m: self.private[m](projected[m]) for m in mods}
         shared = {m: self.shared(projected[m]) for m in mods}
 
@@ -196,6 +225,13 @@ class MISA(MSABackbone):
         else:
             self.loss_parts, self._aux_loss = {}, None
         return out
+
+    def _utterance(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        """Modality ``m``'s utterance vector: the LSTM extractor's ``(B, 4H)``, or for token text the
+        mean of the BERT's states over its non-zero (real-token) steps ``(B, H)``."""
+        if m in self.token_modalities:
+            return masked_mean(self.text_encoder(x))
+        return self.extract[m](x)
 
     def _losses(
         self, projected: dict[str, torch.Tensor], private: dict[str, torch.Tensor], shared: dict[str, torch.Tensor]
@@ -224,7 +260,15 @@ class MISA(MSABackbone):
             sim_weight=self.loss_weights["sim"],
             recon_weight=self.loss_weights["recon"],
             n_moments=self.n_moments,
+            **self._text_config(),
         )
+
+    def _text_config(self) -> dict[str, Any]:
+        """The text encoder's keywords (none for text features, so those configs read as before);
+        the BERT's config as plain data, whose weights are in the backbone's own file."""
+        if not self.token_modalities:
+            return {}
+        return dict(text_encoder="bert", text_config=config_record(self.text_encoder.config, BERT_KEYS))
 
 
 @register_backbone
@@ -244,17 +288,23 @@ def _misa_hook_spec(model: MISA) -> HookSpec:
     - Missing-type prompts are extra tokens in the fusion transformer ``fusion``, whose input is
       the ``(B, 2M, d)`` stack of private and shared vectors; they are removed before the head,
       which reads the ``2M`` original tokens.
-    - MMGM works on the forward keywords; the head trains with the prompts; a modality's encoder
-      for CGGM is its extractor and projection.
+    - MMGM works on the forward keywords; with ``text_encoder="bert"`` it works on the text at the
+      BERT's output ``text_encoder`` (BTD), the published model's feature extractor. The head trains
+      with the prompts; a modality's encoder for CGGM is its extractor (or BERT) and projection.
     """
     d, mods = model.hidden_size, model.modalities
+    tokens = model.token_modalities
     return HookSpec(
-        features={m: m for m in mods},
+        features={
+            m: {"path": "text_encoder", "layout": "BTD", "width": model.text_encoder.out_dim} if m in tokens else m
+            for m in mods
+        },
         signal={m: SignalTarget(path=f"project.{m}", layout="BD", width=d) for m in mods},
         type=[TypeTarget(path="fusion", layout="BTD", arg=0, width=d)],
         trainable=["head"],
         encoders={
-            m: ModalityEncoder(output=f"project.{m}", layout="BD", params=[f"extract.{m}", f"project.{m}"], width=d)
+            m: ModalityEncoder(output=f"project.{m}", layout="BD", width=d,
+                               params=["text_encoder" if m in tokens else f"extract.{m}", f"project.{m}"])
             for m in mods
         },
     )

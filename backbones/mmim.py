@@ -5,7 +5,12 @@ by an LSTM:
 
 1. ``text_enc``: the text encoder, ``(B, T_t, D_t) → (B, d_t)``: ``proj`` (Linear, + sinusoidal
    positions) → ``encoder`` (a small transformer) → pooled. It stands in for MMIM's fine-tuned
-   BERT, since promptkit takes pre-extracted text features.
+   BERT when the text is pre-extracted features. With ``text_encoder="bert"`` the text is token
+   ids ``(B, 3, T)`` (MMSA's ``text_bert``) read by MMIM's own encoder instead: ``text_encoder`` (a
+   ``BertModel``, small and random-initialised unless ``pretrained_path`` names local weights; see
+   :mod:`.text_encoders`) → its [CLS] state (``text_pool="first"``, the default there) →
+   ``text_out`` (the identity: the text vector's hook point) → ``(B, H)``; MMGM sits at the
+   BERT's output.
 2. ``enc[m]``: MMIM's ``RNNEncoder``: ``rnn`` (single-direction LSTM) → final state → dropout →
    ``out`` (Linear) → ``(B, d_m)``.
 3. ``fusion``: the SubNet over ``[text, m_1, …]``: dropout → tanh(``hidden1``) → tanh(``hidden2``)
@@ -43,6 +48,8 @@ neither stage's optimizer steps it. Sequences are read at full length (no packin
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
 from torch import nn
 
@@ -51,12 +58,13 @@ from promptkit.hookspec import HookSpec, ModalityEncoder, SignalTarget, TypeTarg
 from ._registry import register_backbone
 from .base import MSABackbone, Task
 from .encoders import LSTMVectorEncoder, check_batch
+from .mmim_bounds import CPC, MMILB, gaussian_entropy
+from .text_encoders import BERT_KEYS, BertTextEncoder, build_bert, config_record, masked_mean
 from .layers import sinusoidal_table
 
 __all__ = ["CPC", "MMIM", "MMILB", "TextEncoder", "gaussian_entropy", "mmim"]
 
 DEFAULT_FEATURE_DIMS: dict[str, int] = {"text": 300, "audio": 5, "vision": 20}
-_JITTER = 1e-4
 
 
 class TextEncoder(nn.Module):
@@ -105,84 +113,6 @@ class SubNet(nn.Module):
         return z, self.out(z)
 
 
-def gaussian_entropy(samples: torch.Tensor) -> torch.Tensor:
-    """Entropy of a Gaussian fitted to ``samples`` ``(N, k)``, up to its constant: ``½ logdet Σ``.
-
-    Σ is the biased sample covariance plus ``1e-4·I``. Needs ``N >= 2``.
-    """
-    if samples.dim() != 2 or samples.shape[0] < 2:
-        raise ValueError(f"gaussian_entropy needs samples (N >= 2, k), got {tuple(samples.shape)}")
-    c = samples - samples.mean(0, keepdim=True)
-    cov = c.t() @ c / samples.shape[0]
-    eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-    return 0.5 * torch.logdet(cov + _JITTER * eye)
-
-
-class MMILB(nn.Module):
-    """The Barber-Agakov lower bound I(x; y) >= H(y) + E[log q(y|x)] between two vectors.
-
-    Args:
-        x_dim: size of the conditioning vector x (text).
-        y_dim: size of the predicted vector y (a non-text modality); ``y_dim // 4 >= 1``.
-    """
-
-    def __init__(self, x_dim: int, y_dim: int) -> None:
-        super().__init__()
-        if y_dim < 4:
-            raise ValueError(f"MMILB needs a modality vector of size >= 4 (its entropy uses y_dim // 4), got {y_dim}")
-        self.mu = nn.Sequential(nn.Linear(x_dim, y_dim), nn.ReLU(), nn.Linear(y_dim, y_dim))
-        self.logvar = nn.Sequential(nn.Linear(x_dim, y_dim), nn.ReLU(), nn.Linear(y_dim, y_dim), nn.Tanh())
-        self.entropy_prj = nn.Sequential(nn.Linear(y_dim, y_dim // 4), nn.Tanh())
-        self.entropy_prj.requires_grad_(False)
-
-    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """E_batch[log q(y|x)] up to its constant, for ``x: (B, x_dim)``, ``y: (B, y_dim)``."""
-        mu, logvar = self.mu(x), self.logvar(x)
-        return (-0.5 * ((y - mu).pow(2) / logvar.exp() + logvar)).sum(-1).mean()
-
-    def entropy(
-        self, y: torch.Tensor, labels: torch.Tensor | None, memory: dict[str, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """H(y) estimate over ``y`` and ``memory``; returns it and this batch's detached samples.
-
-        With ``labels`` the groups are ``pos`` (label > 0) and ``neg`` (label < 0), averaged;
-        without, one group ``all``. A group with fewer than two samples is skipped.
-        """
-        p = self.entropy_prj(y)
-        if labels is None:
-            groups = {"all": p}
-        else:
-            lab = labels.reshape(labels.shape[0], -1)[:, 0]
-            groups = {"pos": p[lab > 0], "neg": p[lab < 0]}
-        memory = memory or {}
-        terms = []
-        for name, s in groups.items():
-            if name in memory:
-                s = torch.cat([memory[name].to(s), s], dim=0)
-            if s.shape[0] >= 2:
-                terms.append(gaussian_entropy(s))
-        h = torch.stack(terms).mean() if terms else y.new_zeros(())
-        return h, {k: v.detach() for k, v in groups.items()}
-
-
-class CPC(nn.Module):
-    """CPC/InfoNCE between a modality vector x and the fusion vector z: ``−mean(log softmax)``.
-
-    z predicts x through ``net``; both are L2-normalised; the positive is the sample's own pair,
-    the negatives the other samples' predictions.
-    """
-
-    def __init__(self, x_dim: int, z_dim: int) -> None:
-        super().__init__()
-        self.net = nn.Linear(z_dim, x_dim)
-
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        pred = nn.functional.normalize(self.net(z), dim=-1)
-        x = nn.functional.normalize(x, dim=-1)
-        scores = x @ pred.t()  # (B, B)
-        return -(scores.diagonal() - torch.logsumexp(scores, dim=-1)).mean()
-
-
 class MMIM(MSABackbone):
     """MultiModal InfoMax with BA (MMILB) and CPC mutual-information bounds.
 
@@ -192,7 +122,8 @@ class MMIM(MSABackbone):
         task: ``"regression"`` or ``"classification"``.
         text_dim: width of the text encoder and of the text vector (MMIM: BERT's 768).
         text_layers, text_heads, text_ff, text_dropout: the text transformer's sizes.
-        text_pool: ``"mean"`` or ``"first"`` (MMIM reads BERT's [CLS], step 0).
+        text_pool: ``"mean"`` or ``"first"`` (MMIM reads BERT's [CLS], step 0); None: ``"mean"``
+            for text features, ``"first"`` for ``text_encoder="bert"``.
         rnn_hidden: LSTM hidden size of every non-text encoder (MMIM: 16).
         rnn_out: size of every non-text vector (MMIM: 16); at least 4.
         rnn_layers: LSTM layers (MMIM: 1); rnn_bidirectional: MMIM's default False.
@@ -200,6 +131,11 @@ class MMIM(MSABackbone):
         fusion_hidden: the SubNet width d_f (MMIM: 128).
         fusion_dropout: dropout on the SubNet input (MMIM: 0.1).
         alpha: weight of the CPC term (MMIM: 0.1). beta: weight of the BA terms (MMIM: 0.1).
+        text_encoder: ``"features"`` (the small transformer over text features) or ``"bert"``
+            (token ids through a BERT sized by ``text_dim``, ``text_layers``, ``text_heads``,
+            ``text_ff``, ``text_dropout``; ``feature_dims["text"]`` is then the vocabulary size).
+        text_config: ``BertConfig`` keys over those sizes; :meth:`config` records the whole one.
+        pretrained_path: a local directory of BERT weights (``save_pretrained`` format).
 
     After a training-mode forward, ``loss_parts`` holds the unweighted ``{"nce", "lld",
     "entropy"}`` and :meth:`auxiliary_loss` the weighted sum; in eval mode both are empty.
@@ -215,7 +151,7 @@ class MMIM(MSABackbone):
         text_heads: int = 4,
         text_ff: int = 128,
         text_dropout: float = 0.1,
-        text_pool: str = "mean",
+        text_pool: str | None = None,
         rnn_hidden: int = 16,
         rnn_out: int = 16,
         rnn_layers: int = 1,
@@ -225,6 +161,9 @@ class MMIM(MSABackbone):
         fusion_dropout: float = 0.1,
         alpha: float = 0.1,
         beta: float = 0.1,
+        text_encoder: Literal["features", "bert"] = "features",
+        text_config: dict[str, Any] | None = None,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__(dict(DEFAULT_FEATURE_DIMS) if feature_dims is None else feature_dims, out_dim, task)
         if "text" not in self.feature_dims:
@@ -233,6 +172,22 @@ class MMIM(MSABackbone):
         for name, p in dropouts.items():
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {p}")
+        if text_encoder not in ("features", "bert"):
+            raise ValueError(f"text_encoder must be 'features' or 'bert', got {text_encoder!r}")
+        if text_encoder == "features" and (text_config is not None or pretrained_path is not None):
+            raise ValueError("text_config and pretrained_path configure text_encoder = 'bert'; it is 'features'")
+        self.token_modalities = ("text",) if text_encoder == "bert" else ()
+        text_pool = text_pool or ("first" if self.token_modalities else "mean")
+        if text_pool not in ("first", "mean"):
+            raise ValueError(f"text pool must be 'first' or 'mean', got {text_pool!r}")
+        bert = None
+        if self.token_modalities:
+            defaults = dict(hidden_size=int(text_dim), num_hidden_layers=int(text_layers),
+                            num_attention_heads=int(text_heads), intermediate_size=int(text_ff),
+                            hidden_dropout_prob=float(text_dropout), attention_probs_dropout_prob=float(text_dropout),
+                            max_position_embeddings=512)
+            bert = build_bert(self.feature_dims["text"], defaults, text_config, pretrained_path)
+            text_dim = int(bert.config.hidden_size)
         self.sizes = dict(
             text_dim=int(text_dim), text_layers=int(text_layers), text_heads=int(text_heads), text_ff=int(text_ff),
             text_dropout=float(text_dropout), text_pool=text_pool, rnn_hidden=int(rnn_hidden), rnn_out=int(rnn_out),
@@ -242,9 +197,13 @@ class MMIM(MSABackbone):
         self.alpha, self.beta = float(alpha), float(beta)
         self.others = tuple(m for m in self.modalities if m != "text")
 
-        self.text_enc = TextEncoder(
-            self.feature_dims["text"], text_dim, text_layers, text_heads, text_ff, text_dropout, text_pool
-        )
+        if bert is not None:
+            self.text_encoder = BertTextEncoder(bert)
+            self.text_out = nn.Identity()  # the text vector (B, H): its signal hook point
+        else:
+            self.text_enc = TextEncoder(
+                self.feature_dims["text"], text_dim, text_layers, text_heads, text_ff, text_dropout, text_pool
+            )
         self.enc = nn.ModuleDict(
             {
                 m: LSTMVectorEncoder(
@@ -273,7 +232,7 @@ class MMIM(MSABackbone):
         batch = check_batch(features)
         if labels is not None and labels.shape[0] != batch:
             raise ValueError(f"labels have {labels.shape[0]} rows but the batch has {batch} samples")
-        vecs = {"text": self.text_enc(features["text"])}
+        vecs = {"text": self._text_vector(features["text"])}
         vecs.update({m: self.enc[m](features[m]) for m in self.others})
         z, out = self.fusion(torch.cat([vecs[m] for m in self.modalities], dim=-1))
 
@@ -285,6 +244,14 @@ class MMIM(MSABackbone):
         else:
             self.loss_parts, self._aux_loss, self._lld = {}, None, None
         return out
+
+    def _text_vector(self, text: torch.Tensor) -> torch.Tensor:
+        """``(B, d_t)``: the small transformer's, or the BERT's [CLS] state (or mean over its
+        non-zero steps) through ``text_out``."""
+        if not self.token_modalities:
+            return self.text_enc(text)
+        h = self.text_encoder(text)  # (B, T, H), padding 0
+        return self.text_out(h[:, 0] if self.sizes["text_pool"] == "first" else masked_mean(h))
 
     def _mi_terms(
         self, vecs: dict[str, torch.Tensor], z: torch.Tensor, labels: torch.Tensor | None
@@ -332,7 +299,15 @@ class MMIM(MSABackbone):
             **self.sizes,
             alpha=self.alpha,
             beta=self.beta,
+            **self._text_config(),
         )
+
+    def _text_config(self) -> dict[str, Any]:
+        """The text encoder's keywords (none for text features, so those configs read as before);
+        the BERT's config as plain data, whose weights are in the backbone's own file."""
+        if not self.token_modalities:
+            return {}
+        return dict(text_encoder="bert", text_config=config_record(self.text_encoder.config, BERT_KEYS))
 
 
 @register_backbone
@@ -357,7 +332,13 @@ def _mmim_hook_spec(model: MMIM) -> HookSpec:
       features), trimmed before the readout.
     - MMGM works on the forward keywords; the fusion SubNet's output layer trains with the
       prompts; a modality's encoder for CGGM is ``text_enc`` or ``enc.<m>`` (BD vectors).
+    - With ``text_encoder="bert"`` MMGM works on the text at the BERT's output ``text_encoder``
+      (BTD); the text's signal prompts join its vector ``text_out`` (BD). The text has no type
+      target: the BERT is the feature extractor, whose output MMGM replaces for a missing text, so
+      the type prompts go to the other modalities' LSTMs only.
     """
+    if model.token_modalities:
+        return _mmim_bert_spec(model)
     s, mods = model.sizes, model.modalities
     width = {m: s["text_dim"] if m == "text" else s["rnn_out"] for m in mods}
     # dicts in modality order: the spec's order is the mask's column order
@@ -381,4 +362,22 @@ def _mmim_hook_spec(model: MMIM) -> HookSpec:
         type=types,
         trainable=["fusion.out"],
         encoders=encoders,
+    )
+
+
+def _mmim_bert_spec(model: MMIM) -> HookSpec:
+    """:func:`_mmim_hook_spec` for ``text_encoder="bert"``."""
+    s, mods, others = model.sizes, model.modalities, model.others
+    width = {m: s["text_dim"] if m == "text" else s["rnn_out"] for m in mods}
+    out = {m: "text_out" if m == "text" else f"enc.{m}.out" for m in mods}
+    return HookSpec(
+        features={m: {"path": "text_encoder", "layout": "BTD", "width": width[m]} if m == "text" else m for m in mods},
+        signal={m: SignalTarget(path=out[m], layout="BD", width=width[m]) for m in mods},
+        type=[TypeTarget(path=f"enc.{m}.rnn", layout="BTD", arg=0, width=model.feature_dims[m]) for m in others],
+        trainable=["fusion.out"],
+        encoders={
+            m: ModalityEncoder(output="text_out" if m == "text" else f"enc.{m}", layout="BD", width=width[m],
+                               params=["text_encoder"] if m == "text" else [f"enc.{m}"])
+            for m in mods
+        },
     )

@@ -73,3 +73,17 @@ def check_tokens(x: Any, vocab_size: int, what: str) -> torch.Tensor:
 def is_token_tensor(x: torch.Tensor) -> bool:
     """An integer tensor: token ids, not features."""
     return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+
+
+BAG_BUCKETS = 512
+"""Buckets of :func:`bag_of_ids` (ids hashed by ``id % 512``): a linear probe's size, whatever the vocabulary."""
+
+
+def bag_of_ids(x: torch.Tensor, buckets: int = BAG_BUCKETS) -> np.ndarray:
+    """Token rows ``(N, 3, T)`` → ``(N, buckets)`` float64: each sample's frequencies of its real
+    tokens' ids (attention mask 1), id ``i`` counted in bucket ``i % buckets``; the time average a
+    linear probe (a ridge ceiling) reads for a token modality, as the mean over the valid steps is
+    for features."""
+    ids, keep = x[:, 0].long() % buckets, x[:, 1].double()
+    bag = torch.zeros(x.shape[0], buckets, dtype=torch.float64).scatter_add_(1, ids, keep)
+    return (bag / bag.sum(1, keepdim=True).clamp(min=1.0)).numpy()

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.tokens import bag_of_ids
 from ..metrics import metric_kind as metric_kind_record
 from ..metrics import metrics_for
 from ..modalities import ModalitySet
@@ -30,7 +31,10 @@ PENALTIES: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
 
 def time_average(x: torch.Tensor) -> np.ndarray:
-    """``(N, T, D)`` → ``(N, D)``: the mean over the steps that are not all-zero padding."""
+    """``(N, T, D)`` → ``(N, D)``: the mean over the steps that are not all-zero padding (token ids
+    ``(N, 3, T)``: their bag of ids, :func:`~promptkit.data.tokens.bag_of_ids`)."""
+    if not x.is_floating_point():
+        return bag_of_ids(x)
     x = x.double()
     valid = (x.abs().amax(-1) > 0).double()  # (N, T)
     total = (x * valid[..., None]).sum(1)

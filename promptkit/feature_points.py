@@ -5,7 +5,9 @@ feature sequence only at the output of its extractor module. This module reads t
 of whatever the extractor returns (a tensor, a tuple/list by ``index``, a dict or ``ModelOutput``
 by ``key``), writes a replacement back into the same container, zeroes a missing sample's rows of
 the raw forward argument (so its content is never read), and zeroes a missing sample's rows of
-the extractor's output during one call (:func:`zero_at_extractors`): the zero-fill control.
+the extractor's output during one call (:func:`zero_at_extractors`): the zero-fill control; or
+sets them to a fill vector (:func:`fill_at_extractors`, MS/MD with training means, whose
+:func:`extractor_means` are measured at the extractors).
 
 Everything that calls a bare backbone on zero-filled inputs (the zero-fill baseline, MS, MD, LB)
 goes through :func:`zero_filled_inputs` and :func:`zero_at_extractors`, so a string entry and a
@@ -23,10 +25,13 @@ import torch
 from torch import nn
 
 from .hook_targets import FeatureModule
-from .hookspec import HookSpec, resolve_module
+from .hookspec import HookSpec, call_backbone, resolve_module
 
 __all__ = [
     "batch_size_of",
+    "check_feature_data",
+    "extractor_means",
+    "fill_at_extractors",
     "from_btd",
     "put_feature",
     "select_feature",
@@ -154,7 +159,8 @@ def zero_filled_inputs(
     return out
 
 
-def _zero_missing(seq: torch.Tensor, keep: torch.Tensor, entry: FeatureModule, modality: str) -> torch.Tensor:
+def _fill_missing(seq: torch.Tensor, keep: torch.Tensor, entry: FeatureModule, modality: str,
+                  value: torch.Tensor | None) -> torch.Tensor:
     batch_axis = 1 if entry.layout == "TBD" else 0
     if seq.dim() != 3 or seq.shape[batch_axis] != keep.shape[0]:
         raise ValueError(
@@ -162,14 +168,23 @@ def _zero_missing(seq: torch.Tensor, keep: torch.Tensor, entry: FeatureModule, m
             f"sequence has shape {tuple(seq.shape)}"
         )
     rows = keep.to(seq.device).reshape([-1 if a == batch_axis else 1 for a in range(3)])
-    return torch.where(rows, seq, torch.zeros((), dtype=seq.dtype, device=seq.device))
+    if value is None:
+        return torch.where(rows, seq, torch.zeros((), dtype=seq.dtype, device=seq.device))
+    width = seq.shape[1 if entry.layout == "BDT" else 2]
+    if value.shape != (width,):
+        raise ValueError(f"the fill of {modality} has shape {tuple(value.shape)}; {_where(modality, entry)} outputs "
+                         f"width {width}")
+    value = value.to(device=seq.device, dtype=seq.dtype)
+    return torch.where(rows, seq, value[:, None] if entry.layout == "BDT" else value)
 
 
 @contextlib.contextmanager
-def zero_at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tensor) -> Iterator[None]:
+def fill_at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tensor,
+                       values: Mapping[str, torch.Tensor] | None = None) -> Iterator[None]:
     """For the duration of the block, each module entry's extractor output has the rows of the
-    samples that miss that modality set to zero (``mask``: ``(B, M)`` bool in ``spec`` order). A
-    spec without module entries (or None) changes nothing."""
+    samples that miss that modality set to ``values[m]`` (``(D_m,)``, on every step), zero where
+    ``values`` has none (``mask``: ``(B, M)`` bool in ``spec`` order). A spec without module
+    entries (or None) changes nothing."""
     if spec is None or not spec.feature_modules:
         yield
         return
@@ -178,9 +193,10 @@ def zero_at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tens
         keep = mask[:, spec.modalities.index(m)]
         if bool(keep.all()):
             continue
+        value = None if values is None else values.get(m)
 
-        def hook(module: nn.Module, args: tuple, out: Any, entry=entry, keep=keep, m=m) -> Any:
-            return put_feature(out, entry, _zero_missing(select_feature(out, entry), keep, entry, m))
+        def hook(module: nn.Module, args: tuple, out: Any, entry=entry, keep=keep, m=m, value=value) -> Any:
+            return put_feature(out, entry, _fill_missing(select_feature(out, entry), keep, entry, m, value))
 
         handles.append(resolve_module(model, entry.path).register_forward_hook(hook))
     try:
@@ -188,6 +204,56 @@ def zero_at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tens
     finally:
         for h in handles:
             h.remove()
+
+
+def zero_at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tensor):
+    """:func:`fill_at_extractors` with zeros: the zero-fill control at each module entry's extractor."""
+    return fill_at_extractors(model, spec, mask)
+
+
+@torch.no_grad()
+def extractor_means(model: nn.Module, spec: HookSpec, features: Mapping[str, Any],
+                    batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Each module entry's mean feature ``(D_m,)`` at its extractor's output: over the valid (not
+    all-zero) steps of every sample of ``features`` (a split's complete inputs ``{m: (N, ...)}``),
+    the bare ``model`` run in eval mode, batch by batch. float32 on the CPU; zeros for a modality
+    without any valid step."""
+    entries = spec.feature_modules
+    totals: dict[str, torch.Tensor] = {}
+    steps = dict.fromkeys(entries, 0)
+    handles = []
+    for m, entry in entries.items():
+        def hook(module: nn.Module, args: tuple, out: Any, m=m, entry=entry) -> None:
+            seq = to_btd(select_feature(out, entry), entry.layout).double()
+            valid = seq.abs().amax(-1) > 0
+            totals[m] = totals.get(m, seq.new_zeros(seq.shape[-1])) + seq[valid].sum(0)
+            steps[m] += int(valid.sum())
+        handles.append(resolve_module(model, entry.path).register_forward_hook(hook))
+    n = batch_size_of(next(iter(features.values())))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n))
+            chunk = {m: _to(take_rows(x, rows.to(_device(x))), device) for m, x in features.items()}
+            call_backbone(model, chunk, spec)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {m: (totals[m] / max(steps[m], 1)).float().cpu() for m in entries}
+
+
+def _device(x: Any) -> torch.device:
+    return (x[0] if isinstance(x, (tuple, list)) else x).device
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, (tuple, list)):
+        return type(x)(p.to(device) if isinstance(p, torch.Tensor) else p for p in x)
+    return x.to(device)
 
 
 def check_feature_data(data: Any, hooks: HookSpec | Mapping[str, Any] | None, what: str) -> None:

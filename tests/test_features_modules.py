@@ -19,7 +19,7 @@ from _token_backbone import build, hooks
 from promptkit import MissingModalityPrompter, PrompterConfig, wrap
 from promptkit.adapter_files import AdapterLoadError
 from promptkit.evaluation import zero_filled_forward
-from promptkit.feature_points import check_feature_data, zero_filled_inputs, zero_rows
+from promptkit.feature_points import check_feature_data, extractor_means, zero_filled_inputs, zero_rows
 from promptkit.hookspec import FeatureModule, HookSpec
 from promptkit.methods.lower_bound import lb_forward
 from promptkit.methods.substitution import substituted_forward
@@ -215,7 +215,7 @@ def test_zero_fill_helpers_on_raw_inputs():
                        f["vision"] * keep[:, None, None])  # a string entry: as the baseline always did
 
 
-def test_baselines_zero_at_the_extractor_or_refuse_a_mean_fill():
+def test_baselines_fill_at_the_extractor_zeros_or_its_mean_feature():
     m = model()
     x = batch()
     want = zero_filled_forward(m, MODS, hooks())(x, MASK)
@@ -223,10 +223,23 @@ def test_baselines_zero_at_the_extractor_or_refuse_a_mean_fill():
     ms = ModalitySet(MODS)
     one_model = {c.id: m for c in [*ms.incomplete_cases, ms.complete_case]}
     assert torch.allclose(lb_forward(one_model, MODS, hooks())(x, MASK), want, atol=1e-6)
-    fill = {"text": torch.zeros(1), "audio": torch.zeros(5), "vision": torch.zeros(6)}
-    with pytest.raises(ValueError, match=r"cannot substitute text: the hook spec reads its features at module "
-                                         r"'text_encoder'.*use the zero fill"):
-        substituted_forward(m, MODS, fill, hooks())
+    # a mean fill: the extractors' mean features where they output, the raw mean for a keyword entry
+    means = extractor_means(m, HookSpec.from_dict(hooks()), batch(2, n=10), batch_size=3)
+    with torch.no_grad():
+        text = m.text_encoder(batch(2, n=10)["text"])
+    assert set(means) == {"text", "audio"} and torch.allclose(means["text"], text.mean(dim=(0, 1)), atol=1e-6)
+    fill = {**means, "vision": torch.full((6,), 0.5)}
+    at_t, h_t = inputs_of(m.proj_t)
+    at_a, h_a = inputs_of(m.proj_a)
+    at_v, h_v = inputs_of(m.proj_v)
+    substituted_forward(m, MODS, fill, hooks())(with_missing_rows_changed(x), MASK)
+    for h in (h_t, h_a, h_v):
+        h.remove()
+    assert torch.allclose(at_t[0][~MASK[:, 0]], means["text"].expand(2, 5, 8))
+    assert torch.allclose(at_a[0][~MASK[:, 1]], means["audio"].expand(2, 4, 8))
+    assert torch.equal(at_v[0], x["vision"])  # vision is available everywhere
+    with pytest.raises(ValueError, match=r"fill of text has shape \(12,\); feature module 'text_encoder'"):
+        substituted_forward(m, MODS, {"text": torch.zeros(12)}, hooks())(x, MASK)
 
 
 def _token_recipe(**prompt) -> dict:
@@ -265,7 +278,7 @@ def test_prompt_tune_trains_mmgm_at_the_text_encoder(tmp_path):
 
 
 def test_promptkit_run_with_a_module_entry_in_hooks(tmp_path):
-    recipe = write_recipe(tmp_path, to_toml({"name": "tiny-tokens", **_token_recipe(methods=["mplmm", "ms_zero", "md_zero", "lb", "mpmm"])}))
+    recipe = write_recipe(tmp_path, to_toml({"name": "tiny-tokens", **_token_recipe(methods=["mplmm", "ms_zero", "ms_mean", "md_zero", "md_mean", "lb", "mpmm"])}))
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -274,7 +287,8 @@ def test_promptkit_run_with_a_module_entry_in_hooks(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "protocol.json").read_text())
-    assert set(summary["results"]) == {"zero_filled", "mplmm", "ms_zero", "md_zero", "lb", "mpmm"}
+    assert set(summary["results"]) == {"zero_filled", "mplmm", "ms_zero", "ms_mean", "md_zero", "md_mean", "lb",
+                                         "mpmm"}
     saved = json.loads((out / "prompt" / "adapter" / "promptkit_config.json").read_text())
     assert saved["hook_spec"]["features"]["text"] == {"path": "text_encoder", "layout": "BTD", "arg": "text_ids",
                                                       "index": None, "key": None, "width": None}

@@ -22,10 +22,12 @@ zeros.
 it, so a model is evaluated with exactly the fill it was trained with.
 
 A modality whose hook spec entry names a module (a :class:`~promptkit.hook_targets.FeatureModule`:
-token-id text, a ``(tensor, lengths)`` input) is zero-filled where its features are: its raw input's
-missing rows are zeroed and so are the missing rows of its extractor's output
-(:func:`promptkit.feature_points.zero_at_extractors`). The training mean of such an input (token
-ids) is no feature, so the mean fills refuse such a spec, naming the entry.
+token-id text, a ``(tensor, lengths)`` input) is filled where its features are: its raw input's
+missing rows are zeroed, and the missing rows of its extractor's output are set to the fill there
+(:func:`promptkit.feature_points.fill_at_extractors`): zeros, or its mean feature at that output
+(:func:`mean_fill`: :func:`~promptkit.feature_points.extractor_means` of the pre-trained backbone
+over the training split, measured once before any training, so MD trains and is evaluated with the
+same fill). The mean of its raw input (token ids) would be no feature.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from ..backbone_files import check_backbone_fits, load_backbone
 from ..checkpoint import weights_digest
 from ..data import MSADataset
 from ..evaluation.protocol import Forward
-from ..feature_points import batch_size_of, zero_at_extractors, zero_rows
+from ..feature_points import batch_size_of, extractor_means, fill_at_extractors, zero_rows
 from ..hookspec import HookSpec, backbone_caller, spec_or_none
 from ..modalities import check_mask
 from ..recipes import Recipe
@@ -53,7 +55,7 @@ from .registry import TrainedMethod, register_method
 
 __all__ = [
     "FillValues",
-    "check_fill",
+    "mean_fill",
     "substitute",
     "substitute_for",
     "substituted_fit_forward",
@@ -68,17 +70,18 @@ FillValues = Mapping[str, torch.Tensor]
 _CHUNK = 1024  # samples per step of the mean, so a large split is never copied to float64 at once
 
 
-def training_means(dataset: MSADataset) -> dict[str, torch.Tensor]:
+def training_means(dataset: MSADataset, modalities: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """The mean per feature over the valid (not all-zero) steps of every sample of ``dataset``.
 
     Args:
         dataset: the split the means come from (the methods pass the **training** split).
+        modalities: the modalities to average (default: all of them).
 
     Returns:
         modality → ``(D_m,)`` float32 on the CPU; zeros for a modality without any valid step.
     """
     means: dict[str, torch.Tensor] = {}
-    for m in dataset.modalities:
+    for m in dataset.modalities if modalities is None else modalities:
         x = dataset.features[m]
         total = torch.zeros(x.shape[-1], dtype=torch.float64)
         steps = 0
@@ -132,36 +135,36 @@ def substitute_for(
 ) -> dict[str, Any]:
     """:func:`substitute` for a backbone with hook spec ``spec``: a module entry's raw input (token
     ids, a ``(tensor, lengths)`` tuple) has its missing rows zeroed by
-    :func:`~promptkit.feature_points.zero_rows` and takes no fill; every other modality as
-    :func:`substitute` fills it. The caller zeroes the extractors' outputs
-    (:func:`~promptkit.feature_points.zero_at_extractors`)."""
+    :func:`~promptkit.feature_points.zero_rows` (its fill value, if any, belongs at its extractor's
+    output: :func:`_at_extractors`); every other modality as :func:`substitute` fills it."""
     modules = {} if spec is None else spec.feature_modules
     if not modules:
         return substitute(features, mask, modalities, fill)
-    check_fill(spec, fill)
     batch = batch_size_of(next(iter(features.values())))
     placeholder = torch.zeros(batch, 1, 1, device=mask.device)  # stands in for a module entry's input
-    out = substitute({m: placeholder if m in modules else x for m, x in features.items()}, mask, modalities, fill)
+    plain_fill = None if fill is None else {m: v for m, v in fill.items() if m not in modules}
+    out = substitute({m: placeholder if m in modules else x for m, x in features.items()}, mask, modalities,
+                     plain_fill)
     out.update({m: zero_rows(features[m], mask[:, i]) for i, m in enumerate(modalities) if m in modules})
     return out
 
 
-def check_fill(spec: HookSpec | None, fill: FillValues | None) -> None:
-    """Refuse a fill value for a modality whose features the spec reads at a module.
-
-    Raises:
-        ValueError: naming the entry and why (its input, e.g. token ids, has no mean feature).
-    """
+def _at_extractors(model: nn.Module, spec: HookSpec | None, mask: torch.Tensor, fill: FillValues | None):
+    """The fill of each module entry's extractor output for one call (zeros where ``fill`` has none)."""
     modules = {} if spec is None else spec.feature_modules
-    named = [m for m in (fill or {}) if m in modules and fill[m] is not None]
-    if named:
-        m = named[0]
-        raise ValueError(
-            f"a mean fill cannot substitute {m}: the hook spec reads its features at module {modules[m].path!r} "
-            f"(features.{m} = {{path = {modules[m].path!r}, ...}}), so its forward argument {spec.argument(m)!r} "
-            "holds no features to average (token ids, a (tensor, lengths) tuple); use the zero fill, which zeroes "
-            "it at that module's output"
-        )
+    values = None if fill is None else {m: v for m, v in fill.items() if m in modules and v is not None}
+    return fill_at_extractors(model, spec, mask, values)
+
+
+def mean_fill(model: nn.Module, spec: HookSpec | None, dataset: MSADataset) -> dict[str, torch.Tensor]:
+    """The mean fill of every modality: :func:`training_means` of the raw features, and for a
+    module entry its mean feature at its extractor's output, from ``model`` as it is now
+    (:func:`~promptkit.feature_points.extractor_means`) over ``dataset`` (the training split)."""
+    modules = {} if spec is None else spec.feature_modules
+    means = training_means(dataset, [m for m in dataset.modalities if m not in modules])
+    if modules:
+        means.update(extractor_means(model, spec, dataset.features))
+    return {m: means[m] for m in dataset.modalities}
 
 
 def substituted_forward(
@@ -173,11 +176,10 @@ def substituted_forward(
 
     call = backbone_caller(backbone, hooks)
     spec = spec_or_none(backbone, hooks)
-    check_fill(spec, fill)
     modalities = tuple(modalities)
 
     def forward(features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        with zero_at_extractors(backbone, spec, mask):
+        with _at_extractors(backbone, spec, mask, fill):
             return call(substitute_for(spec, features, mask, modalities, fill))
 
     return forward
@@ -194,11 +196,9 @@ def substituted_fit_forward(
 
     def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if id(model) not in callers:
-            spec = spec_or_none(model, hooks)
-            check_fill(spec, fill)
-            callers[id(model)] = backbone_caller(model, hooks), spec
+            callers[id(model)] = backbone_caller(model, hooks), spec_or_none(model, hooks)
         call, spec = callers[id(model)]
-        with zero_at_extractors(model, spec, batch["mask"]):
+        with _at_extractors(model, spec, batch["mask"], fill):
             return call(substitute_for(spec, {m: batch[m] for m in modalities}, batch["mask"], modalities, fill))
 
     return forward
@@ -214,11 +214,12 @@ def _device(opts: Mapping[str, Any]) -> torch.device:
     return resolve_device(opts.get("device"))
 
 
-def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, fill: FillValues | None,
+def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, means: bool,
         hooks: Any, opts: Mapping[str, Any]) -> TrainedMethod:
 
     bare = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(bare, data, f"backbone {backbone_file}")
+    fill = mean_fill(bare, spec_or_none(bare, _hooks(recipe, hooks)), data.splits["train"]) if means else None
     info: dict[str, Any] = {"fill": "zero" if fill is None else "train_mean", "backbone_file": str(backbone_file)}
     if fill is not None:
         info["fill_values"] = {m: v.clone() for m, v in fill.items()}
@@ -230,14 +231,14 @@ def _ms(name: str, recipe: Recipe, data: Any, backbone_file: str | Path, fill: F
 def ms_zero(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
             **opts: Any) -> TrainedMethod:
     """MS with zeros: the pre-trained backbone, every missing modality zero (no training)."""
-    return _ms("ms_zero", recipe, data, backbone_file, None, hooks, opts)
+    return _ms("ms_zero", recipe, data, backbone_file, False, hooks, opts)
 
 
 @register_method("ms_mean", label="MS: training-mean substitution", short="MS mean", trains="nothing")
 def ms_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
             **opts: Any) -> TrainedMethod:
-    """MS with the training split's means (:func:`training_means`; no training)."""
-    return _ms("ms_mean", recipe, data, backbone_file, training_means(data.splits["train"]), hooks, opts)
+    """MS with the training split's means (:func:`mean_fill`; no training)."""
+    return _ms("ms_mean", recipe, data, backbone_file, True, hooks, opts)
 
 
 @register_method("md_zero", label="MD: modality dropout, zeros", short="MD zero", trains="every backbone weight")
@@ -282,8 +283,7 @@ def md_mean(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str |
     backbone = load_backbone(backbone_file, device=_device(opts), recipe=recipe)
     check_backbone_fits(backbone, data, f"backbone {backbone_file}")
     spec = _hooks(recipe, hooks)
-    fill = training_means(data.splits["train"])
-    check_fill(spec_or_none(backbone, spec), fill)  # before any training
+    fill = mean_fill(backbone, spec_or_none(backbone, spec), data.splits["train"])  # before any training
     result = train_md(recipe, data, backbone, out_dir, fill, hooks=spec, run_info={"method": "md_mean"}, **opts)
     return TrainedMethod(
         name="md_mean", forward=substituted_forward(backbone, data.modalities, fill, spec),

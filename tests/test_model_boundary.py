@@ -192,7 +192,7 @@ def test_a_failing_method_is_named_on_the_error_line_and_the_api_keeps_the_excep
         assert info.value.__notes__ == ["in stage 'mplmm' of promptkit run"]
 
 
-@pytest.mark.parametrize("stage, target", [("pretrain", "pretrain"), ("evaluation", "evaluate_protocol")])
+@pytest.mark.parametrize("stage, target", [("pretrain", "pretrain"), ("evaluation", "compare_protocols")])
 def test_a_failing_pretrain_or_evaluation_is_named(tiny_run, tmp_path, monkeypatch, capsys, stage, target):
     from promptkit.cli import main
     from promptkit.experiment import pipeline

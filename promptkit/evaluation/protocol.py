@@ -35,6 +35,7 @@ __all__ = [
     "ProtocolResult",
     "evaluate_masks",
     "evaluate_protocol",
+    "evaluate_protocol_group",
     "predict_masks",
     "predict_settings",
     "prompted_forward",
@@ -236,19 +237,21 @@ def _predict(
 ) -> torch.Tensor:
     """:func:`predict_masks` on the samples ``rows`` of ``features`` (None: all, as views)."""
     n = masks.shape[0]
-    out = []
+    out: dict[Any, list[torch.Tensor]] = {}
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         picked = None if rows is None else rows[sl]
         feats = {m: (x[sl] if picked is None else x[picked]).to(device) for m, x in features.items()}
         preds = forward(feats, masks[sl].to(device))
-        if isinstance(preds, torch.Tensor) and not bool(torch.isfinite(preds).all()):
-            samples = list(range(start, min(start + batch_size, n))) if picked is None else picked.tolist()
-            where = f"evaluation{f' of setting {setting}' if setting else ''}, samples {samples[0]}..{samples[-1]}"
-            check_finite_output(preds, _forward_name(forward), where, samples)
-        preds = preds.float().cpu()
-        out.append(preds.squeeze(-1) if preds.dim() > 1 and preds.shape[-1] == 1 else preds)
-    return torch.cat(out)
+        for key, p in (preds.items() if isinstance(preds, dict) else [(None, preds)]):  # a group: several models
+            if isinstance(p, torch.Tensor) and not bool(torch.isfinite(p).all()):
+                samples = list(range(start, min(start + batch_size, n))) if picked is None else picked.tolist()
+                where = f"evaluation{f' of setting {setting}' if setting else ''}, samples {samples[0]}..{samples[-1]}"
+                check_finite_output(p, _forward_name(forward) if key is None else str(key), where, samples)
+            p = p.float().cpu()
+            out.setdefault(key, []).append(p.squeeze(-1) if p.dim() > 1 and p.shape[-1] == 1 else p)
+    cat = {key: torch.cat(parts) for key, parts in out.items()}
+    return cat[None] if list(cat) == [None] else cat
 
 
 @torch.no_grad()
@@ -272,7 +275,8 @@ def predict_settings(
         masks: setting key → ``(N, M)`` bool, ``N = len(dataset)``; no all-missing rows.
 
     Returns:
-        setting key → predictions as :func:`predict_masks` gives them.
+        setting key → predictions as :func:`predict_masks` gives them; for a ``forward`` that returns
+        ``{model: predictions}`` (a group), model → setting key → predictions.
     """
     if not masks:
         return {}
@@ -287,18 +291,19 @@ def predict_settings(
     needed = torch.zeros(len(ms.cases), n, dtype=torch.bool)
     for case_ids in ids.values():
         needed[case_ids, torch.arange(n)] = True
-    table: torch.Tensor | None = None  # (cases, N, ...) predictions, filled where needed
+    tables: dict[Any, torch.Tensor] = {}  # model (None: the one) -> (cases, N, ...) predictions where needed
     for case in ms.cases:
         rows = needed[case.id].nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
         preds = _predict(forward, dataset.features, ms.case_mask(case, rows.numel()), batch_size, device,
                          case.name, rows=None if rows.numel() == n else rows)
-        if table is None:
-            table = torch.zeros(len(ms.cases), n, *preds.shape[1:], dtype=preds.dtype)
-        table[case.id, rows] = preds
-    assert table is not None
-    return {key: table[case_ids, torch.arange(n)] for key, case_ids in ids.items()}
+        for model, p in (preds.items() if isinstance(preds, dict) else [(None, preds)]):
+            if model not in tables:
+                tables[model] = torch.zeros(len(ms.cases), n, *p.shape[1:], dtype=p.dtype)
+            tables[model][case.id, rows] = p
+    gathered = {model: {key: t[case_ids, torch.arange(n)] for key, case_ids in ids.items()} for model, t in tables.items()}
+    return gathered[None] if list(gathered) == [None] else gathered
 
 
 def _metrics(preds: torch.Tensor, labels: torch.Tensor, metric_kind: str) -> dict[str, float]:
@@ -333,7 +338,27 @@ def evaluate_protocol(
     ``cases["avg"]`` is the plain mean of the incomplete cases' metrics (each case weighs the same).
     """
     masks = protocol_masks(dataset.modalities, len(dataset), rates, seed)
-    predictions = predict_settings(forward, dataset, masks, batch_size, device)
+    return _result(predict_settings(forward, dataset, masks, batch_size, device), dataset, metric_kind, rates)
+
+
+def evaluate_protocol_group(
+    forward: Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]],
+    dataset: MSADataset,
+    metric_kind: str,
+    rates: Sequence[float] = DEFAULT_RATES,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, ProtocolResult]:
+    """:func:`evaluate_protocol` of several models whose predictions one ``forward`` returns at once
+    (``{model: (B, out_dim)}``; e.g. heads on one frozen trunk, :mod:`.shared_trunk`)."""
+    masks = protocol_masks(dataset.modalities, len(dataset), rates, seed)
+    grouped = predict_settings(forward, dataset, masks, batch_size, device)
+    return {model: _result(predictions, dataset, metric_kind, rates) for model, predictions in grouped.items()}
+
+
+def _result(predictions: dict[str, torch.Tensor], dataset: MSADataset, metric_kind: str,
+            rates: Sequence[float]) -> ProtocolResult:
     metrics = {key: _metrics(p, dataset.labels, metric_kind) for key, p in predictions.items()}
     case_names = [c.name for c in ModalitySet(dataset.modalities).incomplete_cases]
     cases = {name: metrics[name] for name in case_names}

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..backbone_files import BACKBONE_FILE, check_backbone_fits, load_backbone
 from ..evaluation import (
     check_precision,
@@ -34,10 +36,13 @@ from ..evaluation import (
     zero_filled_forward,
 )
 from ..evaluation.ceiling import ridge_ceilings
+from ..evaluation.protocol import evaluate_protocol_group
+from ..evaluation.shared_trunk import share_trunk
 from ..methods import default_methods, get_method, list_methods, method_label, method_short
 from ..methods.mplmm import NAME as PROMPTS
 from ..methods.zero_filled import NAME as ZERO_FILLED
 from ..metrics import metric_kind
+from ..modalities import ModalitySet
 from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
 from ..train.device import check_compile, resolve_device
 from ..train.distributed import barrier, is_main_process
@@ -218,10 +223,7 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     t0 = time.perf_counter()
     eval_kw = dict(rates=recipe.eval.missing_rates, seed=recipe.eval.seed, batch_size=256, device=dev)
     with stage("evaluation"):
-        results = {ZERO_FILLED: evaluate_protocol(zero_filled_forward(bare, data.modalities, hooks), test, kind,
-                                                  **eval_kw)}
-        for method, forward in forwards.items():
-            results[method] = evaluate_protocol(forward, test, kind, **eval_kw)
+        results = _evaluate_all(bare, trained, forwards, data, hooks, kind, eval_kw)
         paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}
         ceiling = ridge_ceilings(data, kind) if data.task == "regression" else None
         headroom = _headroom(results, ceiling, acc) if ceiling else None
@@ -264,6 +266,25 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
             spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in times.items())
             print(f"time: {spent}; results in {out_dir}/protocol.json, .csv, .png")
     return {**summary, "results": {k: r.to_dict() for k, r in results.items()}}
+
+
+def _evaluate_all(bare: Any, trained: dict[str, Any], forwards: dict[str, Any], data: Any, hooks: Any, kind: str,
+                  eval_kw: dict[str, Any]) -> dict[str, Any]:
+    """The protocol for the zero-filled backbone and every method, in that order. Head-only controls
+    of the bare backbone are scored on its own trunk pass (:mod:`promptkit.evaluation.shared_trunk`)."""
+    test = data.splits["test"]
+    base = zero_filled_forward(bare, data.modalities, hooks)
+    prompters = {m: t.modules["prompter"] for m, t in trained.items() if "prompter" in t.modules}
+    probe = {m: x[:64].to(eval_kw["device"]) for m, x in test.features.items()}  # mixed cases, fixed seed
+    mask = ModalitySet(data.modalities).sample_masks(next(iter(probe.values())).shape[0], 0.7,
+                                                     torch.Generator().manual_seed(0)).to(eval_kw["device"])
+    group = share_trunk(bare, base, ZERO_FILLED, prompters, forwards, probe, mask)
+    results = evaluate_protocol_group(group, test, kind, **eval_kw) if group is not None else \
+        {ZERO_FILLED: evaluate_protocol(base, test, kind, **eval_kw)}
+    for method, forward in forwards.items():
+        if method not in results:
+            results[method] = evaluate_protocol(forward, test, kind, **eval_kw)
+    return {m: results[m] for m in [ZERO_FILLED, *forwards]}
 
 
 def _scored(dataset: Any, kind: str) -> int:

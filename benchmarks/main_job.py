@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -21,10 +22,12 @@ from ._common import RESULTS_DIR, machine_info, write_json
 RECIPE = "recipes/mult-synth.toml"
 
 
-def record(protocol: Path, seconds: float, command: list[str]) -> dict:
-    """The results file: the run's ``protocol.json`` plus how long the command took and where."""
+def record(protocol: Path, seconds: float, command: list[str], peak_rss_mib: float | None = None) -> dict:
+    """The results file: the run's ``protocol.json`` plus how long the command took, its peak resident
+    memory and where it ran."""
     payload = json.loads(protocol.read_text())
     payload["wall_seconds"] = seconds
+    payload["peak_rss_mib"] = peak_rss_mib
     payload["command"] = " ".join(command)
     payload["machine"] = machine_info("cpu")
     return payload
@@ -39,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = ["promptkit", "run", "--recipe", args.recipe, "--out", str(args.out), "--overwrite"]
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "promptkit.cli", *command[1:]], check=True)
-    write_json(args.results, record(args.out / "protocol.json", time.perf_counter() - t0, command))
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux: the run's own process
+    write_json(args.results, record(args.out / "protocol.json", seconds, command, peak))
     return 0
 
 

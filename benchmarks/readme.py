@@ -67,8 +67,9 @@ def main_job(run: dict[str, Any]) -> str:
         ["share recovered by the prompts", *(_share(hr[k]["share_mplmm"]) for k in CASES)],
     ])]
     secs = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in run["seconds"].items())
-    out += ["", f"`{run['command']}`: {run['wall_seconds'] / 60:.1f} min wall time on {run['machine']['cores']} cores "
-                f"({run['machine']['torch_threads']} torch threads; {secs})."]
+    rss = f", peak memory {run['peak_rss_mib']:.0f} MiB" if run.get("peak_rss_mib") else ""
+    out += ["", f"`{run['command']}`: {run['wall_seconds']:.0f} s wall time on {run['machine']['cores']} cores "
+                f"({run['machine']['torch_threads']} torch threads; {secs}{rss})."]
     return "\n".join(out)
 
 

@@ -311,3 +311,24 @@ def test_cggm_trains_with_module_entries_and_reads_each_encoder(tmp_path):
     plugin = CGGM.from_recipe_section(backbone, spec, {}, task=data.task)
     accs = plugin.unimodal_accuracy(data.loader("test", 8))  # its own forward: token ids under 'text_ids'
     assert set(accs) == set(MODS) and all(0 <= a <= 1 for a in accs.values())
+
+
+def test_a_compiled_backbone_gives_the_same_outputs_with_module_entries():
+    from promptkit.compile import compile_model
+
+    p = prompter()
+    x = batch()
+    want = p(**x, mask=MASK)
+    compile_model(p, backend="eager")  # dynamo traces the backbone, its hooks and the substituted extractors
+    assert torch.allclose(p(**x, mask=MASK), want, atol=1e-6)
+    assert torch.equal(p(**x, mask=MASK), p(**with_missing_rows_changed(x), mask=MASK))
+
+
+def test_the_data_scaled_init_reads_a_module_entry_at_its_extractor():
+    p = prompter()
+    x = batch()
+    measured = p.calibrate_init(x)
+    with torch.no_grad():
+        text = p.backbone.text_encoder(x["text"])
+    assert "features.text" in measured
+    assert torch.allclose(p.mmgm.out_maps["text"][-1].bias, text.reshape(-1, 8).mean(0), atol=1e-6)

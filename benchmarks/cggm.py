@@ -159,7 +159,7 @@ def encoder_outputs(model: nn.Module, spec: HookSpec, dataset: MSADataset, devic
     model.eval()
     try:
         for batch in make_loader(dataset, batch_size):
-            model(**{spec.features[m]: batch[m].to(device) for m in spec.modalities})
+            model(**spec.kwargs({m: batch[m].to(device) for m in spec.modalities}))
     finally:
         for h in handles:
             h.remove()

@@ -201,7 +201,9 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
     print(f"task {data.task}, out_dim {data.out_dim}, modalities {', '.join(data.modalities)}")
     rows = []
     for split, ds in data.splits.items():
-        shapes = ", ".join(f"{m} ({len(ds)}, {data.seq_lens[m]}, {data.feature_dims[m]})" for m in data.modalities)
+        shapes = ", ".join(f"{m} ({len(ds)}, 3, {data.seq_lens[m]}) token ids < {data.feature_dims[m]}"
+                           if m in data.token_modalities else
+                           f"{m} ({len(ds)}, {data.seq_lens[m]}, {data.feature_dims[m]})" for m in data.modalities)
         rows.append([split, str(len(ds)), shapes, _label_summary(ds.labels, data.task)])
     _print_table("splits", ["split", "samples", "features (N, T, D)", "labels"], rows)
     return 0

@@ -270,3 +270,11 @@ def test_ridge_ceiling_reads_token_text_as_a_bag_of_ids():
     ceiling = ridge_ceilings(data, "mosi")
     assert ceiling["{t}"]["metrics"]["non0_acc2"] > 0.68
     assert ceiling["complete"]["metrics"]["non0_acc2"] >= ceiling["{a,v}"]["metrics"]["non0_acc2"] - 0.02
+
+
+def test_data_describe_shows_token_text_as_ids(tmp_path, capsys):
+    recipe = _tiny_recipe("misa-synth-bert", tmp_path)
+    assert main(["data", "describe", "--recipe", str(recipe)]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "token ids (codebook of 16)" in out  # the description
+    assert "text (24, 3, 7) token ids <" in out and "(24, 5, 5)" in out  # ids (N, 3, T), audio (N, T, D)

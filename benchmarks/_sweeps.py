@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptkit.recipes import Recipe
+from promptkit.experiment.pipeline import obtain_backbone
 from promptkit.experiment.sweep import run_sweep, sweep_timing
+from promptkit.recipes import Recipe, load_recipe_data
 
 from ._common import mean_std
 from .table1 import recipe_for
@@ -54,6 +55,10 @@ def run_grid(args: argparse.Namespace, axes: dict[str, list[Any]],
     cells took, not its own seconds)."""
     recipe = base_recipe(args.backbone, quick=args.quick, full=args.full)
     out = args.work / args.backbone / setting_name(args)
+    if recipe.pretrain.checkpoint is None:  # --quick: every cell would pre-train the same backbone; do it once
+        shared, _ = obtain_backbone(recipe, load_recipe_data(recipe), out, device=args.device, resume=True,
+                                    progress=False)
+        recipe = recipe.replace(pretrain=dataclasses.replace(recipe.pretrain, checkpoint=str(shared.resolve())))
     path = run_sweep(recipe, axes, args.seeds, out, methods=[method], jobs=args.jobs, device=args.device,
                      progress=not args.quiet)
     log = sweep_timing(out)

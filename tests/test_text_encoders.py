@@ -278,3 +278,13 @@ def test_data_describe_shows_token_text_as_ids(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "token ids (codebook of 16)" in out  # the description
     assert "text (24, 3, 7) token ids <" in out and "(24, 5, 5)" in out  # ids (N, 3, T), audio (N, T, D)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_lora_probe_feeds_token_ids_to_a_token_text_backbone(name, data):
+    """LoRA's target probe runs the backbone once on example inputs: token ids for the text."""
+    from promptkit.methods.lora_targets import lora_target_modules
+
+    model = _build(name, data).eval()
+    targets = lora_target_modules(model, hook_spec_for(model))
+    assert any(t.startswith("text_encoder.") or t.startswith("fusion.t5") for t in targets), targets

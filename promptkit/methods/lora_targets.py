@@ -70,8 +70,16 @@ def _example_inputs(backbone: nn.Module, spec: Any, steps: int = 4, batch: int =
     dtype = weight.dtype if weight is not None else torch.float32
     device = weight.device if weight is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
-    return {m: torch.randn(batch, steps, int(dims[m]), generator=gen).to(device=device, dtype=dtype)
+    tokens = getattr(backbone, "token_modalities", ())  # token ids (B, 3, T) below the vocabulary size
+    return {m: _example_tokens(batch, steps, int(dims[m]), gen).to(device) if m in tokens else
+            torch.randn(batch, steps, int(dims[m]), generator=gen).to(device=device, dtype=dtype)
             for m in spec.modalities}
+
+
+def _example_tokens(batch: int, steps: int, vocab: int, gen: torch.Generator) -> torch.Tensor:
+    """Random token rows ``(B, 3, T)``: ids in ``[1, vocab)``, every step a real token, segment 0."""
+    ids = torch.randint(1, vocab, (batch, steps), generator=gen)
+    return torch.stack([ids, torch.ones_like(ids), torch.zeros_like(ids)], dim=1)
 
 
 def _called_modules(

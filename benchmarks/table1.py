@@ -141,7 +141,6 @@ def prompt_growth(backbone: str = "mult", ms: Sequence[int] = (3, 5)) -> dict[st
     over the first M of :data:`GROWTH_MODALITIES`, per M. MPLMM grows linearly in M, MPMM as
     ``2**M - 1`` prompt sets (the backbone itself grows with M too: MulT has M(M-1) crossmodal
     transformers)."""
-    import promptkit
     from promptkit import MissingModalityPrompter, PrompterConfig
     from promptkit.backbone_files import build_backbone
     from promptkit.data import make_synthetic_mosi

@@ -29,6 +29,8 @@ import backbones
 
 from ._atomic import atomic_write_bytes
 from .checkpoint import CheckpointError, check_layout, load_checkpoint, save_checkpoint
+from .hookspec import spec_or_none
+from .projections import input_projections
 from .recipes import Recipe, RecipeError, check_backbone_config
 from .seeding import derive_seed, seed_everything
 
@@ -288,6 +290,55 @@ def backbone_feature_dims(model: nn.Module) -> dict[str, int] | None:
     """``model.feature_dims`` when the backbone has it (a factory's model need not)."""
     dims = getattr(model, "feature_dims", None)
     return dict(dims) if isinstance(dims, dict) else None
+
+
+def transfer_backbone(path: str | Path, data: Any, *, recipe: Recipe, hooks: Any = None,
+                      device: str | torch.device = "cpu") -> tuple[nn.Module, list[str]]:
+    """A registered backbone of ``path`` moved into ``data``'s feature space (``[prompt] reinit_projections``).
+
+    The backbone is rebuilt with the file's config but the data's ``feature_dims`` (and ``out_dim``
+    and ``task``, for a target of another task), initialised from ``([prompt] seed, "projections")``;
+    every tensor of the file is then loaded bit-identical except those of the input projections
+    (:func:`promptkit.projections.input_projections`) and, where the task changed their shape, the
+    head's (the spec's ``trainable`` modules): those keep the fresh init.
+
+    Returns:
+        the model (eval mode) and the names of its freshly initialised tensors.
+
+    Raises:
+        CheckpointError / ValueError: not a registered backbone's file, a modality without an input
+            projection, or a tensor outside the projections and the head whose shape changed.
+    """
+    source = load_backbone(path, recipe=recipe)
+    if recipe.backbone.factory is not None or not callable(getattr(source, "config", None)):
+        raise ValueError(f"reinit_projections rebuilds registered backbones from their config(); {path} is "
+                         f"{recipe.backbone.label!r}")
+    spec = spec_or_none(source, hooks)
+    if spec is None:
+        raise ValueError(f"reinit_projections needs a hook spec for {type(source).__name__}")
+    input_projections(source, spec)  # the source has one per modality (else the error names the modality)
+    config = {**source.config(), "feature_dims": dict(data.feature_dims), "out_dim": data.out_dim, "task": data.task}
+    seed_everything(derive_seed(recipe.prompt.seed, "projections"))
+    model = backbones.create_backbone(str(recipe.backbone.name), **config)
+    target_spec = spec_or_none(model, hooks)
+    fresh_prefixes = [f"{p}." for p in input_projections(model, target_spec).values()]
+    heads = [f"{p}." for p in target_spec.trainable]
+    state, fresh = model.state_dict(), []
+    for key, tensor in source.state_dict().items():
+        if key not in state:
+            raise CheckpointError(f"{path}: tensor {key!r} has no place in {type(model).__name__} for the target data")
+        if any(key.startswith(p) for p in fresh_prefixes):
+            fresh.append(key)
+        elif state[key].shape != tensor.shape:
+            if not any(key.startswith(p) for p in heads):
+                raise ValueError(f"reinit_projections: tensor {key!r} of {path} is {tuple(tensor.shape)}, the "
+                                 f"target needs {tuple(state[key].shape)}; only the input projections and the head "
+                                 "may change")
+            fresh.append(key)
+        else:
+            state[key] = tensor
+    model.load_state_dict(state)
+    return model.to(device).eval(), fresh
 
 
 def check_backbone_fits(model: nn.Module, data: Any, what: str) -> None:

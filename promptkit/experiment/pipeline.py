@@ -46,7 +46,7 @@ from ..modalities import ModalitySet
 from ..recipes import Recipe, load_pretrain_data, resolve_recipe_file
 from ..train.device import check_compile, resolve_device
 from ..train.distributed import barrier, is_main_process
-from ..train.pretrain import pretrain
+from ..train.pretrain import pretrain, transfer
 from ..train.run_dir import code_identity, lock_run_dir
 
 
@@ -119,7 +119,8 @@ def obtain_backbone(
                 f"(looked for {path}); regenerate it with the command in its recipe's comment"
             )
         backbone = load_backbone(path, recipe=recipe)
-        check_backbone_fits(backbone, data, f"backbone {path}")
+        if not recipe.prompt.reinit_projections:  # else the transfer stage fits it to the data
+            check_backbone_fits(backbone, data, f"backbone {path}")
         return path, {**recipe.backbone.identity(), "checkpoint": str(path)}
     source = load_pretrain_data(recipe, data, data_path)
     result = pretrain(recipe, source, out_dir / "pretrain", cggm=cggm, **opts)
@@ -202,6 +203,9 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     t0 = time.perf_counter()
     with stage("pretrain"):
         backbone_file, pretrained = obtain_backbone(recipe, data, out_dir, data_path=data_path, cggm=cggm, **opts)
+        if recipe.prompt.reinit_projections:  # every method starts from the backbone moved into the data's space
+            backbone_file = transfer(recipe, data, backbone_file, out_dir / "transfer", hooks=recipe.hook_spec(), **opts)
+            pretrained["transfer"] = str(backbone_file)
         bare = load_backbone(backbone_file, device=dev, recipe=recipe)  # the pre-trained head, untouched
     times["pretrain_s"] = time.perf_counter() - t0
 

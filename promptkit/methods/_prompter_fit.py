@@ -8,6 +8,8 @@ from typing import Any
 
 from ..backbone_files import load_backbone
 from ..evaluation.protocol import prompted_forward
+from ..hookspec import spec_or_none
+from ..projections import with_projections_trainable
 from ..prompter import MissingModalityPrompter, PrompterConfig
 from ..train.device import resolve_device
 from ..train.prompt_stage import prompt_tune
@@ -17,6 +19,16 @@ from .registry import TrainedMethod
 def recipe_prompter_config(recipe: Any) -> PrompterConfig:
     """The recipe's MPLMM prompts, ``[prompt.prompter]``."""
     return PrompterConfig.from_dict(dict(recipe.prompt.prompter or {}))
+
+
+def method_hooks(recipe: Any, backbone: Any, hooks: Any = None) -> Any:
+    """The spec a method that freezes ``backbone`` trains through: ``hooks``, else the recipe's
+    ``[hooks]`` (None: the registered spec); with ``[prompt] reinit_projections``, with the input
+    projections added to its trainable modules (:func:`~promptkit.projections.with_projections_trainable`)."""
+    spec = hooks if hooks is not None else recipe.hook_spec()
+    if not getattr(recipe.prompt, "reinit_projections", False):
+        return spec
+    return with_projections_trainable(backbone, spec_or_none(backbone, spec))
 
 
 def fit_prompter(
@@ -39,7 +51,7 @@ def fit_prompter(
     """
     opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once
     backbone = load_backbone(backbone_file, device=resolve_device(opts.get("device")), recipe=recipe)
-    model, result = prompt_tune(recipe, data, backbone, Path(out_dir), hooks=hooks if hooks is not None else recipe.hook_spec(),
+    model, result = prompt_tune(recipe, data, backbone, Path(out_dir), hooks=method_hooks(recipe, backbone, hooks),
                                 method=name, config=config, prompter_cls=prompter_cls, **opts)
     model.eval()
     summary = model.trainable_summary()

@@ -38,7 +38,7 @@ from ..train.device import resolve_device
 from ..train.distributed import is_main_process, main_process_first
 from ..train.prompt_stage import prompt_tune
 from . import controls, mplmm
-from ._prompter_fit import recipe_prompter_config
+from ._prompter_fit import method_hooks, recipe_prompter_config
 from .lora_files import (
     ADAPTER_DIR,
     ADAPTER_FILE,
@@ -134,7 +134,7 @@ def train_lora(
     out_dir = Path(out_dir)
     opts.setdefault("evaluate_test", False)  # the protocol reads the test split, once
     backbone = load_backbone(backbone_file, device=resolve_device(opts.get("device")), recipe=recipe)
-    spec = spec_of(backbone, hooks if hooks is not None else recipe.hook_spec())
+    spec = spec_of(backbone, method_hooks(recipe, backbone, hooks))
     inject_lora(backbone, r=r, alpha=alpha, dropout=lora_dropout, target_modules=target_modules, hooks=spec,
                 seed=derive_seed(int(recipe.prompt.seed), "lora-init", name))
     prompter, result = prompt_tune(recipe, data, backbone, out_dir, hooks=lora_training_spec(backbone, spec),

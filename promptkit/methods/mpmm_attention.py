@@ -26,6 +26,7 @@ from ..train.device import resolve_device
 from ..train.distributed import is_main_process, main_process_first
 from ..train.engine import fit
 from ..train.prompt_stage import eta_mask_fn
+from ._prompter_fit import method_hooks
 from .attention_prefix import (
     AttentionPrefixPrompts,
     attention_modules,
@@ -99,7 +100,7 @@ def mpmm_attn(recipe: Any, data: Any, backbone_file: str | Path, out_dir: str | 
     weights = weights_digest(backbone)
     with torch.random.fork_rng(devices=[]):
         seed_everything(derive_seed(int(stage.seed), "prompt-init", "mpmm_attn"))
-        model = AttentionPrefixPrompts(backbone, hooks if hooks is not None else recipe.hook_spec(),
+        model = AttentionPrefixPrompts(backbone, method_hooks(recipe, backbone, hooks),
                                        length=cfg.prompt_length, init_std=cfg.init_std)
     try:
         if tuple(model.modality_set.names) != tuple(data.modalities):

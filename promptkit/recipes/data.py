@@ -89,10 +89,11 @@ def load_pretrain_data(recipe: Recipe, target: Any, data_path: str | Path | None
             f"{where}: the pre-training data ({source.description}) has modalities {list(source.modalities)}, "
             f"the target ({target.description}) {list(target.modalities)}; they must be the same, in the same order"
         )
-    if dict(source.feature_dims) != dict(target.feature_dims):
+    if dict(source.feature_dims) != dict(target.feature_dims) and not recipe.prompt.reinit_projections:
         raise RecipeError(
             f"{where}: the pre-training data ({source.description}) has feature_dims {dict(source.feature_dims)}, "
-            f"the target ({target.description}) {dict(target.feature_dims)}; a backbone fits only one"
+            f"the target ({target.description}) {dict(target.feature_dims)}; a backbone fits only one "
+            "([prompt] reinit_projections = true moves it into the target's feature space)"
         )
     if source.task != target.task or source.out_dim != target.out_dim:
         raise RecipeError(

@@ -254,6 +254,12 @@ class PromptSection(StageSection):
     In ``[pretrain]``, ``checkpoint`` names a pre-trained backbone file (``backbone.safetensors``,
     relative paths from the recipe's folder; ``{seed}`` in it is replaced by ``[data] seed``): the
     stage then loads it instead of training (``python -m benchmarks.pretrained`` writes them).
+
+    ``reinit_projections`` (cross-feature-space transfer, the paper's IEMOCAP and CH-SIMS design):
+    the pre-trained backbone's input projections are re-initialised for the target's feature sizes
+    (its head's output layer too where the task changes it) and trained with the head on complete
+    target data (the transfer stage), every other tensor frozen and bit-identical; every method then
+    starts from that backbone, and those that freeze it train the projections with their own set.
     """
 
     epochs: int = 30
@@ -261,6 +267,7 @@ class PromptSection(StageSection):
     prompt_lr: float | None = None
     methods: list[str] | None = None
     prompter: dict[str, Any] = field(default_factory=dict)
+    reinit_projections: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -20,8 +20,12 @@ from ..backbone_files import (
     backbone_kwargs,
     build_backbone,
     save_backbone,
+    transfer_backbone,
 )
 from ..cggm import CGGM
+from ..checkpoint import weights_digest
+from ..hookspec import spec_or_none, trainable_parameters
+from ..projections import with_projections_trainable
 from ..plugins import TrainPlugin
 from ..recipes import Recipe
 from .distributed import is_main_process, main_process_first
@@ -75,6 +79,33 @@ def pretrain(
         elif is_main_process():
             save_backbone(model, out_dir / BACKBONE_FILE, recipe.backbone.name, extra, config=kwargs)
     return result
+
+
+def transfer(recipe: Recipe, data: Any, backbone_file: str | Path, out_dir: str | Path, *, hooks: Any = None,
+             **opts: Any) -> Path:
+    """The transfer stage of ``[prompt] reinit_projections``: the backbone of ``backbone_file``
+    moved into ``data``'s feature space (:func:`~promptkit.backbone_files.transfer_backbone`), its
+    input projections and head trained on complete target data with the ``[prompt]`` settings,
+    everything else frozen; saved as ``out_dir/backbone.safetensors``, the file every method starts from.
+    """
+    out_dir = Path(out_dir)
+    model, fresh = transfer_backbone(backbone_file, data, recipe=recipe, hooks=hooks, device=opts.get("device") or "cpu")
+    spec = with_projections_trainable(model, spec_or_none(model, hooks))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = {id(p): p for path in spec.trainable for p in trainable_parameters(model, path).values()}
+    for p in params.values():
+        p.requires_grad_(True)
+    info = {**recipe.backbone.identity(), "source_weights": weights_digest(model), "transfer_from": str(backbone_file),
+            "trainable": list(spec.trainable)}
+    result = fit(model, data, recipe.prompt, out_dir, hooks=hooks, params=list(params.values()),
+                 metric_kind=recipe.data.metric, run_info=_jsonable(info), evaluate_test=False, **opts)
+    extra = {"best_epoch": result.best_epoch, "data": data.description,
+             "transfer": {"from": str(backbone_file), "reinitialised": fresh, "trained": list(spec.trainable)}}
+    with main_process_first():
+        if is_main_process():
+            save_backbone(model.eval(), out_dir / BACKBONE_FILE, recipe.backbone.name, extra)
+    return out_dir / BACKBONE_FILE
 
 
 def _jsonable(x: Any) -> Any:

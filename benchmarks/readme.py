@@ -318,7 +318,26 @@ def setting_figure(fig: dict[str, Any]) -> str:
             f"({fig['setting']} setting, {_timing(fig)}); {fig['data']}")
 
 
+def speed_targets(speed: dict[str, Any]) -> str:
+    """The speed targets, before → after (``python -m benchmarks.speed_targets``)."""
+    t = speed.get("targets")
+    if not t:
+        return "*(no targets yet: run python -m benchmarks.speed_targets)*"
+
+    def fmt(v: Any, unit: str) -> str:
+        return "–" if v is None else (f"{v:.2f}" if unit == "x" else f"{v:.0f}" if v >= 10 else f"{v:.1f}") + \
+            ("" if unit == "x" else f" {unit}")
+
+    rows = [[r["target"], "–" if r["goal"] is None else f"≤ {fmt(r['goal'], r['unit'])}", fmt(r["before"], r["unit"]),
+             fmt(r["after"], r["unit"]), {True: "yes", False: "**no**", None: "–"}[r["met"]]] for r in t["rows"]]
+    m = speed["machine"]
+    before = f" (before: commit {t['before_commit']})" if t.get("before_commit") else ""
+    return _table(["target", "goal", "before", "after", "met"], rows) + \
+        f"\n\nMeasured on {m['cpu']}, {m['cores']} cores, torch {m['torch']}{before}."
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "speed": ("speed_cpu.json", speed_targets),
     "table1": ("table1.json", table1),
     "table1-growth": ("table1.json", table1_growth),
     "table1-ordering": ("table1.json", table1_ordering),

@@ -158,6 +158,7 @@ class DataSection:
                              "text = \"tokens\" (and codebook_size)")
         if self.vocab_size is not None and (self.text != "tokens" or self.vocab_size < 2):
             raise ValueError(f"vocab_size = {self.vocab_size} needs text = \"tokens\" and a value >= 2")
+        self._check_world()
         text = self.synthetic.get("text", "features")
         if text not in ("features", "tokens"):
             raise ValueError(f"[data.synthetic] text must be \"features\" or \"tokens\", got {text!r}")
@@ -167,6 +168,19 @@ class DataSection:
                 raise ValueError("[data.synthetic] codebook_size applies to text = \"tokens\" only")
             if isinstance(k, bool) or not isinstance(k, int) or k < 2:
                 raise ValueError(f"[data.synthetic] codebook_size must be an int >= 2, got {k!r}")
+
+    def _check_world(self) -> None:
+        """``[data.synthetic] world``: a known world, scored by its own metric kind."""
+        from ..data.synthetic.worlds import WORLD_METRICS, WORLDS
+
+        world = self.synthetic.get("world")
+        if world is None:
+            return
+        if world not in WORLDS:
+            raise ValueError(f"[data.synthetic] world must be one of {list(WORLDS)}, got {world!r}")
+        if self.metric not in WORLD_METRICS[world]:
+            raise ValueError(f"[data.synthetic] world = {world!r} is scored with [data] metric = "
+                             f"{' or '.join(repr(k) for k in WORLD_METRICS[world])}, got {self.metric!r}")
 
     def _check_modalities(self) -> None:
         if self.modalities is None:

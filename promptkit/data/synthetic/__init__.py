@@ -138,6 +138,14 @@ of features); default source with 20/20/20 steps 5 s (0.6 GB, peak RSS 1.2 GB); 
 source with 50/50/50 steps 11 s (1.5 GB of features, peak RSS 2.1 GB; the unaligned source is
 ~2.5 GB). Drawing the per-step Gaussian noise dominates; the rest works in place, in blocks.
 
+Worlds
+------
+``world="mosei" | "mosi" | "iemocap" | "sims"``: the paper's four data sets from this one process
+(:mod:`.worlds`): the MOSEI-like source, the MOSI-like target (the default) and IEMOCAP- and
+CH-SIMS-like targets in feature spaces of their own (MMIN's and MMSA's feature sizes), with their
+split sizes and labels (four emotions; scores in [-1, 1] with unimodal labels), sharing the latent
+factors, so a backbone pre-trained on the source transfers through re-initialised input projections.
+
 Modules, in the order the generator reads them: :mod:`.shapes` and :mod:`.views` (the
 parameters), :mod:`.options` (the arguments checked and resolved), :mod:`.world` (what the seed
 fixes: mixings, offsets), :mod:`.latents` (each sample's shared draws), :mod:`.features` (the
@@ -145,6 +153,7 @@ per-modality arrays) and :mod:`.generator` (:func:`make_synthetic_mosi`: the spl
 """
 
 from .generator import make_synthetic_mosi
+from .worlds import WORLDS, World
 from .latents import N_LATENT, N_SENT, N_SHARED, SENTIMENT_WEIGHTS
 from .shapes import (
     ALIGNED_LENS,
@@ -188,7 +197,9 @@ __all__ = [
     "VERSIONS",
     "VIEWS",
     "VIEWS_V2",
+    "WORLDS",
     "FeatureOffset",
     "ModalityView",
+    "World",
     "make_synthetic_mosi",
 ]

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..dataset import SPLITS, DataBundle, MSADataset
 from .features import _generate_split, _generate_split_v2, _modality_features
@@ -29,6 +30,7 @@ from .shapes import (
 from .tokens import DEFAULT_CODEBOOK_SIZE, check_text_form, make_codebook, quantize, vocab_size
 from .views import EXTRA_FEATURE_DIM, VIEWS, VIEWS_V2, ModalityView
 from .world import _add_extra_world, _extra_rng, _make_world, _make_world_v2
+from .worlds import WORLDS, World, iemocap_labels, sims_labels, world_mixings, world_rng
 
 
 def make_synthetic_mosi(
@@ -44,6 +46,7 @@ def make_synthetic_mosi(
     views: Mapping[str, ModalityView | Mapping[str, Any]] | None = None,
     text: str = "features",
     codebook_size: int = DEFAULT_CODEBOOK_SIZE,
+    world: str | None = None,
 ) -> DataBundle:
     """Generate the synthetic data set; same arguments → same bytes (on one platform).
 
@@ -70,12 +73,22 @@ def make_synthetic_mosi(
             fixed codebook of the seed (:mod:`.tokens`); ``feature_dims["text"]`` is then the
             vocabulary size ``codebook_size + 3``. The other modalities are unchanged.
         codebook_size: K, the codebook's entries (``text="tokens"`` only).
+        world: ``"mosei"`` (the source domain), ``"mosi"`` (the target domain: the same bytes as
+            no world), ``"iemocap"`` or ``"sims"``: a target with that data set's feature sizes,
+            split sizes and labels (:mod:`.worlds`); its source (``domain="source"``) is the MOSEI world.
 
     Returns:
         a regression :class:`DataBundle`; features ``(N, T_m, D_m)`` float32 (token text
         ``(N, 3, T)`` int64), labels ``(N,)``.
     """
     check_text_form(text, codebook_size)
+    if world is not None and world not in WORLDS:
+        raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
+    if world == "mosei":
+        domain = "source"
+    elif world is not None and WORLDS[world] is not None and domain == "target":
+        return _target_world(WORLDS[world], seed, aligned, sizes, domain_shift, seq_lens, feature_dims, version,
+                             modalities, views, text)
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or int(version) not in VERSIONS:
         raise ValueError(f"version must be one of {list(VERSIONS)}, got {version!r}")
     version = int(version)
@@ -171,3 +184,39 @@ def make_synthetic_mosi(
         name=f"synthetic-mosi-{domain}",
         info=info,
     )
+
+
+def _target_world(w: World, seed, aligned, sizes, domain_shift, seq_lens, feature_dims, version, modalities, views,
+                  text) -> DataBundle:
+    """A target world of its own feature space (:mod:`.worlds`): version 2's process with the world's
+    mixings, sizes and labels; its streams are its own, so no other world's bytes change."""
+    if int(version) != 2 or text != "features" or (modalities is not None and tuple(modalities) != MODALITIES):
+        raise ValueError(f"world {w.name!r} is generator version 2 with text, audio and vision as features; "
+                         f"got version={version!r}, text={text!r}, modalities={modalities!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not 0.0 <= float(domain_shift) <= 1.0:
+        raise ValueError(f"domain_shift must lie in [0, 1], got {domain_shift}")
+    n_split = _resolve_sizes(sizes, w.sizes)
+    lens = _resolve_per_modality(seq_lens, ALIGNED_LENS if aligned else UNALIGNED_LENS, "seq_lens")
+    dims = _resolve_per_modality(feature_dims, w.feature_dims, "feature_dims")
+    mod_views = {**w.views, **_resolve_views(views, MODALITIES, 2)}
+    mix = world_mixings(world_rng(seed, w.name), dims, mod_views)
+    splits = {}
+    for i, split in enumerate(SPLITS):
+        rng = world_rng(seed, w.name, (i,))
+        feats, sentiment, (z, _) = _generate_split_v2(rng, n_split[split], mix["W"], mix["C"], mix["offset"],
+                                                      1.0 + float(domain_shift) / 2, lens, MODALITIES, mod_views)
+        if w.label_kind == "iemocap":
+            splits[split] = MSADataset(feats, iemocap_labels(rng, z, sentiment), modalities=MODALITIES)
+        else:
+            overall, unimodal = sims_labels(rng, z, sentiment, mod_views)
+            splits[split] = MSADataset(feats, overall, modalities=MODALITIES)
+            splits[split].unimodal_labels = {m: torch.as_tensor(v) for m, v in unimodal.items()}
+    kind = "aligned" if aligned else "unaligned"
+    info = {"format": "synthetic", "version": 2, "seed": int(seed), "world": w.name, "domain": "target",
+            "domain_shift": float(domain_shift), "aligned": bool(aligned)}
+    desc = DESCRIPTION.replace("CMU-MOSI shapes), NOT CMU-MOSI", f"{w.name.upper()}-like world), NOT {w.name.upper()}")
+    return DataBundle(splits=splits, modalities=MODALITIES, feature_dims=dims, seq_lens=lens, task=w.task,
+                      out_dim=w.out_dim, description=f"{desc}; generator v2, seed={seed}, world={w.name}, {kind}",
+                      name=f"synthetic-{w.name}", info=info)

@@ -131,3 +131,30 @@ def test_the_stages_section_splits_each_stage_of_the_main_job():
     runs = st["methods"]
     assert st["prompts_over_full_finetune"] == pytest.approx(runs["mplmm"]["wall_s"] / runs["full_finetune"]["wall_s"])
     speed.print_tables(result)
+
+
+def test_speed_targets_read_each_figure_from_its_file_and_judge_it(tmp_path):
+    from benchmarks import readme, speed_targets
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    for folder, wall, mplmm, ft, ev, ratio in ((before, 569.0, 277.0, 85.0, 151.0, 0.7), (after, 150.0, 50.0, 45.0,
+                                                                                            25.0, 0.1)):
+        folder.mkdir()
+        (folder / "main_job.json").write_text(json.dumps({"wall_seconds": wall, "peak_rss_mib": 900.0, "seconds": {
+            "mplmm_s": mplmm, "full_finetune_s": ft, "eval_s": ev}}))
+        (folder / "speed_cpu.json").write_text(json.dumps({"machine": {"cpu": "x", "cores": 2, "torch": "t"},
+                                                           "reference": [{"shape": "aligned", "train_ratio": ratio,
+                                                                          "step_over_roofline": {"ours": 2.5}}]}))
+    (before / "table1.json").write_text(json.dumps({"seconds": 1946.0}))
+    assert speed_targets.main(["--before-dir", str(before), "--after-dir", str(after), "--before-commit", "abc",
+                               "--suite-seconds", "190", "--suite-tests", "900"]) == 0
+    rows = {r["target"]: r for r in json.loads((after / "speed_cpu.json").read_text())["targets"]["rows"]}
+    wall = rows["main job wall time"]
+    assert (wall["before"], wall["after"], wall["met"]) == (569.0, 150.0, True)
+    stage = rows["MPLMM stage / full fine-tuning stage (main job)"]
+    assert stage["before"] == pytest.approx(277 / 85) and stage["after"] == pytest.approx(50 / 45) and stage["met"]
+    assert rows["MulT train step / its roofline, aligned"]["met"] is False  # 2.5 > 2
+    assert rows["Table 1, CPU default"]["before"] == pytest.approx(1946 / 60) and rows["Table 1, CPU default"]["after"] is None
+    assert rows["test suite"]["after"] == 190 and rows["main job peak memory"]["met"] is None
+    text = readme.speed_targets(json.loads((after / "speed_cpu.json").read_text()))
+    assert "| main job wall time | ≤ 180 s | 569 s | 150 s | yes |" in text and "commit abc" in text

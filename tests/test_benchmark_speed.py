@@ -19,6 +19,7 @@ ROW_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_json_and_plot_with_every_section(tmp_path):
     sections = tuple(s for s in speed.SECTIONS if s != "stages")  # stages: test_the_stages_section_splits_each_stage
     cfg = speed.SpeedConfig.tiny(backbones=("mult", "misa"), shapes={"unaligned": {"text": 6, "audio": 9, "vision": 11}},

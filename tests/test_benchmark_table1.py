@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import figures, table1
 
 CASES = ("{a}", "{v}", "{t}", "{a,v}", "{a,t}", "{t,v}", "avg", "complete")
 
 
+@pytest.mark.slow
 def test_table1_code_path_runs_end_to_end_and_resumes(tmp_path):
     argv = ["--quick", "--seeds", "0", "--out", str(tmp_path), "--work", str(tmp_path / "work"), "--quiet"]
     payload = table1.main(argv)

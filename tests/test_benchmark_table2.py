@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from benchmarks import table2
 
 
+@pytest.mark.slow
 def test_table2_code_path_runs_end_to_end_and_resumes(tmp_path):
     argv = ["--quick", "--seeds", "0", "1", "--backbones", "mult", "--out", str(tmp_path), "--quiet",
             "--device", "cpu", "--work", str(tmp_path / "work")]

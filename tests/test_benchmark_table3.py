@@ -50,6 +50,7 @@ def test_each_switch_of_the_ablation_grid_removes_its_prompt_type():
     assert seen == set(table3.ROWS)
 
 
+@pytest.mark.slow
 def test_table3_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     argv = ["--quick", "--seeds", "0", "--jobs", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path),
             "--quiet"]

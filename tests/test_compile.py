@@ -77,6 +77,7 @@ def _check_same(backend: str, modes: bool = False) -> None:
             torch.testing.assert_close(compiled(**x, mask=masks[1]), eager(**x, mask=masks[1]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_prompter_matches_eager_and_keeps_its_hooks():
     """TorchDynamo, the stage that traces the hooks into the graph, without code generation
     (about 10 s here: tracing MulT's nine transformers once)."""

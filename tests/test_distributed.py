@@ -59,6 +59,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_two_processes_reach_the_one_process_test_metrics(runs):
     one, two = (json.loads((runs / f"run{n}" / "protocol.json").read_text())["results"] for n in (1, 2))
     assert one.keys() == two.keys() == {"zero_filled", "mplmm", "head_only"}
@@ -69,6 +70,7 @@ def test_two_processes_reach_the_one_process_test_metrics(runs):
             assert abs(other["non0_acc2"] - metrics["non0_acc2"]) <= 1 / TEST_SAMPLES + 1e-9, (method, case)
 
 
+@pytest.mark.slow
 def test_one_set_of_output_files_and_each_test_sample_once(runs):
     assert _files(runs / "run1") == _files(runs / "run2")
     for stage in ("pretrain", "prompt", "head_only"):
@@ -79,6 +81,7 @@ def test_one_set_of_output_files_and_each_test_sample_once(runs):
     assert results["test_samples"] == TEST_SAMPLES  # 37 over two shards: padding dropped, none lost
 
 
+@pytest.mark.slow
 def test_a_run_trained_on_two_processes_resumes_on_one(runs):
     """Resuming with another process count is allowed: the global batch and the masks (drawn per
     sample) do not depend on it."""

@@ -54,6 +54,7 @@ def factory_run(tmp_path_factory):
     return recipe, out, proc
 
 
+@pytest.mark.slow
 def test_factory_recipe_runs_through_promptkit_run(factory_run):
     recipe, out, proc = factory_run
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -277,6 +277,7 @@ def test_prompt_tune_trains_mmgm_at_the_text_encoder(tmp_path):
         check_feature_data(data, hooks(), "MMIN")
 
 
+@pytest.mark.slow
 def test_promptkit_run_with_a_module_entry_in_hooks(tmp_path):
     recipe = write_recipe(tmp_path, to_toml({"name": "tiny-tokens", **_token_recipe(methods=["mplmm", "ms_zero", "ms_mean", "md_zero", "md_mean", "lb", "mpmm"])}))
     out = tmp_path / "run"

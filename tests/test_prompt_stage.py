@@ -9,7 +9,6 @@ import warnings
 import pytest
 import torch
 
-import promptkit
 from promptkit.backbone_files import build_backbone
 from promptkit.data import make_synthetic_mosi
 from promptkit.recipes import RecipeError, from_dict, load_pretrain_data

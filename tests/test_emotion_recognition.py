@@ -76,6 +76,14 @@ def test_synthetic_recipes_run_from_the_shipped_source_backbone(world, acc, tmp_
     keys = {"neutral_acc", "happy_f1", "avg_acc", "avg_f1"} if world == "iemocap" else {"acc2", "f1", "mae", "corr"}
     assert keys <= set(complete)
     assert set(summary["paired"]["mplmm_vs_head_only"]) >= {"avg", "complete"}
+    if world == "iemocap":  # each emotion's binary accuracy paired per sample too
+        per = summary["paired_tasks"]
+        assert set(per) == {"neutral_acc", "happy_acc", "sad_acc", "angry_acc"}
+        d = per["happy_acc"]["mplmm_vs_head_only"]["complete"]
+        got = complete["happy_acc"] - summary["results"]["head_only"]["cases"]["complete"]["happy_acc"]
+        assert d["mean"] == pytest.approx(100 * got, abs=1e-6)
+    else:
+        assert "paired_tasks" not in summary
 
 
 def _source(tmp_path: Path) -> Path:

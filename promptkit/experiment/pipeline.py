@@ -229,6 +229,9 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
     with stage("evaluation"):
         results = _evaluate_all(bare, trained, forwards, data, hooks, kind, eval_kw)
         paired = {comparison_key(a, b): compare_protocols(results[a], results[b], acc) for a, b in comparisons(methods)}
+        per_task = {key: {comparison_key(a, b): {s: d.to_dict() for s, d in compare_protocols(results[a], results[b],
+                                                                                              key).items()}
+                          for a, b in comparisons(methods)} for key in metric_kind(kind).tasks}
         ceiling = ridge_ceilings(data, kind) if data.task == "regression" else None
         headroom = _headroom(results, ceiling, acc) if ceiling else None
     times["eval_s"] = time.perf_counter() - t0
@@ -247,6 +250,8 @@ def _run_locked(recipe: Recipe, data: Any, out_dir: Path, dev: Any, *, resume: b
         "ceiling": ceiling,
         "headroom": headroom,
     }
+    if per_task:  # e.g. IEMOCAP: each emotion's binary accuracy, paired per sample
+        summary["paired_tasks"] = per_task
     labelled = {method_label(k): r for k, r in results.items()}
     main = is_main_process()  # every process evaluated alike; one writes and prints
     if main:

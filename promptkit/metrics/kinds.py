@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from torchmetrics import Metric
 
+from ._inputs import EMOTIONS
 from .classes import (
     ClassificationMetrics,
     IemocapBinaryMetrics,
@@ -44,6 +45,7 @@ class MetricKind:
             with these kinds only.
         out_dim: the model output width the kind needs, or None for any (IEMOCAP: four binary
             tasks, 8).
+        tasks: the per-task accuracy keys a run also pairs per sample (IEMOCAP: one per emotion).
     """
 
     name: str
@@ -56,6 +58,7 @@ class MetricKind:
     f1: str
     nonzero_accuracy: bool = False
     out_dim: int | None = None
+    tasks: tuple[str, ...] = ()
 
 
 _RECORDS: dict[str, MetricKind] = {k.name: k for k in (
@@ -65,7 +68,7 @@ _RECORDS: dict[str, MetricKind] = {k.name: k for k in (
                nonzero_accuracy=True),
     MetricKind("sims", "regression", SimsMetrics, sims_metrics, "mae", False, "acc2", "f1"),
     MetricKind("iemocap_binary", "classification", IemocapBinaryMetrics, iemocap_binary_metrics, "avg_acc", True,
-               "avg_acc", "avg_f1", out_dim=8),
+               "avg_acc", "avg_f1", out_dim=8, tasks=tuple(f"{e}_acc" for e in EMOTIONS)),
     MetricKind("classification", "classification", ClassificationMetrics, classification_metrics, "acc", True,
                "acc", "f1"),
 )}

@@ -19,6 +19,14 @@ every method asked for, and otherwise re-run with each finished training stage r
     python -m benchmarks.table1                       # CPU-sized default
     python -m benchmarks.table1 --seeds 0 --quick     # seconds: the code path only
     python -m benchmarks.table1 --full --device cuda  # the recipe's own sizes and epochs
+    python -m benchmarks.table1 --datasets mosi iemocap sims   # the paper's columns
+
+``--datasets``: ``mosi`` (the ``<backbone>-synth`` recipe, the default), ``iemocap`` and ``sims``
+(``<backbone>-synth-<dataset>``: the same shipped source backbone moved into the IEMOCAP- and
+CH-SIMS-like worlds through re-initialised input projections, scored by their own metric kinds:
+four binary tasks' avg_acc / avg_f1, CH-SIMS's acc2 / F1). Their runs, summaries, CSV and PNG are
+kept per dataset (``payload["datasets"]``, ``table1-<dataset>.csv``), the paper's column for that
+data set printed beside.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import Any
 from promptkit.evaluation.protocol import DEFAULT_RATES
 from promptkit.metrics import metric_kind
 from promptkit.recipes import Recipe, load, load_recipe_data
-from promptkit.reference import TABLE1_CASES, TABLE1_MOSI
+from promptkit.reference import TABLE1_CASES, TABLE1_IEMOCAP, TABLE1_MOSI, TABLE1_SIMS
 from promptkit.experiment.pipeline import ZERO_FILLED, run_pipeline
 
 from ._common import (
@@ -51,25 +59,35 @@ METHODS: dict[str, str | None] = {
     "mmin": "MMIN", "mpmm": "MPMM", "mpmm_attn": None, "lora": None, "lora_mplmm": None, "mplmm": "Ours",
 }
 RATE_METRICS = {"acc": "non0_acc2", "f1": "non0_f1", "mae": "mae", "corr": "corr"}  # Fig. 4's four panels
+DATASETS: dict[str, tuple[str, dict]] = {"mosi": ("CMU-MOSI", TABLE1_MOSI), "iemocap": ("IEMOCAP", TABLE1_IEMOCAP),
+                                         "sims": ("CH-SIMS", TABLE1_SIMS)}
+"""dataset -> (the paper's name for it, its Table 1 column as printed)."""
 CASES = TABLE1_CASES[:-1]  # the six incomplete cases of text/audio/vision
 CPU = {"sizes": {"train": 1284, "valid": 300, "test": 1000}, "prompt_epochs": 3, "pretrain_epochs": 3}
 QUICK = {"sizes": {"train": 48, "valid": 24, "test": 48}, "seq_lens": {"text": 6, "audio": 8, "vision": 7},
          "prompt_epochs": 1, "pretrain_epochs": 1, "rates": [0.5, 1.0]}
 
 
-def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = False) -> Recipe:
-    """The shipped ``<backbone>-synth`` recipe with training seed ``seed``: its own sizes and epochs
-    (``full``), the CPU-sized default, or ``quick`` (a tiny set, pre-trained here for one epoch)."""
-    recipe = load(f"{backbone}-synth")
+def recipe_for(backbone: str, seed: int, *, quick: bool = False, full: bool = False, dataset: str = "mosi") -> Recipe:
+    """The shipped ``<backbone>-synth`` recipe (``<backbone>-synth-<dataset>`` for IEMOCAP and
+    CH-SIMS) with training seed ``seed``: its own sizes and epochs (``full``), the CPU-sized
+    default, or ``quick`` (a tiny set; MOSI's backbone pre-trained here for one epoch, the other
+    data sets' still the shipped source backbone, which they transfer)."""
+    recipe = load(f"{backbone}-synth" if dataset == "mosi" else f"{backbone}-synth-{dataset}")
     data, pre, prompt = recipe.data, recipe.pretrain, dataclasses.replace(recipe.prompt, seed=seed,
                                                                        methods=["mplmm"])
-    if quick:
+    if quick and dataset != "mosi":
+        data = dataclasses.replace(data, sizes=QUICK["sizes"], synthetic={**data.synthetic, "seq_lens": QUICK["seq_lens"]})
+        pre = dataclasses.replace(pre, epochs=QUICK["pretrain_epochs"])
+        prompt = dataclasses.replace(prompt, epochs=QUICK["prompt_epochs"])
+    elif quick:
         data = dataclasses.replace(data, sizes=QUICK["sizes"], synthetic={**data.synthetic, "seq_lens": QUICK["seq_lens"]},
                                    pretrain_on="target", source_sizes=None)
         pre = dataclasses.replace(pre, checkpoint=None, epochs=QUICK["pretrain_epochs"])
         prompt = dataclasses.replace(prompt, epochs=QUICK["prompt_epochs"])
     elif not full:
-        data = dataclasses.replace(data, sizes=CPU["sizes"])
+        data = dataclasses.replace(data, sizes=CPU["sizes"] if dataset == "mosi" else
+                                   {**(data.sizes or {}), "valid": CPU["sizes"]["valid"], "test": CPU["sizes"]["test"]})
         pre = dataclasses.replace(pre, epochs=CPU["pretrain_epochs"])  # LB's per-case models train with it
         prompt = dataclasses.replace(prompt, epochs=CPU["prompt_epochs"])
     rates = QUICK["rates"] if quick else list(DEFAULT_RATES)
@@ -109,9 +127,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
-    """Per method: per case (and avg, complete) acc and F1 mean ± std over runs, in percent; trainable counts."""
-    acc, f1 = metric_kind("mosi").accuracy, metric_kind("mosi").f1
+def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str], kind: str = "mosi") -> dict[str, Any]:
+    """Per method: per case (and avg, complete) acc and F1 mean ± std over runs, in percent (the
+    metric kind's accuracy and F1 keys); trainable counts."""
+    k = metric_kind(kind)
+    acc, f1 = k.accuracy, k.f1
+    rate_metrics = {"acc": acc, "f1": f1, **({"mae": "mae", "corr": "corr"} if k.task == "regression" else {})}
     out: dict[str, Any] = {}
     for m in methods:
         cells = {}
@@ -123,7 +144,7 @@ def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[st
         rates = {}
         for rate in runs[0]["results"][m].get("rates", {}):
             rates[rate] = {}
-            for name, key in RATE_METRICS.items():
+            for name, key in rate_metrics.items():
                 vals = [(100 if name in ("acc", "f1") else 1) * r["results"][m]["rates"][rate][key] for r in runs]
                 mean, std = mean_std(vals)
                 rates[rate][name] = {"mean": mean, "std": std, "per_seed": vals}
@@ -181,7 +202,7 @@ def print_growth(growth: dict[str, Any]) -> None:
     Console().print(table)
 
 
-def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int]) -> None:
+def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int], dataset: str = "mosi") -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -194,14 +215,14 @@ def print_table(summary: dict[str, Any], data_label: str, seeds: Sequence[int]) 
         cells = [f"{s['cases'][c]['acc']['mean']:.1f}±{s['cases'][c]['acc']['std']:.1f} / "
                  f"{s['cases'][c]['f1']['mean']:.1f}" for c in (*CASES, "avg", "complete")]
         table.add_row(m, *cells, f"{s['trainable_params']:,}")
-        paper = s["paper_row"]
-        if paper in TABLE1_MOSI:
-            table.add_row(f"  paper {paper}, CMU-MOSI", *[f"{a:.1f} / {f:.1f}" for a, f in TABLE1_MOSI[paper]], "–", "",
-                          style="dim")
+        paper, (name, rows) = s["paper_row"], DATASETS[dataset]
+        if paper in rows:
+            table.add_row(f"  paper {paper}, {name}", *[f"{a:.1f} / " + ("–" if f is None else f"{f:.1f}")
+                                                        for a, f in rows[paper]], "–", "", style="dim")
     Console(width=max(Console().width, 160)).print(table)
 
 
-def plot(path: Path, summary: dict[str, Any], data_label: str) -> None:
+def plot(path: Path, summary: dict[str, Any], data_label: str, ylabel: str = "binary accuracy, non-zero labels (%)") -> None:
     """Grouped bars: one group per case, one bar per method (accuracy, std as error bars)."""
     import matplotlib
 
@@ -216,7 +237,7 @@ def plot(path: Path, summary: dict[str, Any], data_label: str) -> None:
         ax.bar(xs, [s["cases"][c]["acc"]["mean"] for c in cases], width,
                yerr=[s["cases"][c]["acc"]["std"] for c in cases], label=m, capsize=2)
     ax.set_xticks(range(len(cases)), cases)
-    ax.set_ylabel("binary accuracy, non-zero labels (%)")
+    ax.set_ylabel(ylabel)
     ax.set_xlabel("available modalities")
     ax.set_ylim(40, 90)
     ax.set_title(f"Table 1 on {data_label}", fontsize=9, wrap=True)
@@ -229,6 +250,7 @@ def plot(path: Path, summary: dict[str, Any], data_label: str) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__.split("\n\n")[0])
     p.add_argument("--backbones", nargs="+", default=["mult"])
+    p.add_argument("--datasets", nargs="+", default=["mosi"], choices=list(DATASETS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--quick", action="store_true", help="tiny sizes: the code path, no figures")
@@ -243,15 +265,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     payload: dict[str, Any] = {"seeds": args.seeds, "methods": methods, "setting": "quick" if args.quick else
                                "full" if args.full else "cpu", "backbones": {}}
-    for backbone in args.backbones:
-        jobs = [(recipe_for(backbone, seed, quick=args.quick, full=args.full), args.work / backbone / f"s{seed}",
-                 methods, args.device) for seed in args.seeds]
-        runs = run_seeds(jobs, args.jobs)
-        summary = summarize(runs, methods)
-        payload["data"] = runs[0]["data"]
-        payload["backbones"][backbone] = summary
-        if not args.quiet:
-            print_table(summary, runs[0]["data"], args.seeds)
+    for dataset in args.datasets:
+        for backbone in args.backbones:
+            work = args.work / backbone if dataset == "mosi" else args.work / dataset / backbone
+            jobs = [(recipe_for(backbone, seed, quick=args.quick, full=args.full, dataset=dataset), work / f"s{seed}",
+                     methods, args.device) for seed in args.seeds]
+            runs = run_seeds(jobs, args.jobs)
+            summary = summarize(runs, methods, jobs[0][0].data.metric)
+            if dataset == "mosi":
+                payload["data"] = runs[0]["data"]
+                payload["backbones"][backbone] = summary
+            else:
+                entry = payload.setdefault("datasets", {}).setdefault(dataset, {
+                    "data": runs[0]["data"], "metric": runs[0]["metric"], "backbones": {},
+                    "paper": {"source": f"MPLMM Table 1, {DATASETS[dataset][0]} (the paper's data, not ours)",
+                              "rows": DATASETS[dataset][1]}})
+                entry["backbones"][backbone] = summary
+            if not args.quiet:
+                print_table(summary, runs[0]["data"], args.seeds, dataset)
+    if "mosi" not in args.datasets:
+        del payload["backbones"]
     payload["seconds"] = time.perf_counter() - t0
     payload["jobs"] = args.jobs
     payload["prompt_growth"] = {b: prompt_growth(b) for b in args.backbones if b == "mult"}
@@ -262,13 +295,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload["paper"] = {"source": "MPLMM Table 1, CMU-MOSI (the paper's data, not ours)", "rows": TABLE1_MOSI}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "table1.json", payload)
-    rows = [[b, m, c, s["cases"][c]["acc"]["mean"], s["cases"][c]["acc"]["std"], s["cases"][c]["f1"]["mean"],
-             s["cases"][c]["f1"]["std"], s["trainable_params"]]
-            for b, summ in payload["backbones"].items() for m, s in summ.items() for c in (*CASES, "avg", "complete")]
-    write_csv(args.out / "table1.csv", ["backbone", "method", "case", "acc_mean", "acc_std", "f1_mean", "f1_std",
-                                         "trainable_params"], rows)
-    for backbone, summary in payload["backbones"].items():
-        plot(args.out / (f"table1-{backbone}.png" if len(args.backbones) > 1 else "table1.png"), summary, payload["data"])
+    columns = ["backbone", "method", "case", "acc_mean", "acc_std", "f1_mean", "f1_std", "trainable_params"]
+    tables = {"": (payload.get("backbones", {}), payload.get("data"), "binary accuracy, non-zero labels (%)")}
+    tables.update({f"-{ds}": (e["backbones"], e["data"], f"{e['metric']} (%)") for ds, e in payload.get("datasets", {}).items()})
+    for suffix, (per_backbone, label, ylabel) in tables.items():
+        if not per_backbone:
+            continue
+        rows = [[b, m, c, s["cases"][c]["acc"]["mean"], s["cases"][c]["acc"]["std"], s["cases"][c]["f1"]["mean"],
+                 s["cases"][c]["f1"]["std"], s["trainable_params"]]
+                for b, summ in per_backbone.items() for m, s in summ.items() for c in (*CASES, "avg", "complete")]
+        write_csv(args.out / f"table1{suffix}.csv", columns, rows)
+        for backbone, summary in per_backbone.items():
+            name = f"table1{suffix}-{backbone}.png" if len(args.backbones) > 1 else f"table1{suffix}.png"
+            plot(args.out / name, summary, label, ylabel)
     if not args.quiet:
         print(f"{payload['seconds']:.0f} s; results in {args.out / 'table1.json'}")
     return payload

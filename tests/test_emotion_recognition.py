@@ -131,3 +131,21 @@ def test_file_templates_run_end_to_end(name, fixture, acc, tmp_path):
     summary = run_pipeline(recipe, data, tmp_path / "run", progress=False, data_path=data_file)
     assert summary["metric"] == acc
     assert summary["results"]["head_only"]["cases"]["complete"][acc] >= 0
+
+
+@pytest.mark.slow
+def test_table1_has_the_iemocap_and_sims_columns(tmp_path):
+    from benchmarks import table1
+
+    argv = ["--quick", "--datasets", "iemocap", "sims", "--seeds", "0", "--jobs", "1", "--methods", "lb", "mctn",
+            "mplmm", "--out", str(tmp_path), "--work", str(tmp_path / "work"), "--quiet"]
+    payload = table1.main(argv)
+    assert "backbones" not in payload  # no MOSI column asked for
+    for dataset, metric, paper in (("iemocap", "avg_acc", "IEMOCAP"), ("sims", "acc2", "CH-SIMS")):
+        entry = payload["datasets"][dataset]
+        assert entry["metric"] == metric and f"world={dataset}" in entry["data"] and paper in entry["paper"]["source"]
+        summary = entry["backbones"]["mult"]
+        assert list(summary) == ["lb", "mctn", "mplmm"]
+        assert summary["mplmm"]["paper_row"] == "Ours" and 0 <= summary["mplmm"]["cases"]["avg"]["acc"]["mean"] <= 100
+        assert (tmp_path / f"table1-{dataset}.csv").is_file() and (tmp_path / f"table1-{dataset}.png").is_file()
+    assert set(payload["datasets"]["iemocap"]["backbones"]["mult"]["mplmm"]["rates"]["0.5"]) == {"acc", "f1"}

@@ -45,9 +45,10 @@ def source_file(tmp_path):
 def test_shipped_backbones_say_which_inputs_are_projected():
     mult = backbones.create_backbone("mult", feature_dims=SOURCE_DIMS, **TINY)
     assert input_projections(mult, hook_spec_for(mult)) == {m: f"proj.{m}" for m in SOURCE_DIMS}
-    misa = backbones.create_backbone("misa", feature_dims=SOURCE_DIMS)
-    with pytest.raises(ValueError, match="audio"):  # MISA's LSTM extractors read the raw features
-        input_projections(misa, hook_spec_for(misa))
+    for name in ("misa", "mmim", "unimse"):  # LSTMs read their audio and vision: refused, naming them
+        model = backbones.create_backbone(name, feature_dims=SOURCE_DIMS)
+        with pytest.raises(ValueError, match=r"none for .*audio .*vision"):
+            input_projections(model, hook_spec_for(model))
 
 
 def test_a_checkpoint_of_other_feature_sizes_loads_only_with_the_option(source_file):
@@ -99,13 +100,19 @@ def test_frozen_methods_train_the_projections_and_count_them(source_file, tmp_pa
     assert [f"proj.{m}" for m in TARGET_DIMS] == spec.trainable[1:]
 
 
-def test_run_with_reinit_projections_end_to_end(source_file, tmp_path):
-    d = tiny_recipe_dict(prompt={"epochs": 1, "batch_size": 16, "reinit_projections": True,
+@pytest.mark.parametrize("reinit", [False, True])
+def test_run_with_reinit_projections_end_to_end(source_file, tmp_path, reinit):
+    d = tiny_recipe_dict(prompt={"epochs": 1, "batch_size": 16, "reinit_projections": reinit,
                                  "methods": ["mplmm", "head_only", "ms_zero", "lb"]},
                          pretrain={"epochs": 1, "batch_size": 16, "checkpoint": str(source_file)},
                          eval={"missing_rates": [0.5]})
     d["data"]["synthetic"]["feature_dims"] = dict(TARGET_DIMS)
     recipe = from_dict(d)
+    if not reinit:  # a backbone of other feature sizes is refused before anything trains
+        with pytest.raises(ValueError, match="expects feature_dims"):
+            run_pipeline(recipe, _target(), tmp_path / "run", progress=False)
+        assert not (tmp_path / "run" / "prompt").exists()
+        return
     summary = run_pipeline(recipe, _target(), tmp_path / "run", progress=False)
     assert summary["backbone"]["transfer"].endswith("backbone.safetensors")
     shares = summary["trainable"]

@@ -72,3 +72,5 @@ def test_worlds_refuse_what_they_do_not_have():
     with pytest.raises(ValueError, match="iemocap_binary"):
         from_dict({"data": {"synthetic": {"world": "iemocap"}}})  # scored as mosi: refused when read
     from_dict({"data": {"metric": "iemocap_binary", "synthetic": {"world": "iemocap"}}})
+    with pytest.raises(ValueError, match="pre-train it once"):  # the MOSEI source cannot be scored as emotions
+        from_dict({"data": {"metric": "iemocap_binary", "pretrain_on": "source", "synthetic": {"world": "iemocap"}}})

@@ -16,7 +16,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..metrics import KINDS
+from ..metrics import KINDS, metric_kind
 from ..trackers import check_log_with
 from .torch_compile import check_compile_backend
 from .typecheck import check_fields
@@ -181,6 +181,10 @@ class DataSection:
         if self.metric not in WORLD_METRICS[world]:
             raise ValueError(f"[data.synthetic] world = {world!r} is scored with [data] metric = "
                              f"{' or '.join(repr(k) for k in WORLD_METRICS[world])}, got {self.metric!r}")
+        if self.pretrain_on == "source" and metric_kind(self.metric).task != "regression":
+            raise ValueError(f"pretrain_on = 'source' pre-trains on the MOSEI world (regression), which [data] metric = "
+                             f"{self.metric!r} cannot score; pre-train it once (recipes/mult-synth.toml) and name the "
+                             "file in [pretrain] checkpoint")
 
     def _check_modalities(self) -> None:
         if self.modalities is None:

@@ -105,6 +105,7 @@ class SpeedConfig:
     scaling_steps: int = 20
     scaling_width: int = 16
     prompt_length: int = 16
+    reference_details: bool = True  # MMSA's roofline and peak memory too (False: ours only; unaligned, minutes)
     stages_recipe: str = "recipes/mult-synth.toml"
     stages_epochs: int = 2
     stages_sizes: dict[str, int] = field(default_factory=dict)  # {} = the recipe's own split sizes
@@ -222,6 +223,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--tiny", action="store_true", help="the seconds-long smoke configuration")
+    p.add_argument("--no-reference-details", action="store_true",
+                   help="roofline and peak memory of our step only, not MMSA's (its unaligned step takes minutes)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/speed_<device>.json)")
     return p.parse_args(argv)
 
@@ -235,6 +238,7 @@ def config_from_args(args: argparse.Namespace) -> SpeedConfig:
         backbones=tuple(b for b in args.backbones.split(",") if b),
         repeats=args.repeats,
         warmup=args.warmup,
+        reference_details=not args.no_reference_details,
     )
     if args.tiny:
         cfg = SpeedConfig.tiny(**kw)

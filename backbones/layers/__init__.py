@@ -45,6 +45,7 @@ __all__ = [
     "SinusoidalPositions",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "combine_masks",
     "future_mask",
     "sinusoidal_table",
     "POSITION_MODES",

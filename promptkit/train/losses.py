@@ -9,9 +9,6 @@ A forward's output is checked once, where it turns into a loss or predictions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange

@@ -43,10 +43,10 @@ class MissingSignalPrompts(nn.Module):
         """
         p = self.pair(modality)
         if steps is None:
-            return p.mean(dim=1)[generated.long()]
+            return pick(p.mean(dim=1), generated)
         if steps != p.shape[1]:
             p = F.interpolate(p.transpose(1, 2), size=steps, mode="linear", align_corners=True).transpose(1, 2)
-        return p[generated.long()]
+        return pick(p, generated)
 
     def add_to(self, modality: str, seq: torch.Tensor, generated: torch.Tensor, layout: str) -> torch.Tensor:
         """``seq`` plus the per-sample prompt, in ``seq``'s own layout (BTD, BDT, TBD or BD)."""
@@ -59,3 +59,15 @@ class MissingSignalPrompts(nn.Module):
         if layout == "TBD":
             return seq + prompt.transpose(0, 1)
         return seq + prompt
+
+
+def pick(pair: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """Per sample, ``pair[1]`` where ``generated`` else ``pair[0]``: ``(2, *S)`` → ``(B, *S)``.
+
+    The same values as ``pair[generated.long()]``, with a deterministic backward: the gradient of an
+    index with repeated entries accumulates in an order that varies with the CPU threads' timing, so
+    two runs of one seeded recipe drifted apart; ``torch.where``'s gradient is a fixed-order sum over
+    the batch.
+    """
+    flag = generated.bool().reshape(-1, *(1,) * (pair.dim() - 1))
+    return torch.where(flag, pair[1], pair[0])

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from .signal import pick
+
 
 class MissingTypePrompts(nn.Module):
     """P_MT per type target, and the maps M_m shared by targets of the same width.
@@ -62,7 +64,7 @@ class MissingTypePrompts(nn.Module):
         mp: dict[int, torch.Tensor] = {}
         for w in sorted(set(self.target_widths)):
             per_modality = [
-                (signal_pairs[m] @ self.modality_maps[_key(m, w)])[generated[:, i].long()]  # (B, l_s, w)
+                pick(signal_pairs[m] @ self.modality_maps[_key(m, w)], generated[:, i])  # (B, l_s, w)
                 for i, m in enumerate(self.modalities)
             ]
             mp[w] = torch.stack(per_modality).sum(0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -159,6 +160,25 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def kept_rows(previous: Path, rows: dict[str, list[dict[str, Any]]], measured: dict[str, Any],
+              data_label: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """``rows`` (the backbones rerun now) merged into the per-run rows of the ``previous`` Table 2 file:
+    the other backbones keep their rows and where they were measured; the data must be the same."""
+    import re
+
+    if not previous.is_file():
+        raise SystemExit(f"--update: {previous} does not exist (run the whole table first)")
+    old = json.loads(previous.read_text())
+    world = lambda label: re.sub(r"seeds [\d,]+", "seeds", label)  # noqa: E731  (each row keeps its data seeds)
+    if world(old["data"]) != world(data_label):
+        raise SystemExit(f"--update needs the same data as {previous}: it has {old['data']!r}, this run {data_label!r}")
+    old_measured = old.get("rows_measured") or {n: {"seconds": old["seconds"], "machine": old["machine"]}
+                                                for n in old["per_seed"]}
+    merged = {n: rows.get(n, r) for n, r in old["per_seed"].items()} | rows
+    where = {n: measured.get(n, old_measured.get(n)) for n in merged}
+    return merged, where
+
+
 def print_table(summary: dict[str, dict[str, Any]], data_label: str, runs: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -231,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--source-train", type=int, help="pre-train on this many source samples here (no shipped backbone)")
     p.add_argument("--skip-missing", action="store_true",
                    help="train nothing: summarise only the runs already finished in --work (the table says how many)")
+    p.add_argument("--update", action="store_true",
+                   help="rerun only --backbones and keep the other backbones' rows of the existing --out/table2.json "
+                        "(same data seeds required)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
@@ -270,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             per_backbone.setdefault(name, []).append({"data_seed": data_seed, "seed": seed, **row(record)})
             bar.advance(task)
     seconds = time.perf_counter() - t_all
+    measured = {name: {"seconds": seconds, "machine": machine_info(device)} for name in per_backbone}
+    if args.update:
+        per_backbone, measured = kept_rows(args.out / "table2.json", per_backbone, measured, data_label)
+        data_label = json.loads((args.out / "table2.json").read_text())["data"]
     summary = {name: summarize(rows) for name, rows in per_backbone.items()}
     runs = f"training seeds {args.seeds} x data seeds {args.data_seeds} (runs per backbone in the JSON)"
     if not args.quiet:
@@ -285,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "claim_rule": "a method beats another when the paired difference's mean over runs exceeds 2 SE",
         "seconds": seconds,
         "machine": machine_info(device),
+        "rows_measured": measured,
         "summary": summary,
         "per_seed": per_backbone,
         "paper_cmu_mosi": {k: dict(zip(COLUMNS, v)) for k, v in PAPER.items()},

@@ -40,3 +40,22 @@ def test_table2_code_path_runs_end_to_end_and_resumes(tmp_path):
     marker.write_text(json.dumps(record))
     again = table2.main(argv)
     assert math.isclose(again["per_seed"]["mult"][1]["incom_prompted"], 12.3)
+
+
+def test_update_keeps_the_other_backbones_rows_and_replaces_the_rerun_one(tmp_path):
+    previous = tmp_path / "table2.json"
+    old = {"data": "synthetic, seeds 0,1", "seconds": 10.0, "machine": {"cpu": "old"},
+           "per_seed": {"mult": [{"seed": 0, "com": 80.0}], "misa": [{"seed": 0, "com": 49.2}]}}
+    previous.write_text(json.dumps(old))
+    rerun = {"misa": [{"seed": 0, "com": 80.7}, {"seed": 1, "com": 80.1}]}
+    rows, measured = table2.kept_rows(previous, rerun, {"misa": {"seconds": 5.0, "machine": {"cpu": "new"}}},
+                                      "synthetic, seeds 0,1")
+    assert list(rows) == ["mult", "misa"]  # the table keeps its order
+    assert rows["mult"] == old["per_seed"]["mult"] and rows["misa"] == rerun["misa"]
+    assert measured["mult"]["machine"] == {"cpu": "old"} and measured["misa"]["machine"] == {"cpu": "new"}
+    # a rerun on fewer data seeds of the same world merges (each row keeps its data seeds) ...
+    assert table2.kept_rows(previous, rerun, {}, "synthetic, seeds 0")[0]["misa"] == rerun["misa"]
+    with pytest.raises(SystemExit, match="same data"):  # ... another world does not
+        table2.kept_rows(previous, rerun, {}, "synthetic unaligned, seeds 0,1")
+    with pytest.raises(SystemExit, match="does not exist"):
+        table2.kept_rows(tmp_path / "none.json", rerun, {}, "synthetic, seeds 0,1")

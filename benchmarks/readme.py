@@ -336,8 +336,72 @@ def speed_targets(speed: dict[str, Any]) -> str:
         f"\n\nMeasured on {m['cpu']}, {m['cores']} cores, torch {m['torch']}{before}."
 
 
+def speed_steps(speed: dict[str, Any]) -> str:
+    """MulT's train step per shape: beside MMSA's (one run, interleaved), against its roofline, prompt vs
+    full fine-tuning, peak memory; and the main job's stages (``python -m benchmarks.speed``)."""
+    out = []
+    ref = speed.get("reference") or []
+    if ref:
+        rows = []
+        for r in ref:
+            st, ev, roof = r["train_step_s"], r["eval_forward_s"], r["roofline"]["ours"]
+            rows.append([r["shape"], f"{st['ours']:.3f}", f"{st['mmsa']:.3f}" if "mmsa" in st else "–",
+                         f"{r['train_ratio']:.2f}" if "train_ratio" in r else "–", f"{ev['ours']:.3f}",
+                         f"{ev['mmsa']:.3f}" if "mmsa" in ev else "–",
+                         f"{r['eval_ratio']:.2f}" if "eval_ratio" in r else "–",
+                         f"{roof['roofline_s']:.3f}", f"{r['step_over_roofline']['ours']:.2f}",
+                         f"{r['peak_mib']['ours']:.0f}"])
+        out += [_table(["shape", "train step s (ours)", "MMSA's", "ours / MMSA's", "eval forward s (ours)", "MMSA's",
+                        "ours / MMSA's", "roofline s", "step / roofline", "peak MiB (ours)"], rows), ""]
+    mult = [r for r in speed.get("mult", []) if not r.get("compiled")]
+    if mult:
+        rows = [[r["shape"], f"{r['full_s']:.3f}", f"{r['prompt_s']:.3f}", f"{r['ratio']:.2f}", f"{r['flop_ratio']:.2f}",
+                 f"{100 * r['full_peak_fraction']:.1f}", f"{r['full_mem_mib']:.0f}" if "full_mem_mib" in r else "–"]
+                for r in mult]
+        out += [_table(["shape", "full step s", "prompt step s", "prompt / full", "FLOP ratio", "% of matmul peak (full)",
+                        "peak MiB (full)"], rows), ""]
+    st = speed.get("stages")
+    if st:
+        rows = [[m, f"{r['wall_s']:.1f}", f"{r['train_s']:.1f}", f"{r['valid_s']:.1f}", f"{r['setup_and_rest_s']:.1f}"]
+                for m, r in st["methods"].items()]
+        out += [_table(["main-job stage", "wall s", "training s", "validation s", "setup and rest s"], rows), "",
+                f"Prompts / full fine-tuning: {st['prompts_over_full_finetune']:.2f} wall, "
+                f"{st['prompts_over_full_finetune_train']:.2f} training ({st['epochs']} epochs, {st['train_samples']} "
+                "training samples).", ""]
+    c, m = speed["config"], speed["machine"]
+    peak, bw = speed.get("matmul", {}), speed.get("bandwidth", {})
+    rate = f"dense fp32 matmul {peak['flops_per_s'] / 1e9:.0f} GFLOP/s" if "flops_per_s" in peak else ""
+    bwt = f", copy bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s" if "bytes_per_s" in bw else ""
+    out.append(f"Batch {c['batch']}, CMU-MOSI shapes, MulT {_mult_config(ref, speed)}; {rate}{bwt}; measured on "
+               f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}.")
+    return "\n".join(out)
+
+
+def _mult_config(ref: Sequence[dict[str, Any]], speed: dict[str, Any]) -> str:
+    cfg = ref[0]["config"] if ref else speed["config"].get("backbone_kwargs", {}).get("mult", {})
+    keys = [k for k in ("d_model", "num_heads", "layers") if k in cfg]
+    return ", ".join(f"{k} {cfg[k]}" for k in keys) or "(its defaults)"
+
+
+def sensitivity(sens: dict[str, Any]) -> str:
+    """Where the prompts pay: per audio/vision signal level, ceilings, six-case averages and the paired
+    differences against the controls (``python -m benchmarks.sensitivity``)."""
+    rows = []
+    for s in sens["levels"]:
+        ceil, acc, pair = s["ceiling"], s["accuracy"], s["paired"]
+        rows.append([f"{s['level']:g}", *(f"{ceil[c]:.1f}" if c in ceil else "–" for c in ("{a}", "{v}", "{a,v}", "avg")),
+                     *(_pm(acc[m]["avg"]) for m in ("zero_filled", "head_only", "md_zero", "mplmm")),
+                     _pm(pair["mplmm_vs_head_only"]["avg"], 2, True), _pm(pair["mplmm_vs_md_zero"]["avg"], 2, True),
+                     str(s["runs"])])
+    head = ["level", "ceiling {a}", "ceiling {v}", "ceiling {a,v}", "ceiling avg", "zero-filled", "head only", "MD",
+            "prompts", "prompts − head only", "prompts − MD", "runs"]
+    return (_table(head, rows) + f"\n\nSix-case average binary accuracy (%), mean ± SE over seeds {sens['seeds']}; "
+            f"differences paired on identical samples and masks within each run. {_timing(sens)}; {sens['data']}.")
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "speed": ("speed_cpu.json", speed_targets),
+    "speed-steps": ("speed_cpu.json", speed_steps),
     "table1": ("table1.json", table1),
     "table1-growth": ("table1.json", table1_growth),
     "table1-ordering": ("table1.json", table1_ordering),
@@ -353,6 +417,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "table2-cases": ("table2.json", table2_cases),
     "table2-verdict": ("table2.json", table2_verdict),
     "ablation": ("ablation.json", ablation),
+    "sensitivity": ("sensitivity.json", sensitivity),
 }
 _BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.DOTALL)
 

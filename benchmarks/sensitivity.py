@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,7 +159,7 @@ def plot(path: Path, levels: Sequence[dict[str, Any]], data: str) -> None:
     bx.set_xlabel("audio/vision sentiment gain")
     bx.set_ylabel("binary accuracy (%)")
     bx.legend(fontsize=7)
-    fig.suptitle(f"Where the prompts pay (±2 SE over seeds) - {data}", fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(f"Where the prompts pay (±2 SE over seeds) - {data}", 150)), fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

@@ -50,6 +50,19 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]])
     return path
 
 
+def write_png(path: Path, fig: Any, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as a PNG, atomically, and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import math
 import os
 import tempfile
@@ -53,8 +52,8 @@ from benchmarks._common import (
     mean_std,
     write_csv,
     write_json,
+    write_png,
 )
-from promptkit._atomic import atomic_write_bytes
 from promptkit.backbone_files import load_backbone
 from promptkit.cggm import CGGM, CGGMConfig, read_out
 from promptkit.checkpoint import load_checkpoint, take_prefix
@@ -323,10 +322,7 @@ def plot_coefficients(path: Path, cggm_runs: list[dict[str, Any]], modalities: S
     axes[1].set_xlabel(f"training step ({steps_per_epoch} per epoch)")
     fig.suptitle(textwrap.fill(title, 110), fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_png(path, fig, dpi=110)
 
 
 def result_stem(backbone: str) -> str:

@@ -38,7 +38,7 @@ from promptkit.experiment.sweep import run_sweep, sweep_timing
 from promptkit.methods.mplmm import NAME as PROMPTS
 from promptkit.recipes import Recipe, load, load_recipe_data
 
-from ._common import RESULTS_DIR, machine_info, write_csv, write_json
+from ._common import RESULTS_DIR, machine_info, write_csv, write_json, write_png
 
 RECIPE = "mult-synth"
 CONTROLS: tuple[str, ...] = ("head_only", "md_zero")
@@ -133,14 +133,10 @@ def print_table(levels: Sequence[dict[str, Any]], data: str) -> None:
 
 def plot(path: Path, levels: Sequence[dict[str, Any]], data: str) -> None:
     """Prompts − each control (six-case average, ±2 SE) against the level, with the audio/vision ceilings."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from promptkit._atomic import atomic_write_bytes
 
     x = [s["level"] for s in levels]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
@@ -161,10 +157,7 @@ def plot(path: Path, levels: Sequence[dict[str, Any]], data: str) -> None:
     bx.legend(fontsize=7)
     fig.suptitle("\n".join(textwrap.wrap(f"Where the prompts pay (±2 SE over seeds) - {data}", 150)), fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_png(path, fig)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +42,7 @@ from promptkit.experiment.pipeline import (
     run_pipeline,
 )
 
-from ._common import RESULTS_DIR, machine_info, read_finished_run, write_csv, write_json
+from ._common import RESULTS_DIR, machine_info, read_finished_run, write_csv, write_json, write_png
 
 BACKBONES: tuple[str, ...] = ("mult", "misa", "mmim", "unimse")
 COLUMNS: tuple[str, ...] = ("com", "com_prompted", "incom", "incom_prompted")
@@ -161,11 +162,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def kept_rows(previous: Path, rows: dict[str, list[dict[str, Any]]], measured: dict[str, Any],
-              data_label: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+              data_label: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], str]:
     """``rows`` (the backbones rerun now) merged into the per-run rows of the ``previous`` Table 2 file:
-    the other backbones keep their rows and where they were measured; the data must be the same."""
-    import re
-
+    the other backbones keep their rows and where they were measured; the data must be the same.
+    Returns the rows, where each backbone's were measured, and the previous file's data label."""
     if not previous.is_file():
         raise SystemExit(f"--update: {previous} does not exist (run the whole table first)")
     old = json.loads(previous.read_text())
@@ -174,9 +174,8 @@ def kept_rows(previous: Path, rows: dict[str, list[dict[str, Any]]], measured: d
         raise SystemExit(f"--update needs the same data as {previous}: it has {old['data']!r}, this run {data_label!r}")
     old_measured = old.get("rows_measured") or {n: {"seconds": old["seconds"], "machine": old["machine"]}
                                                 for n in old["per_seed"]}
-    merged = {n: rows.get(n, r) for n, r in old["per_seed"].items()} | rows
-    where = {n: measured.get(n, old_measured.get(n)) for n in merged}
-    return merged, where
+    merged = {**old["per_seed"], **rows}  # the table's order, the rerun rows replacing theirs
+    return merged, {n: measured.get(n, old_measured.get(n)) for n in merged}, old["data"]
 
 
 def print_table(summary: dict[str, dict[str, Any]], data_label: str, runs: str) -> None:
@@ -207,15 +206,12 @@ def print_table(summary: dict[str, dict[str, Any]], data_label: str, runs: str) 
 
 def plot(path: Path, summary: dict[str, dict[str, Any]], data_label: str) -> None:
     """Per backbone: the six-case average of zero-fill, head only, full fine-tuning and prompts."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from promptkit._atomic import atomic_write_bytes
 
     bars = (("incom", "zero-filled"), ("incom_head_only", "head only"), ("incom_full_finetune", "full fine-tuning"),
             ("incom_prompted", "MPLMM prompts"))
@@ -232,10 +228,7 @@ def plot(path: Path, summary: dict[str, dict[str, Any]], data_label: str) -> Non
     ax.set_title(f"Table 2 (±2 SE over runs)\nours on {data_label}", fontsize=8)
     ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_png(path, fig)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -293,10 +286,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             per_backbone.setdefault(name, []).append({"data_seed": data_seed, "seed": seed, **row(record)})
             bar.advance(task)
     seconds = time.perf_counter() - t_all
-    measured = {name: {"seconds": seconds, "machine": machine_info(device)} for name in per_backbone}
+    machine = machine_info(device)
+    measured = {name: {"seconds": seconds, "machine": machine} for name in per_backbone}
     if args.update:
-        per_backbone, measured = kept_rows(args.out / "table2.json", per_backbone, measured, data_label)
-        data_label = json.loads((args.out / "table2.json").read_text())["data"]
+        per_backbone, measured, data_label = kept_rows(args.out / "table2.json", per_backbone, measured, data_label)
     summary = {name: summarize(rows) for name, rows in per_backbone.items()}
     runs = f"training seeds {args.seeds} x data seeds {args.data_seeds} (runs per backbone in the JSON)"
     if not args.quiet:
@@ -311,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "metric": "non0_acc2 (%)",
         "claim_rule": "a method beats another when the paired difference's mean over runs exceeds 2 SE",
         "seconds": seconds,
-        "machine": machine_info(device),
+        "machine": machine,
         "rows_measured": measured,
         "summary": summary,
         "per_seed": per_backbone,

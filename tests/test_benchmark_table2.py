@@ -48,8 +48,9 @@ def test_update_keeps_the_other_backbones_rows_and_replaces_the_rerun_one(tmp_pa
            "per_seed": {"mult": [{"seed": 0, "com": 80.0}], "misa": [{"seed": 0, "com": 49.2}]}}
     previous.write_text(json.dumps(old))
     rerun = {"misa": [{"seed": 0, "com": 80.7}, {"seed": 1, "com": 80.1}]}
-    rows, measured = table2.kept_rows(previous, rerun, {"misa": {"seconds": 5.0, "machine": {"cpu": "new"}}},
-                                      "synthetic, seeds 0,1")
+    rows, measured, data = table2.kept_rows(previous, rerun, {"misa": {"seconds": 5.0, "machine": {"cpu": "new"}}},
+                                            "synthetic, seeds 0,1")
+    assert data == old["data"]
     assert list(rows) == ["mult", "misa"]  # the table keeps its order
     assert rows["mult"] == old["per_seed"]["mult"] and rows["misa"] == rerun["misa"]
     assert measured["mult"]["machine"] == {"cpu": "old"} and measured["misa"]["machine"] == {"cpu": "new"}
